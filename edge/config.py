@@ -1,0 +1,367 @@
+"""The `cameras.yaml` schema: pydantic models that refuse unknown keys and explain every error.
+
+Defaults mirror the original app (../shared/docs/origin.md): 416 input, conf 0.25, IoU 0.50,
+max_det 30, car/motorcycle/bus/truck and its CUDA provider options. Everything that can be
+checked before the service starts (duplicate ids, bad URLs, missing model) is checked here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.assets import assets_dir
+from edge.redact import redact_url, register_secret
+
+COCO_VEHICLES = ("car", "motorcycle", "bus", "truck")
+_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+_URL_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "file", "udp", "tcp", "srt"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Point = tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]]
+
+
+class LineConfig(Strict):
+    name: str = Field(min_length=1, max_length=64, description="Counting line name, unique per camera.")
+    points: tuple[Point, Point] = Field(description="Two points [x, y] in source pixels.")
+    directions: tuple[str, str] = Field(
+        default=("in", "out"),
+        description="Names for crossing left→right of p1→p2 and the reverse.",
+    )
+
+    @model_validator(mode="after")
+    def _not_degenerate(self) -> LineConfig:
+        if self.points[0] == self.points[1]:
+            raise ValueError("the two points of a line must differ")
+        return self
+
+
+class CameraConfig(Strict):
+    id: str = Field(description="Short unique id, used in metrics, URLs and events.")
+    url: str = Field(description="rtsp://, http(s):// or a file path; credentials are redacted.")
+    name: str | None = Field(default=None, description="Display name; the id when absent.")
+    enabled: bool = True
+    fps: float | None = Field(default=None, gt=0, le=240, description="Cap on processed frames per second.")
+    width: int | None = Field(
+        default=None, ge=64, le=7680, description="Processing/output width cap in pixels."
+    )
+    lines: list[LineConfig] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError("must be 1-64 letters, digits, '_' or '-', starting with a letter or digit")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme and len(parts.scheme) > 1:
+            if parts.scheme.lower() not in _URL_SCHEMES:
+                raise ValueError(f"unsupported scheme {parts.scheme!r}")
+            if parts.scheme.lower() != "file" and not parts.hostname:
+                raise ValueError(f"{redact_url(v)!r} has no host")
+            try:
+                parts.port  # noqa: B018 - raises on a bad port
+            except ValueError as exc:
+                raise ValueError(f"{redact_url(v)!r}: bad port") from exc
+            register_secret(parts.password)
+        elif not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_lines(self) -> CameraConfig:
+        names = [line.name for line in self.lines]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate line names: {', '.join(dupes)}")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+
+class CudaOptions(Strict):
+    device_id: int = Field(default=0, ge=0, le=63)
+    arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = "kNextPowerOfTwo"
+    gpu_mem_limit: int = Field(default=2 * 1024**3, ge=64 * 1024**2, description="Bytes.")
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
+    do_copy_in_default_stream: bool = True
+
+
+class TensorRTOptions(Strict):
+    enabled: bool = False
+    engine_cache_dir: Path = Path("models/trt-cache")
+    fp16: bool = True
+
+
+class PreprocessOptions(Strict):
+    color: Literal["auto", "rgb", "bgr"] = Field(default="auto", description="auto: by model family.")
+    scale: Literal["auto", "unit", "raw"] = Field(
+        default="auto", description="unit: 0-1, raw: 0-255; auto: by model family."
+    )
+    pad_value: int = Field(default=114, ge=0, le=255)
+
+
+class DetectorConfig(Strict):
+    model: Path = Field(
+        default_factory=lambda: assets_dir() / "models" / "yolox_nano.onnx",
+        description="ONNX file; relative paths resolve against the config file's folder.",
+    )
+    family: Literal["auto", "yolov5", "yolox", "yolov8"] = "auto"
+    input_size: int = Field(default=416, ge=32, le=2048, multiple_of=32)
+    classes: list[str] = Field(default_factory=lambda: list(COCO_VEHICLES), min_length=1)
+    conf: float = Field(default=0.25, gt=0, lt=1)
+    iou: float = Field(default=0.50, gt=0, le=1)
+    max_det: int = Field(default=30, ge=1, le=1000)
+    max_batch: int = Field(default=8, ge=1, le=64)
+    deadline_ms: float | None = Field(
+        default=None, gt=0, le=1000, description="Batch deadline; default one frame of the fastest camera."
+    )
+    stale_s: float = Field(default=0.5, gt=0, le=10, description="Frames older than this are dropped.")
+    providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(
+        default_factory=lambda: ["cuda", "cpu"], min_length=1
+    )
+    cuda: CudaOptions = Field(default_factory=CudaOptions)
+    tensorrt: TensorRTOptions = Field(default_factory=TensorRTOptions)
+    preprocess: PreprocessOptions = Field(default_factory=PreprocessOptions)
+    threads: int = Field(default=0, ge=0, le=256, description="ORT intra-op threads; 0 = ORT default.")
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, v: Path) -> Path:
+        if not v.is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("classes must not repeat")
+        return v
+
+
+class IngestConfig(Strict):
+    open_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    read_timeout_s: float = Field(default=3.0, gt=0, le=120)
+    backoff_initial_s: float = Field(default=0.5, gt=0, le=60)
+    backoff_max_s: float = Field(default=30.0, gt=0, le=3600)
+    healthy_reset_s: float = Field(default=60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> IngestConfig:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be >= backoff_initial_s")
+        return self
+
+
+class TrackerConfig(Strict):
+    max_age: int = Field(default=10, ge=1, le=1000, description="Frames a track survives unmatched.")
+    min_hits: int = Field(default=3, ge=1, le=100, description="Matches before a track is confirmed.")
+    iou_threshold: float = Field(default=0.3, gt=0, lt=1)
+
+
+class WebhookConfig(Strict):
+    url: str
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+    retries: int = Field(default=5, ge=0, le=100)
+    queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s):// URL with a host")
+        register_secret(parts.password)
+        return v
+
+
+class EventsConfig(Strict):
+    jsonl: Path | None = Field(default=Path("events/events.jsonl"))
+    max_bytes: int = Field(default=50 * 1024**2, ge=1024)
+    backups: int = Field(default=5, ge=0, le=1000)
+    webhook: WebhookConfig | None = None
+
+
+class OcrConfig(Strict):
+    enabled: bool = False
+    attempts: int = Field(default=5, ge=1, le=100, description="OCR tries per track.")
+    min_box_width: int = Field(default=80, ge=8, description="Skip vehicles smaller than this (px).")
+
+
+class StreamConfig(Strict):
+    max_width: int = Field(default=1280, ge=64, le=7680)
+    keyframe_interval_s: float = Field(default=1.0, gt=0, le=10)
+    codecs: list[Literal["h264", "vp8"]] = Field(default_factory=lambda: ["h264", "vp8"], min_length=1)
+    bitrate_kbps: int = Field(default=2000, ge=100, le=50_000)
+    ice_servers: list[str] = Field(default_factory=list, description="stun:/turn: URLs.")
+    host_addresses: list[str] | None = Field(
+        default=None, description="Restrict ICE host candidates to these addresses."
+    )
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    auth_token: str | None = Field(default=None, min_length=8)
+
+    @field_validator("auth_token")
+    @classmethod
+    def _remember(cls, v: str | None) -> str | None:
+        register_secret(v)
+        return v
+
+
+class MetricsConfig(Strict):
+    enabled: bool = True
+    gpu: bool = Field(default=True, description="Export NVIDIA GPU metrics when a GPU is present.")
+
+
+class EdgeConfig(Strict):
+    cameras: list[CameraConfig] = Field(min_length=1)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    ocr: OcrConfig = Field(default_factory=OcrConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_ids(cls, v: list[CameraConfig]) -> list[CameraConfig]:
+        ids = [c.id for c in v]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate camera ids: {', '.join(dupes)}")
+        return v
+
+    @property
+    def enabled_cameras(self) -> list[CameraConfig]:
+        return [c for c in self.cameras if c.enabled]
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `problems` holds one `path.to.field: reason` per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str) -> str:
+    """Replace `${VAR}` and `${VAR:-default}`; `${EDGE_ASSETS}` defaults to the shared assets."""
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        if name == "EDGE_ASSETS":
+            return str(assets_dir())
+        raise ConfigError([f"${{{name}}}: environment variable is not set"])
+
+    return _VAR.sub(sub, text)
+
+
+def _expand_tree(node: Any) -> Any:
+    if isinstance(node, str):
+        return expand_env(node)
+    if isinstance(node, list):
+        return [_expand_tree(x) for x in node]
+    if isinstance(node, dict):
+        return {k: _expand_tree(v) for k, v in node.items()}
+    return node
+
+
+def _format_error(err: Any, data: Any) -> str:
+    loc = list(err["loc"])
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list) and item < len(node):
+            elem = node[item]
+            label = elem.get("id") if isinstance(elem, dict) and isinstance(elem.get("id"), str) else None
+            parts[-1:] = [f"{parts[-1]}[{item}]" if parts else f"[{item}]"]
+            if label:
+                parts[-1] += f"({label})"
+            node = elem
+            continue
+        parts.append(str(item))
+        node = node.get(item) if isinstance(node, dict) else None
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return redact_url(f"{'.'.join(parts) or 'config'}: {msg}")
+
+
+def parse_config(data: Any, base_dir: Path | None = None) -> EdgeConfig:
+    """Validate an already-loaded YAML tree; relative model paths resolve against `base_dir`."""
+    if not isinstance(data, dict):
+        raise ConfigError(["config: must be a mapping with a 'cameras' list"])
+    data = _expand_tree(data)
+    det = data.get("detector")
+    if base_dir is not None and isinstance(det, dict) and isinstance(det.get("model"), str):
+        model = Path(det["model"]).expanduser()
+        if not model.is_absolute():
+            det["model"] = str((base_dir / model).resolve())
+    problems = _duplicate_ids(data)
+    try:
+        config = EdgeConfig.model_validate(data)
+    except ValidationError as exc:
+        found = [_format_error(e, data) for e in exc.errors()]
+        raise ConfigError(problems + [p for p in found if p not in problems]) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _duplicate_ids(data: dict[str, Any]) -> list[str]:
+    """Found on the raw tree so that a duplicate is reported even beside other errors."""
+    cams = data.get("cameras")
+    if not isinstance(cams, list):
+        return []
+    ids = [c.get("id") for c in cams if isinstance(c, dict) and isinstance(c.get("id"), str)]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    return [f"cameras: duplicate camera ids: {', '.join(dupes)}"] if dupes else []
+
+
+def load_config(path: str | Path) -> EdgeConfig:
+    """Read, expand `${VARS}` and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"config: cannot read {path}: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError([f"config: invalid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    return parse_config(data, base_dir=path.resolve().parent)

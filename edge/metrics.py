@@ -1,0 +1,170 @@
+"""Every Prometheus metric edge exports, on one injected `CollectorRegistry`.
+
+Stages receive an `EdgeMetrics` and record into it; nothing registers at import time, so tests can
+build as many independent instances as they like. Labels are bounded: camera id, stage, class,
+line, direction, reason, state, provider, never a URL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.process_collector import ProcessCollector
+
+CAMERA_STATES = ("connecting", "streaming", "stalled", "backoff", "stopped")
+STAGES = (
+    "decode",
+    "queue_wait",
+    "preprocess",
+    "inference",
+    "postprocess",
+    "tracking",
+    "annotation",
+    "encode",
+    "send",
+)
+DROP_REASONS = ("superseded", "stale", "queue_full", "viewer_slow", "fps_cap")
+FPS_POINTS = ("decoded", "inferred", "published")
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
+)
+
+
+class RateMeter:
+    """Events per second over a sliding window; thread-safe, O(1) memory per second of window."""
+
+    def __init__(self, window_s: float = 2.0) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._times.append(now)
+            self._trim(now)
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._trim(now)
+            return len(self._times) / self.window_s
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] < now - self.window_s:
+            self._times.popleft()
+
+
+class EdgeMetrics:
+    """The metric families, created on `registry` (a fresh private one by default)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, process: bool = False) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        if process:
+            ProcessCollector(registry=r)
+        cam = ["camera"]
+        # ingest
+        self.frames_received = Counter(
+            "edge_frames_received", "Video packets received from the camera.", cam, registry=r
+        )
+        self.frames_decoded = Counter("edge_frames_decoded", "Frames decoded.", cam, registry=r)
+        self.frames_inferred = Counter(
+            "edge_frames_inferred", "Frames that went through the detector.", cam, registry=r
+        )
+        self.frames_published = Counter(
+            "edge_frames_published", "Annotated frames handed to the encoder.", cam, registry=r
+        )
+        self.frames_dropped = Counter(
+            "edge_frames_dropped", "Frames dropped, by reason.", ["camera", "reason"], registry=r
+        )
+        self.fps = Gauge(
+            "edge_camera_fps", "Frames per second at a point of the pipeline.", ["camera", "point"],
+            registry=r,
+        )
+        self.source_fps = Gauge(
+            "edge_camera_source_fps", "Frame rate the camera advertises.", cam, registry=r
+        )
+        self.camera_state = Gauge(
+            "edge_camera_state", "1 for the camera's current state.", ["camera", "state"], registry=r
+        )
+        self.camera_up = Gauge("edge_camera_up", "1 while the camera streams.", cam, registry=r)
+        self.reconnects = Counter("edge_camera_reconnects", "Reconnect attempts.", cam, registry=r)
+        self.decode_errors = Counter(
+            "edge_camera_decode_errors", "Corrupt packets or frames skipped.", cam, registry=r
+        )
+        # latency
+        self.stage_seconds = Histogram(
+            "edge_stage_seconds", "Per-frame time spent in a stage.", ["camera", "stage"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.batch_inference_seconds = Histogram(
+            "edge_batch_inference_seconds", "ONNX Runtime run time of one batch.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.end_to_end_seconds = Histogram(
+            "edge_end_to_end_seconds", "From frame receipt to its annotated frame being published.",
+            cam, buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        # batching and model
+        self.batch_size = Histogram(
+            "edge_batch_size", "Frames per inference batch.",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64), registry=r,
+        )
+        self.batch_fill_ratio = Histogram(
+            "edge_batch_fill_ratio", "Batch size over the number of streaming cameras (capped).",
+            buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0), registry=r,
+        )
+        self.provider = Info("edge_onnx", "ONNX Runtime execution provider in use.", registry=r)
+        self.detections = Counter(
+            "edge_detections", "Detections after NMS, by class.", ["camera", "class"], registry=r
+        )
+        # tracking, counting, OCR, events
+        self.tracks_confirmed = Counter(
+            "edge_tracks_confirmed", "Tracks that reached confirmation.", cam, registry=r
+        )
+        self.line_crossings = Counter(
+            "edge_line_crossings", "Vehicles counted crossing a line.",
+            ["camera", "line", "class", "direction"], registry=r,
+        )
+        self.ocr_attempts = Counter("edge_ocr_attempts", "Plate OCR attempts.", cam, registry=r)
+        self.ocr_reads = Counter("edge_ocr_reads", "Plates read.", cam, registry=r)
+        self.events_emitted = Counter(
+            "edge_events_emitted", "Vehicle events written by a sink.", ["sink"], registry=r
+        )
+        self.events_dropped = Counter(
+            "edge_events_dropped", "Vehicle events a sink gave up on.", ["sink", "reason"], registry=r
+        )
+        self.events_queue = Gauge(
+            "edge_events_queue", "Events waiting in a sink's queue.", ["sink"], registry=r
+        )
+        # publishing
+        self.viewers = Gauge("edge_viewers", "Connected WebRTC viewers.", cam, registry=r)
+        self.encoders_active = Gauge(
+            "edge_encoders_active", "Running video encoders (one per watched camera).", cam,
+            registry=r,
+        )
+        self._meters: dict[tuple[str, str], RateMeter] = {}
+        self._meters_lock = threading.Lock()
+
+    def set_camera_state(self, camera: str, state: str) -> None:
+        for s in CAMERA_STATES:
+            self.camera_state.labels(camera=camera, state=s).set(1 if s == state else 0)
+        self.camera_up.labels(camera=camera).set(1 if state == "streaming" else 0)
+
+    def tick_fps(self, camera: str, point: str, now: float | None = None) -> None:
+        """Count one frame at `point` (decoded, inferred, published) and refresh the FPS gauge."""
+        key = (camera, point)
+        with self._meters_lock:
+            meter = self._meters.get(key)
+            if meter is None:
+                meter = self._meters[key] = RateMeter()
+                self.fps.labels(camera=camera, point=point).set_function(meter.rate)
+        meter.tick(now)
+
+    def observe_stage(self, camera: str, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(camera=camera, stage=stage).observe(seconds)
