@@ -32,7 +32,9 @@ Point = tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]]
 
 
 class LineConfig(Strict):
-    name: str = Field(min_length=1, max_length=64, description="Counting line name, unique per camera.")
+    name: str = Field(
+        min_length=1, max_length=64, description="Counting line name, unique per camera."
+    )
     points: tuple[Point, Point] = Field(description="Two points [x, y] in source pixels.")
     directions: tuple[str, str] = Field(
         default=("in", "out"),
@@ -51,7 +53,9 @@ class CameraConfig(Strict):
     url: str = Field(description="rtsp://, http(s):// or a file path; credentials are redacted.")
     name: str | None = Field(default=None, description="Display name; the id when absent.")
     enabled: bool = True
-    fps: float | None = Field(default=None, gt=0, le=240, description="Cap on processed frames per second.")
+    fps: float | None = Field(
+        default=None, gt=0, le=240, description="Cap on processed frames per second."
+    )
     width: int | None = Field(
         default=None, ge=64, le=7680, description="Processing/output width cap in pixels."
     )
@@ -61,7 +65,9 @@ class CameraConfig(Strict):
     @classmethod
     def _id_shape(cls, v: str) -> str:
         if not _ID.match(v):
-            raise ValueError("must be 1-64 letters, digits, '_' or '-', starting with a letter or digit")
+            raise ValueError(
+                "must be 1-64 letters, digits, '_' or '-', starting with a letter or digit"
+            )
         return v
 
     @field_validator("url")
@@ -114,7 +120,9 @@ class TensorRTOptions(Strict):
 
 
 class PreprocessOptions(Strict):
-    color: Literal["auto", "rgb", "bgr"] = Field(default="auto", description="auto: by model family.")
+    color: Literal["auto", "rgb", "bgr"] = Field(
+        default="auto", description="auto: by model family."
+    )
     scale: Literal["auto", "unit", "raw"] = Field(
         default="auto", description="unit: 0-1, raw: 0-255; auto: by model family."
     )
@@ -126,6 +134,11 @@ class DetectorConfig(Strict):
         default_factory=lambda: assets_dir() / "models" / "yolox_nano.onnx",
         description="ONNX file; relative paths resolve against the config file's folder.",
     )
+    auto_prepare: bool = Field(
+        default=True,
+        description="Service: make a frozen-batch model dynamic (cached in prepared_dir) at start.",
+    )
+    prepared_dir: Path = Field(default=Path("models"), description="Cache for prepared models.")
     family: Literal["auto", "yolov5", "yolox", "yolov8"] = "auto"
     input_size: int = Field(default=416, ge=32, le=2048, multiple_of=32)
     classes: list[str] = Field(default_factory=lambda: list(COCO_VEHICLES), min_length=1)
@@ -134,16 +147,23 @@ class DetectorConfig(Strict):
     max_det: int = Field(default=30, ge=1, le=1000)
     max_batch: int = Field(default=8, ge=1, le=64)
     deadline_ms: float | None = Field(
-        default=None, gt=0, le=1000, description="Batch deadline; default one frame of the fastest camera."
+        default=None,
+        gt=0,
+        le=1000,
+        description="Batch deadline; default one frame of the fastest camera.",
     )
-    stale_s: float = Field(default=0.5, gt=0, le=10, description="Frames older than this are dropped.")
+    stale_s: float = Field(
+        default=0.5, gt=0, le=10, description="Frames older than this are dropped."
+    )
     providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(
         default_factory=lambda: ["cuda", "cpu"], min_length=1
     )
     cuda: CudaOptions = Field(default_factory=CudaOptions)
     tensorrt: TensorRTOptions = Field(default_factory=TensorRTOptions)
     preprocess: PreprocessOptions = Field(default_factory=PreprocessOptions)
-    threads: int = Field(default=0, ge=0, le=256, description="ORT intra-op threads; 0 = ORT default.")
+    threads: int = Field(
+        default=0, ge=0, le=256, description="ORT intra-op threads; 0 = ORT default."
+    )
 
     @field_validator("model")
     @classmethod
@@ -175,8 +195,12 @@ class IngestConfig(Strict):
 
 
 class TrackerConfig(Strict):
-    max_age: int = Field(default=10, ge=1, le=1000, description="Frames a track survives unmatched.")
-    min_hits: int = Field(default=3, ge=1, le=100, description="Matches before a track is confirmed.")
+    max_age: int = Field(
+        default=10, ge=1, le=1000, description="Frames a track survives unmatched."
+    )
+    min_hits: int = Field(
+        default=3, ge=1, le=100, description="Matches before a track is confirmed."
+    )
     iou_threshold: float = Field(default=0.3, gt=0, lt=1)
 
 
@@ -206,13 +230,17 @@ class EventsConfig(Strict):
 class OcrConfig(Strict):
     enabled: bool = False
     attempts: int = Field(default=5, ge=1, le=100, description="OCR tries per track.")
-    min_box_width: int = Field(default=80, ge=8, description="Skip vehicles smaller than this (px).")
+    min_box_width: int = Field(
+        default=80, ge=8, description="Skip vehicles smaller than this (px)."
+    )
 
 
 class StreamConfig(Strict):
     max_width: int = Field(default=1280, ge=64, le=7680)
     keyframe_interval_s: float = Field(default=1.0, gt=0, le=10)
-    codecs: list[Literal["h264", "vp8"]] = Field(default_factory=lambda: ["h264", "vp8"], min_length=1)
+    codecs: list[Literal["h264", "vp8"]] = Field(
+        default_factory=lambda: ["h264", "vp8"], min_length=1
+    )
     bitrate_kbps: int = Field(default=2000, ge=100, le=50_000)
     ice_servers: list[str] = Field(default_factory=list, description="stun:/turn: URLs.")
     host_addresses: list[str] | None = Field(
@@ -306,7 +334,11 @@ def _format_error(err: Any, data: Any) -> str:
     for item in loc:
         if isinstance(item, int) and isinstance(node, list) and item < len(node):
             elem = node[item]
-            label = elem.get("id") if isinstance(elem, dict) and isinstance(elem.get("id"), str) else None
+            label = (
+                elem.get("id")
+                if isinstance(elem, dict) and isinstance(elem.get("id"), str)
+                else None
+            )
             parts[-1:] = [f"{parts[-1]}[{item}]" if parts else f"[{item}]"]
             if label:
                 parts[-1] += f"({label})"
@@ -363,5 +395,7 @@ def load_config(path: str | Path) -> EdgeConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError([f"config: invalid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+        raise ConfigError(
+            [f"config: invalid YAML{where}: {getattr(exc, 'problem', exc)}"]
+        ) from None
     return parse_config(data, base_dir=path.resolve().parent)

@@ -2,7 +2,17 @@
 
 Stages receive an `EdgeMetrics` and record into it; nothing registers at import time, so tests can
 build as many independent instances as they like. Labels are bounded: camera id, stage, class,
-line, direction, reason, state, provider, never a URL.
+line, direction, reason, state, sink, point, gpu; never a URL.
+
+Invariants the dashboard, the alert rules and the end-to-end test rely on (per camera):
+- `edge_stage_seconds_count{stage="decode"}` == `edge_frames_decoded_total`;
+- `edge_stage_seconds_count{stage="inference"}` == `edge_frames_inferred_total` (the per-frame
+  share of its batch's run time);
+- `sum(edge_batch_size_sum)` == `sum(edge_frames_inferred_total)`;
+- `edge_end_to_end_seconds_count` == `edge_frames_published_total`, where *published* means the
+  frame's results left the pipeline (tracked, counted, and handed to the encoder when watched).
+Call `init_camera` once per configured camera so that every per-camera series exists at 0 from the
+start (Prometheus best practice: a missing series is not a zero, and rate() needs the zero).
 """
 
 from __future__ import annotations
@@ -10,9 +20,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.process_collector import ProcessCollector
+
+from edge.gpu_metrics import GpuCollector, register_gpu_collector
 
 CAMERA_STATES = ("connecting", "streaming", "stalled", "backoff", "stopped")
 STAGES = (
@@ -26,11 +48,29 @@ STAGES = (
     "encode",
     "send",
 )
-DROP_REASONS = ("superseded", "stale", "queue_full", "viewer_slow", "fps_cap")
+DROP_REASONS = ("superseded", "stale", "queue_full", "viewer_slow", "fps_cap", "error")
 FPS_POINTS = ("decoded", "inferred", "published")
+EVENT_DROP_REASONS = ("queue_full", "failed", "rejected", "io_error")
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.35,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
 )
 
 
@@ -62,11 +102,15 @@ class RateMeter:
 class EdgeMetrics:
     """The metric families, created on `registry` (a fresh private one by default)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, process: bool = False) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, process: bool = False, gpu: bool = False
+    ) -> None:
+        """`process`: add process_* (RSS, CPU, fds); `gpu`: add edge_gpu_* when a GPU is usable."""
         self.registry = registry or CollectorRegistry()
         r = self.registry
         if process:
             ProcessCollector(registry=r)
+        self.gpu: GpuCollector | None = register_gpu_collector(r) if gpu else None
         cam = ["camera"]
         # ingest
         self.frames_received = Counter(
@@ -83,14 +127,19 @@ class EdgeMetrics:
             "edge_frames_dropped", "Frames dropped, by reason.", ["camera", "reason"], registry=r
         )
         self.fps = Gauge(
-            "edge_camera_fps", "Frames per second at a point of the pipeline.", ["camera", "point"],
+            "edge_camera_fps",
+            "Frames per second at a point of the pipeline.",
+            ["camera", "point"],
             registry=r,
         )
         self.source_fps = Gauge(
             "edge_camera_source_fps", "Frame rate the camera advertises.", cam, registry=r
         )
         self.camera_state = Gauge(
-            "edge_camera_state", "1 for the camera's current state.", ["camera", "state"], registry=r
+            "edge_camera_state",
+            "1 for the camera's current state.",
+            ["camera", "state"],
+            registry=r,
         )
         self.camera_up = Gauge("edge_camera_up", "1 while the camera streams.", cam, registry=r)
         self.reconnects = Counter("edge_camera_reconnects", "Reconnect attempts.", cam, registry=r)
@@ -99,25 +148,37 @@ class EdgeMetrics:
         )
         # latency
         self.stage_seconds = Histogram(
-            "edge_stage_seconds", "Per-frame time spent in a stage.", ["camera", "stage"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "edge_stage_seconds",
+            "Per-frame time spent in a stage.",
+            ["camera", "stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.batch_inference_seconds = Histogram(
-            "edge_batch_inference_seconds", "ONNX Runtime run time of one batch.",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "edge_batch_inference_seconds",
+            "ONNX Runtime run time of one batch.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.end_to_end_seconds = Histogram(
-            "edge_end_to_end_seconds", "From frame receipt to its annotated frame being published.",
-            cam, buckets=_LATENCY_BUCKETS, registry=r,
+            "edge_end_to_end_seconds",
+            "From frame receipt to its annotated frame being published.",
+            cam,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         # batching and model
         self.batch_size = Histogram(
-            "edge_batch_size", "Frames per inference batch.",
-            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64), registry=r,
+            "edge_batch_size",
+            "Frames per inference batch.",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+            registry=r,
         )
         self.batch_fill_ratio = Histogram(
-            "edge_batch_fill_ratio", "Batch size over the number of streaming cameras (capped).",
-            buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0), registry=r,
+            "edge_batch_fill_ratio",
+            "Batch size over the number of streaming cameras (capped).",
+            buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0),
+            registry=r,
         )
         self.provider = Info("edge_onnx", "ONNX Runtime execution provider in use.", registry=r)
         self.detections = Counter(
@@ -128,8 +189,10 @@ class EdgeMetrics:
             "edge_tracks_confirmed", "Tracks that reached confirmation.", cam, registry=r
         )
         self.line_crossings = Counter(
-            "edge_line_crossings", "Vehicles counted crossing a line.",
-            ["camera", "line", "class", "direction"], registry=r,
+            "edge_line_crossings",
+            "Vehicles counted crossing a line.",
+            ["camera", "line", "class", "direction"],
+            registry=r,
         )
         self.ocr_attempts = Counter("edge_ocr_attempts", "Plate OCR attempts.", cam, registry=r)
         self.ocr_reads = Counter("edge_ocr_reads", "Plates read.", cam, registry=r)
@@ -137,7 +200,10 @@ class EdgeMetrics:
             "edge_events_emitted", "Vehicle events written by a sink.", ["sink"], registry=r
         )
         self.events_dropped = Counter(
-            "edge_events_dropped", "Vehicle events a sink gave up on.", ["sink", "reason"], registry=r
+            "edge_events_dropped",
+            "Vehicle events a sink gave up on.",
+            ["sink", "reason"],
+            registry=r,
         )
         self.events_queue = Gauge(
             "edge_events_queue", "Events waiting in a sink's queue.", ["sink"], registry=r
@@ -145,13 +211,18 @@ class EdgeMetrics:
         # publishing
         self.viewers = Gauge("edge_viewers", "Connected WebRTC viewers.", cam, registry=r)
         self.encoders_active = Gauge(
-            "edge_encoders_active", "Running video encoders (one per watched camera).", cam,
+            "edge_encoders_active",
+            "Running video encoders (one per watched camera).",
+            cam,
             registry=r,
         )
         self._meters: dict[tuple[str, str], RateMeter] = {}
         self._meters_lock = threading.Lock()
+        self._states_seen: set[tuple[str, str]] = set()
 
     def set_camera_state(self, camera: str, state: str) -> None:
+        """One-hot `edge_camera_state` and `edge_camera_up` (1 only while streaming)."""
+        self._states_seen.add((camera, state))
         for s in CAMERA_STATES:
             self.camera_state.labels(camera=camera, state=s).set(1 if s == state else 0)
         self.camera_up.labels(camera=camera).set(1 if state == "streaming" else 0)
@@ -168,3 +239,85 @@ class EdgeMetrics:
 
     def observe_stage(self, camera: str, stage: str, seconds: float) -> None:
         self.stage_seconds.labels(camera=camera, stage=stage).observe(seconds)
+
+    # --- helpers the stages and the app call -------------------------------------------------
+
+    @classmethod
+    def for_service(cls, gpu: bool = True) -> EdgeMetrics:
+        """The instance `edge run` serves: process RSS/CPU and, when present, GPU metrics.
+
+        Also turns off the client's `*_created` series process-wide: they double the series count
+        and no panel or rule uses them."""
+        disable_created_metrics()
+        return cls(process=True, gpu=gpu)
+
+    def init_camera(
+        self,
+        camera: str,
+        classes: Iterable[str] = (),
+        lines: Iterable[tuple[str, Sequence[str]]] = (),
+    ) -> None:
+        """Create the camera's series at 0: frame counters, drops by reason, state, viewers,
+        detections per class and line crossings per (line, class, direction)."""
+        for counter in (
+            self.frames_received,
+            self.frames_decoded,
+            self.frames_inferred,
+            self.frames_published,
+            self.reconnects,
+            self.decode_errors,
+            self.tracks_confirmed,
+            self.ocr_attempts,
+            self.ocr_reads,
+        ):
+            counter.labels(camera=camera)
+        for reason in DROP_REASONS:
+            self.frames_dropped.labels(camera=camera, reason=reason)
+        self.viewers.labels(camera=camera).set(0)
+        self.encoders_active.labels(camera=camera).set(0)
+        if (camera, "connecting") not in self._states_seen:
+            self.set_camera_state(camera, "connecting")
+        classes = list(classes)
+        for cls_name in classes:
+            self.detections.labels(camera=camera, **{"class": cls_name})
+        for line, directions in lines:
+            for cls_name in classes:
+                for direction in directions:
+                    self.line_crossings.labels(
+                        camera=camera, line=line, direction=direction, **{"class": cls_name}
+                    )
+
+    def init_sink(self, sink: str) -> None:
+        """Create an event sink's series at 0 (queue length, emitted, drops by reason)."""
+        self.events_emitted.labels(sink=sink)
+        self.events_queue.labels(sink=sink).set(0)
+        for reason in EVENT_DROP_REASONS:
+            self.events_dropped.labels(sink=sink, reason=reason)
+
+    def set_source_fps(self, camera: str, fps: float | None) -> None:
+        """The rate the camera advertises; the FPS alert compares the decoded rate with it."""
+        if fps is not None and fps > 0:
+            self.source_fps.labels(camera=camera).set(fps)
+
+    def set_provider(self, provider: str, **details: str) -> None:
+        """`edge_onnx_info{provider=...}`: which execution provider really runs."""
+        self.provider.info({"provider": provider, **{k: str(v) for k, v in details.items()}})
+
+    def observe_batch(self, size: int, streaming: int, seconds: float) -> None:
+        """One inference batch: its size, fill (size over streaming cameras) and run time."""
+        self.batch_size.observe(size)
+        self.batch_fill_ratio.observe(min(1.0, size / max(1, streaming)))
+        self.batch_inference_seconds.observe(seconds)
+
+    def observe_end_to_end(self, camera: str, seconds: float) -> None:
+        """One frame published: receive → published latency, counter and FPS together."""
+        self.end_to_end_seconds.labels(camera=camera).observe(seconds)
+        self.frames_published.labels(camera=camera).inc()
+        self.tick_fps(camera, "published")
+
+    def count_drop(self, camera: str, reason: str, n: int = 1) -> None:
+        self.frames_dropped.labels(camera=camera, reason=reason).inc(n)
+
+    def exposition(self) -> bytes:
+        """The text format for `GET /metrics` (serve with `CONTENT_TYPE`)."""
+        return generate_latest(self.registry)

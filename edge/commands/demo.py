@@ -1,14 +1,66 @@
-"""`edge demo` (being built)."""
+"""`edge demo`: the camera simulator on the shared clips plus the whole service, ready to open."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from urllib.parse import urlsplit
+
+from edge.assets import asset
+from edge.commands.run import DEFAULT_CONFIG, load_or_exit, serve
+from edge.config import EdgeConfig
+
+CLIPS = {
+    "highway": "traffic_highway_cctv.mp4",
+    "overpass": "traffic_highway_overpass.mp4",
+    "parking": "car-detection.mp4",
+}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="(not yet available)")
+    p = sub.add_parser("demo", help="simulated RTSP cameras from the shared clips + the service")
+    p.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})"
+    )
+    p.add_argument("--rtsp-port", type=int, default=None, help="simulator port (default: free)")
+    p.add_argument("--host", help="override server.host")
+    p.add_argument("--port", type=int, help="override server.port")
     p.set_defaults(func=run)
 
 
+def point_cameras_at(config: EdgeConfig, urls: dict[str, str]) -> None:
+    """Replace the URL of each loopback camera whose path names a simulated stream."""
+    for cam in config.cameras:
+        parts = urlsplit(cam.url)
+        name = parts.path.strip("/")
+        if parts.hostname in ("127.0.0.1", "localhost") and name in urls:
+            cam.url = urls[name]
+
+
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("edge demo: not yet available")
+    from edge.ingest.camsim import CameraSimulator
+
+    config = load_or_exit(args.config, args.host, args.port)
+    streams = {name: asset("video", clip) for name, clip in CLIPS.items()}
+    with CameraSimulator(streams, port=args.rtsp_port) as sim:
+        point_cameras_at(config, sim.urls())
+        started = asyncio.Event()
+
+        async def main() -> None:
+            async def announce() -> None:
+                await started.wait()
+                port = config.server.port
+                host = config.server.host
+                print(
+                    f"\nedge demo is running: open http://{host}:{port}/ (Ctrl-C stops)\n",
+                    flush=True,
+                )
+
+            waiter = asyncio.create_task(announce())
+            try:
+                await serve(config, started)
+            finally:
+                waiter.cancel()
+
+        asyncio.run(main())
+    return 0

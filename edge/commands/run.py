@@ -1,14 +1,66 @@
-"""`edge run` (being built)."""
+"""`edge run [--config F]`: the whole service until SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from edge.config import ConfigError, EdgeConfig, load_config
+
+DEFAULT_CONFIG = "configs/cameras.yaml"
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="(not yet available)")
+    p = sub.add_parser("run", help="run the service (ingest, detect, track, WebRTC, metrics)")
+    p.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})"
+    )
+    p.add_argument("--host", help="override server.host")
+    p.add_argument("--port", type=int, help="override server.port")
     p.set_defaults(func=run)
 
 
+def load_or_exit(path: str, host: str | None = None, port: int | None = None) -> EdgeConfig:
+    """Load the config with CLI overrides, or print every problem and exit 2 (as `edge check`)."""
+    try:
+        config = load_config(path)
+        if host is not None:
+            config.server.host = host
+        if port is not None:
+            config.server.port = port
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise SystemExit(2) from None
+    return config
+
+
+async def serve(config: EdgeConfig, started: asyncio.Event | None = None) -> None:
+    """Run the service; SIGTERM and SIGINT cancel it and every stage shuts down in order."""
+    from edge.app import EdgeService
+
+    service = EdgeService(config)
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    assert task is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await service.run(started)
+    except asyncio.CancelledError:
+        log.info("edge: shutting down")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("edge run: not yet available")
+    config = load_or_exit(args.config, args.host, args.port)
+    asyncio.run(serve(config))
+    return 0

@@ -1,0 +1,214 @@
+"""The service: ingest → batcher → tracking (+ plates) → publish, plus web server and events.
+
+Stages never import each other; this module is the only place that knows them all. Every camera
+gets two named tasks (`ingest:ID` feeds the batcher, `track:ID` consumes its detections) in one
+TaskGroup with the batcher; a camera that fails costs only its own work, never the others'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from edge.config import CameraConfig, EdgeConfig
+from edge.infer.batcher import Batcher, ResultStream
+from edge.infer.detector import Detector
+from edge.infer.prepare import ensure_dynamic
+from edge.ingest.source import CameraSource, CameraState
+from edge.metrics import EdgeMetrics
+from edge.publish.annotate import Overlay, line_overlays
+from edge.publish.publisher import CameraPublisher
+from edge.publish.service import CameraStatus
+from edge.publish.web import create_app
+from edge.track.camera import CameraTracking
+from edge.track.events import EventBus, EventSink, JsonlSink, WebhookSink
+from edge.track.plates import PlateReader, PlateScheduler
+from edge.types import DetectedFrame, Detections
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class CameraRuntime:
+    """Everything one camera owns while the service runs."""
+
+    config: CameraConfig
+    source: CameraSource
+    publisher: CameraPublisher
+    tracking: CameraTracking | None = None
+    plates: PlateScheduler | None = None
+    tracks: Detections = field(default_factory=Detections.empty)
+    """Confirmed tracks on the latest processed frame."""
+    last_frame_size: tuple[int, int] | None = None
+
+
+class EdgeService:
+    """The running service; also the `ServiceView` that the web app reads."""
+
+    def __init__(self, config: EdgeConfig, metrics: EdgeMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or EdgeMetrics(process=True)
+        self.registry: CollectorRegistry = self.metrics.registry
+        self.detector: Detector | None = None
+        self.batcher: Batcher | None = None
+        self.events = EventBus(self._sinks(), self.metrics)
+        self.url: str | None = None
+        self._plate_reader: PlateReader | None = None
+        self.runtimes: dict[str, CameraRuntime] = {
+            cam.id: CameraRuntime(
+                config=cam,
+                source=CameraSource(cam, config.ingest, self.metrics),
+                publisher=CameraPublisher(cam.id, config.stream, self.metrics, max_width=cam.width),
+            )
+            for cam in config.enabled_cameras
+        }
+
+    # ---- ServiceView ----
+
+    def cameras(self) -> Sequence[CameraStatus]:
+        result = []
+        for rt in self.runtimes.values():
+            cam, src = rt.config, rt.source
+            size = rt.last_frame_size
+            result.append(
+                CameraStatus(
+                    id=cam.id,
+                    name=cam.display_name,
+                    state=str(src.state),
+                    url=cam.safe_url,
+                    fps=self._fps_of(cam.id),
+                    source_fps=src.source_fps,
+                    counts=rt.tracking.counts if rt.tracking else {},
+                    viewers=rt.publisher.viewer_count,
+                    width=size[0] if size else None,
+                    height=size[1] if size else None,
+                )
+            )
+        return result
+
+    def publisher(self, camera_id: str) -> CameraPublisher | None:
+        rt = self.runtimes.get(camera_id)
+        return rt.publisher if rt else None
+
+    def is_ready(self) -> bool:
+        return self.detector is not None and any(
+            rt.source.state == CameraState.STREAMING for rt in self.runtimes.values()
+        )
+
+    def _fps_of(self, camera_id: str) -> dict[str, float]:
+        return self.metrics.fps_rates(camera_id)
+
+    # ---- lifecycle ----
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        """Run until cancelled (SIGTERM/SIGINT cancel it in `edge run`)."""
+        runner: web.AppRunner | None = None
+        try:
+            self.detector = await asyncio.to_thread(self._load_detector)
+            if self.config.ocr.enabled:
+                await self._start_plates()
+            names = self.detector.class_names
+            for rt in self.runtimes.values():
+                rt.tracking = CameraTracking(
+                    rt.config.id, self.config.tracker, rt.config.lines, names,
+                    emit=self.events.emit, metrics=self.metrics,
+                )  # fmt: skip
+            self.batcher = Batcher(self.detector, self.config.detector, self.metrics)
+            await self.events.start()
+            runner = await self._start_web()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.batcher.run(), name="batcher")
+                for rt in self.runtimes.values():
+                    stream = self.batcher.subscribe(rt.config.id)
+                    tg.create_task(self._consume(rt, stream), name=f"track:{rt.config.id}")
+                    await rt.source.start()
+                    tg.create_task(self.batcher.feed(rt.source), name=f"ingest:{rt.config.id}")
+                if started is not None:
+                    started.set()
+        finally:
+            await self._shutdown(runner)
+
+    def _load_detector(self) -> Detector:
+        cfg = self.config.detector
+        if cfg.auto_prepare and cfg.max_batch > 1:
+            cfg = cfg.model_copy(update={"model": ensure_dynamic(cfg.model, cfg.prepared_dir)})
+        return Detector(cfg, self.metrics)
+
+    async def _start_plates(self) -> None:
+        reader = PlateReader()
+        await asyncio.to_thread(reader.warm_up)
+        self._plate_reader = reader
+        for rt in self.runtimes.values():
+            rt.plates = PlateScheduler(rt.config.id, self.config.ocr, reader.read, self.metrics)
+
+    async def _start_web(self) -> web.AppRunner:
+        server = self.config.server
+        app = create_app(self, self.config.stream, server)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, server.host, server.port)
+        await site.start()
+        port = runner.addresses[0][1] if runner.addresses else server.port
+        self.url = f"http://{server.host}:{port}/"
+        log.info("edge serving %s (cameras: %s)", self.url, ", ".join(self.runtimes))
+        return runner
+
+    async def _consume(self, rt: CameraRuntime, stream: ResultStream) -> None:
+        """Track, count, read plates and publish each detected frame of one camera, in order."""
+        async for detected in stream:
+            try:
+                self._process(rt, detected)
+            except Exception:
+                log.exception("camera %s: processing a frame failed", rt.config.id)
+
+    def _process(self, rt: CameraRuntime, detected: DetectedFrame) -> None:
+        assert rt.tracking is not None and self.detector is not None
+        frame = detected.frame
+        rt.last_frame_size = (frame.width, frame.height)
+        tracked = rt.tracking.update(detected.detections, frame=frame.seq)
+        rt.tracks = tracked.tracks
+        if rt.plates is not None:
+            rt.plates.submit(frame, tracked.tracks)
+        overlay = Overlay(
+            camera_name=rt.config.display_name,
+            class_names=self.detector.class_names,
+            lines=line_overlays(rt.config.lines, rt.tracking.counts),
+            plates={tid: p.text for tid, p in rt.plates.plates.items()} if rt.plates else {},
+            clock=time.time(),
+        )
+        rt.publisher.publish(frame, tracked.tracks, overlay)
+
+    async def _shutdown(self, runner: web.AppRunner | None) -> None:
+        for rt in self.runtimes.values():
+            with contextlib.suppress(Exception):
+                await rt.source.stop()
+        if self.batcher is not None:
+            await self.batcher.stop()
+        for rt in self.runtimes.values():
+            if rt.tracking is not None:
+                rt.tracking.finish()
+            if rt.plates is not None:
+                with contextlib.suppress(Exception):
+                    await rt.plates.drain()
+            with contextlib.suppress(Exception):
+                await rt.publisher.aclose()
+        if runner is not None:
+            await runner.cleanup()
+        await self.events.stop()
+        log.info("edge stopped")
+
+    def _sinks(self) -> list[EventSink]:
+        ev = self.config.events
+        sinks: list[EventSink] = []
+        if ev.jsonl is not None:
+            sinks.append(JsonlSink(ev.jsonl, ev.max_bytes, ev.backups, self.metrics))
+        if ev.webhook is not None:
+            sinks.append(WebhookSink(ev.webhook, self.metrics))
+        return sinks

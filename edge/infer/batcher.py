@@ -1,0 +1,472 @@
+"""Cross-camera micro-batching in front of the one detector session.
+
+Why: ONNX Runtime is much faster per image on a batch than on single images, but cameras must never
+wait on each other. So the batcher keeps only the *latest* frame of each camera (a newer frame
+supersedes the pending one), runs a batch as soon as every streaming camera has a frame (capped by
+`max_batch`) or when the oldest pending frame has waited one deadline (by default one frame
+interval of the fastest camera), and drops frames that got too old instead of queueing them. A
+slow or dead camera therefore costs the others at most one deadline, and memory is bounded by one
+pending frame per camera plus the small per-subscriber result queues.
+
+Inference (preprocess + infer + postprocess) runs in one dedicated worker thread, one batch at a
+time, so the event loop never blocks. Each batch holds at most one frame per camera and batches run
+in order, so results reach each camera in frame order.
+
+Results are delivered two ways, both optional:
+- `subscribe(camera_id)`: an async iterator of `DetectedFrame` with a bounded latest-only queue; a
+  subscriber that falls behind loses its oldest results (counted as reason "queue_full").
+- `on_result`: a callback called on the event loop for every result, in order; it must be quick.
+
+Call `submit` and `set_streaming` from the event loop's thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge.config import DetectorConfig
+from edge.metrics import EdgeMetrics
+from edge.types import DetectedFrame, Detections, Frame
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 25.0
+"""Frame rate assumed for the deadline while no camera's rate is known."""
+MAX_ESTIMATED_FPS = 120.0
+RESULT_QUEUE_SIZE = 4
+
+
+class BatchDetector(Protocol):
+    """What the batcher needs of `edge.infer.detector.Detector`."""
+
+    is_dynamic_batch: bool
+    max_batch: int
+    class_names: list[str]
+
+    def preprocess(self, frame: Frame) -> tuple[np.ndarray, Any]: ...
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+    def postprocess(self, raw: np.ndarray, letterbox: Any) -> Detections: ...
+
+
+class FrameSource(Protocol):
+    """What `Batcher.feed` needs of `edge.ingest.source.CameraSource`."""
+
+    camera_id: str
+    source_fps: float | None
+
+    def frames(self) -> AsyncIterator[Frame]: ...
+
+
+def batch_deadline_s(
+    fps_values: Iterable[float | None], deadline_ms: float | None, default_fps: float = DEFAULT_FPS
+) -> float:
+    """Configured deadline, else one frame interval of the fastest camera whose rate is known."""
+    if deadline_ms is not None:
+        return deadline_ms / 1000.0
+    known = [f for f in fps_values if f is not None and f > 0]
+    return 1.0 / min(max(known) if known else default_fps, MAX_ESTIMATED_FPS)
+
+
+def batch_capacity(n_streaming: int, max_batch: int, dynamic_batch: bool) -> int:
+    """Frames that make a batch full: one per streaming camera, capped; 1 for a frozen model."""
+    if not dynamic_batch:
+        return 1
+    return max(1, min(n_streaming, max_batch))
+
+
+@dataclass(slots=True)
+class Pending:
+    frame: Frame
+    submitted_at: float
+    """When this frame reached the batcher (its queue wait starts here)."""
+    waiting_since: float
+    """When the camera's slot became occupied; a superseding frame keeps it, so the deadline of a
+    camera that keeps sending can never be pushed back."""
+
+
+class LatestSlots:
+    """At most one pending frame per camera: a newer frame replaces the older one."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, Pending] = {}
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, camera_id: object) -> bool:
+        return camera_id in self._slots
+
+    def put(self, frame: Frame, now: float) -> Frame | None:
+        """Store `frame`; return the frame it superseded, if any."""
+        old = self._slots.get(frame.camera_id)
+        since = old.waiting_since if old else now
+        self._slots[frame.camera_id] = Pending(frame, submitted_at=now, waiting_since=since)
+        return old.frame if old else None
+
+    def oldest_waiting_since(self) -> float | None:
+        return min((p.waiting_since for p in self._slots.values()), default=None)
+
+    def pop_stale(self, now: float, stale_s: float) -> list[Frame]:
+        """Remove and return frames received more than `stale_s` before `now`."""
+        stale = [c for c, p in self._slots.items() if now - p.frame.received_at > stale_s]
+        return [self._slots.pop(c).frame for c in stale]
+
+    def take(self, n: int) -> list[Pending]:
+        """Remove and return up to `n` frames, longest-waiting first (so nobody starves)."""
+        chosen = sorted(self._slots.values(), key=lambda p: p.waiting_since)[:n]
+        for p in chosen:
+            del self._slots[p.frame.camera_id]
+        return chosen
+
+    def drop(self, camera_id: str) -> Frame | None:
+        p = self._slots.pop(camera_id, None)
+        return p.frame if p else None
+
+
+@dataclass(slots=True)
+class CameraActivity:
+    """What the batcher knows of one camera's liveness and frame rate."""
+
+    enabled: bool = True
+    fps: float | None = None
+    """Rate given by `set_streaming` (the source's advertised rate)."""
+    last_submit: float | None = None
+    interval_ewma: float | None = None
+
+    def record_submit(self, now: float) -> None:
+        if self.last_submit is not None:
+            dt = now - self.last_submit
+            if dt > 0:
+                prev = self.interval_ewma
+                self.interval_ewma = dt if prev is None else 0.8 * prev + 0.2 * dt
+        self.last_submit = now
+
+    def rate(self) -> float | None:
+        if self.fps:
+            return self.fps
+        if self.interval_ewma:
+            return 1.0 / self.interval_ewma
+        return None
+
+    def is_streaming(self, now: float, stale_s: float) -> bool:
+        """Enabled and sent a frame recently (within the stale budget or 2.5 frame intervals)."""
+        if not self.enabled or self.last_submit is None:
+            return False
+        rate = self.rate()
+        window = max(stale_s, 2.5 / rate) if rate else stale_s
+        return now - self.last_submit <= window
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    detections: list[Detections]
+    preprocess_s: list[float]
+    inference_s: float
+    postprocess_s: list[float]
+
+
+@dataclass(slots=True)
+class BatcherStats:
+    """Plain counters for tests and benchmarks (the Prometheus metrics carry the same facts)."""
+
+    batches: int = 0
+    frames_inferred: int = 0
+    superseded: int = 0
+    stale: int = 0
+    errors: int = 0
+    result_queue_drops: int = 0
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.frames_inferred / self.batches if self.batches else 0.0
+
+
+class ResultStream:
+    """Async iterator of one camera's results; keeps only the newest `maxsize` undelivered."""
+
+    def __init__(self, batcher: Batcher, camera_id: str, maxsize: int) -> None:
+        self.camera_id = camera_id
+        self._batcher = batcher
+        self._items: deque[DetectedFrame] = deque(maxlen=maxsize)
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, item: DetectedFrame) -> bool:
+        """Queue `item`; return False when the oldest queued result had to be dropped."""
+        full = len(self._items) == self._items.maxlen
+        self._items.append(item)
+        self._ready.set()
+        return not full
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+        self._batcher._unsubscribe(self)
+
+    def __aiter__(self) -> ResultStream:
+        return self
+
+    async def __anext__(self) -> DetectedFrame:
+        while not self._items:
+            if self._closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+class Batcher:
+    """Micro-batches the latest frame of every camera through one detector (see module doc)."""
+
+    def __init__(
+        self,
+        detector: BatchDetector,
+        config: DetectorConfig,
+        metrics: EdgeMetrics | None = None,
+        on_result: Callable[[DetectedFrame], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.detector = detector
+        self.config = config
+        self.metrics = metrics or getattr(detector, "metrics", None) or EdgeMetrics()
+        self.on_result = on_result
+        self.stats = BatcherStats()
+        self._clock = clock
+        self._slots = LatestSlots()
+        self._cameras: dict[str, CameraActivity] = {}
+        self._streams: dict[str, list[ResultStream]] = {}
+        self._wake = asyncio.Event()
+        self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.max_batch = min(config.max_batch, max(1, int(getattr(detector, "max_batch", 1))))
+        if not detector.is_dynamic_batch:
+            log.warning(
+                "detector model has a frozen batch of 1: running one frame per batch; "
+                "make it dynamic with `edge model prepare IN.onnx OUT.onnx`"
+            )
+
+    # ---- input side (event loop thread) ----
+
+    def submit(self, frame: Frame) -> None:
+        """Offer a camera's newest frame; a frame of that camera still pending is superseded."""
+        now = self._clock()
+        self._cameras.setdefault(frame.camera_id, CameraActivity()).record_submit(now)
+        old = self._slots.put(frame, now)
+        if old is not None:
+            self._count_drop(old.camera_id, "superseded")
+        self._wake.set()
+
+    def set_streaming(self, camera_id: str, streaming: bool, fps: float | None = None) -> None:
+        """Tell the batcher a camera's state: a camera marked off is not waited for."""
+        cam = self._cameras.setdefault(camera_id, CameraActivity())
+        cam.enabled = streaming
+        if fps is not None and fps > 0:
+            cam.fps = fps
+        self._wake.set()
+
+    async def feed(self, source: FrameSource) -> None:
+        """Submit every frame `source` yields until it ends (one task per camera)."""
+        camera_id, fps = source.camera_id, None
+        try:
+            async for frame in source.frames():
+                if source.source_fps != fps:
+                    fps = source.source_fps
+                    self.set_streaming(camera_id, True, fps)
+                self.submit(frame)
+        finally:
+            self.set_streaming(camera_id, False)
+
+    def streaming_cameras(self) -> list[str]:
+        now = self._clock()
+        return [c for c, a in self._cameras.items() if a.is_streaming(now, self.config.stale_s)]
+
+    def capacity(self) -> int:
+        """Frames that make the next batch full."""
+        n = len(self.streaming_cameras())
+        return batch_capacity(n, self.max_batch, self.detector.is_dynamic_batch)
+
+    def deadline_s(self) -> float:
+        now, stale_s = self._clock(), self.config.stale_s
+        rates = [a.rate() for a in self._cameras.values() if a.is_streaming(now, stale_s)]
+        return batch_deadline_s(rates, self.config.deadline_ms)
+
+    @property
+    def pending(self) -> int:
+        """Frames waiting for a batch (never more than one per camera)."""
+        return len(self._slots)
+
+    # ---- output side ----
+
+    def subscribe(self, camera_id: str, maxsize: int = RESULT_QUEUE_SIZE) -> ResultStream:
+        """Results of one camera from now on, in order; iterate with `async for`."""
+        stream = ResultStream(self, camera_id, maxsize)
+        self._streams.setdefault(camera_id, []).append(stream)
+        return stream
+
+    def _unsubscribe(self, stream: ResultStream) -> None:
+        streams = self._streams.get(stream.camera_id, [])
+        if stream in streams:
+            streams.remove(stream)
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-infer")
+            self._task = asyncio.create_task(self.run(), name="edge-batcher")
+
+    async def stop(self) -> None:
+        """Stop batching, wait for the batch in flight, end every result stream."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._executor is not None:
+            await asyncio.to_thread(self._executor.shutdown, True)
+            self._executor = None
+        for streams in list(self._streams.values()):
+            for s in list(streams):
+                s.close()
+
+    async def __aenter__(self) -> Batcher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Form and run batches until cancelled; one batch in flight at a time."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-infer")
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wait_until_ready()
+            batch = self._take_batch()
+            if not batch:
+                continue
+            frames = [p.frame for p in batch]
+            started = self._clock()
+            try:
+                outcome = await loop.run_in_executor(self._executor, self._infer, frames)
+            except Exception:
+                log.exception("inference failed for cameras %s", [f.camera_id for f in frames])
+                for f in frames:
+                    self.stats.errors += 1
+                    self.metrics.frames_dropped.labels(camera=f.camera_id, reason="error").inc()
+                continue
+            self._deliver(batch, started, outcome)
+
+    async def _wait_until_ready(self) -> None:
+        """Return when the pending frames fill a batch or the oldest has waited one deadline."""
+        while True:
+            if not self._slots:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if len(self._slots) >= self.capacity():
+                return
+            since = self._slots.oldest_waiting_since()
+            assert since is not None
+            remaining = since + self.deadline_s() - self._clock()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+
+    def _take_batch(self) -> list[Pending]:
+        """Drop stale frames, then take up to one batch of the rest."""
+        now = self._clock()
+        for frame in self._slots.pop_stale(now, self.config.stale_s):
+            self.stats.stale += 1
+            self._count_drop(frame.camera_id, "stale")
+        return self._slots.take(self.capacity())
+
+    def _count_drop(self, camera_id: str, reason: str) -> None:
+        if reason == "superseded":
+            self.stats.superseded += 1
+        elif reason == "queue_full":
+            self.stats.result_queue_drops += 1
+        self.metrics.frames_dropped.labels(camera=camera_id, reason=reason).inc()
+
+    # ---- worker thread ----
+
+    def _infer(self, frames: Sequence[Frame]) -> BatchOutcome:
+        """Preprocess, infer and postprocess one batch (runs in the worker thread)."""
+        det = self.detector
+        inputs, boxes, pre_s = [], [], []
+        for frame in frames:
+            t = time.perf_counter()
+            arr, letterbox = det.preprocess(frame)
+            pre_s.append(time.perf_counter() - t)
+            inputs.append(arr)
+            boxes.append(letterbox)
+        t = time.perf_counter()
+        raw = det.infer(np.stack(inputs))
+        infer_s = time.perf_counter() - t
+        dets, post_s = [], []
+        for i, letterbox in enumerate(boxes):
+            t = time.perf_counter()
+            dets.append(det.postprocess(raw[i], letterbox))
+            post_s.append(time.perf_counter() - t)
+        return BatchOutcome(dets, pre_s, infer_s, post_s)
+
+    # ---- delivery (event loop) ----
+
+    def _deliver(self, batch: list[Pending], started: float, outcome: BatchOutcome) -> None:
+        m, n = self.metrics, len(batch)
+        done = self._clock()
+        m.batch_size.observe(n)
+        m.batch_fill_ratio.observe(min(1.0, n / max(1, self.capacity())))
+        if getattr(self.detector, "metrics", None) is not m:  # Detector.infer records it itself
+            m.batch_inference_seconds.observe(outcome.inference_s)
+        self.stats.batches += 1
+        self.stats.frames_inferred += n
+        self.stats.batch_sizes[n] = self.stats.batch_sizes.get(n, 0) + 1
+        for i, pending in enumerate(batch):
+            cam = pending.frame.camera_id
+            dets = outcome.detections[i]
+            m.observe_stage(cam, "queue_wait", max(0.0, started - pending.submitted_at))
+            m.observe_stage(cam, "preprocess", outcome.preprocess_s[i])
+            m.observe_stage(cam, "inference", outcome.inference_s / n)
+            m.observe_stage(cam, "postprocess", outcome.postprocess_s[i])
+            m.frames_inferred.labels(camera=cam).inc()
+            m.tick_fps(cam, "inferred")
+            self._count_detections(cam, dets)
+            self._publish(DetectedFrame(pending.frame, dets, inferred_at=done))
+
+    def _count_detections(self, camera_id: str, dets: Detections) -> None:
+        if not len(dets):
+            return
+        names = self.detector.class_names
+        ids, counts = np.unique(dets.class_id, return_counts=True)
+        for cid, count in zip(ids.tolist(), counts.tolist(), strict=True):
+            name = names[cid] if 0 <= cid < len(names) else str(cid)
+            self.metrics.detections.labels(camera=camera_id, **{"class": name}).inc(count)
+
+    def _publish(self, result: DetectedFrame) -> None:
+        cam = result.frame.camera_id
+        for stream in self._streams.get(cam, []):
+            if not stream.push(result):
+                self._count_drop(cam, "queue_full")
+        if self.on_result is not None:
+            try:
+                self.on_result(result)
+            except Exception:
+                log.exception("camera %s: on_result callback failed", cam)

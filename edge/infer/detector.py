@@ -1,0 +1,211 @@
+"""The YOLO vehicle detector: one ONNX Runtime session that every camera's frames go through.
+
+The model's family (YOLOv5, YOLOX, YOLOv8) is read from the graph (`edge.infer.layout`), and
+preprocessing follows it unless the config overrides colour order or scale. Frames are letterboxed
+at model resolution during PyAV's colour conversion, never via a full-size BGR copy.
+
+Metrics: `infer` records the batch's run time; `detect`/`detect_bgr` also record per-frame
+preprocess, inference and postprocess stage times and detections by class. Frames inferred and
+FPS are the batcher's to count.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from edge.config import DetectorConfig
+from edge.infer.layout import LayoutError, ModelLayout, recognise
+from edge.infer.letterbox import Color, Letterbox, letterbox_bgr, letterbox_frame
+from edge.infer.postprocess import PostprocessParams, postprocess
+from edge.infer.providers import create_session
+from edge.metrics import EdgeMetrics
+from edge.types import Detections, Frame
+
+log = logging.getLogger(__name__)
+
+# Colour order, 0-1 scaling and centred padding that each family was trained with.
+FAMILY_PREPROCESS: dict[str, tuple[Color, bool, bool]] = {
+    "yolov5": ("rgb", True, True),
+    "yolox": ("bgr", False, False),
+    "yolov8": ("rgb", True, True),
+}
+
+
+class FrozenBatchError(ValueError):
+    """A batch of several pictures was given to a model whose batch is frozen at 1."""
+
+
+def frozen_batch_message(model: object) -> str:
+    return (
+        f"model {model} has its batch frozen at 1 and cannot run batches; make it dynamic with "
+        f"`edge model prepare {model} OUT.onnx`"
+    )
+
+
+class Detector:
+    """Loads an ONNX YOLO export and turns frames into `Detections` in source pixels."""
+
+    def __init__(
+        self,
+        config: DetectorConfig,
+        metrics: EdgeMetrics | None = None,
+        *,
+        io_binding: bool | None = None,
+    ) -> None:
+        """`io_binding`: None binds I/O on CUDA/TensorRT only; True forces it (also on CPU)."""
+        self.config = config
+        self.metrics = metrics or EdgeMetrics()
+        self.session, self.provider = create_session(config.model, config, label=config.model.name)
+        self.layout = self._recognise(onnx.load(str(config.model), load_external_data=False))
+        self.family = self.layout.family
+        self.class_names = list(self.layout.class_names)
+        self.input_size = self.layout.input_size or config.input_size
+        if self.layout.input_size and self.layout.input_size != config.input_size:
+            log.info("model %s fixes its input at %d px", config.model.name, self.input_size)
+        self.is_dynamic_batch = not self.layout.frozen_batch
+        self.max_batch = config.max_batch if self.is_dynamic_batch else 1
+        if not self.is_dynamic_batch and config.max_batch > 1:
+            log.warning("%s; running one frame at a time", frozen_batch_message(config.model))
+        color, unit, center = FAMILY_PREPROCESS[self.family]
+        pre = config.preprocess
+        self.color: Color = color if pre.color == "auto" else pre.color
+        self.unit_scale = unit if pre.scale == "auto" else pre.scale == "unit"
+        self.center_pad = center
+        self.params = PostprocessParams(
+            conf=config.conf, iou=config.iou, max_det=config.max_det,
+            allowed=self._class_ids(config.classes),
+        )  # fmt: skip
+        on_gpu = self.provider in ("cuda", "tensorrt")
+        self.io_binding = on_gpu if io_binding is None else io_binding
+        self._device = ("cuda", config.cuda.device_id) if on_gpu else ("cpu", 0)
+        self.metrics.provider.info({"provider": self.provider, "family": self.family})
+        log.info(
+            "detector %s: family %s, %d classes, input %d px, batch %s, %s %s",
+            config.model.name, self.family, len(self.class_names), self.input_size,
+            f"dynamic (max {self.max_batch})" if self.is_dynamic_batch else "frozen at 1",
+            self.color.upper(), "0-1" if self.unit_scale else "0-255",
+        )  # fmt: skip
+
+    def _recognise(self, model: onnx.ModelProto) -> ModelLayout:
+        try:
+            return recognise(model, self.config.family)
+        except LayoutError as exc:
+            if "symbolic" not in str(exc):
+                raise
+        # Output dims unknown until run: one probe picture tells them.
+        inp = self.session.get_inputs()[0]
+        side = [d if isinstance(d, int) else self.config.input_size for d in inp.shape[2:]]
+        probe = np.full((1, 3, *side), 114, dtype=np.float32)
+        shape = self.session.run(None, {inp.name: probe})[0].shape
+        return recognise(model, self.config.family, output_shape=tuple(shape))
+
+    def _class_ids(self, names: Sequence[str]) -> np.ndarray:
+        unknown = [n for n in names if n not in self.class_names]
+        if unknown:
+            raise ValueError(
+                f"detector.classes: {', '.join(map(repr, unknown))} not among the model's classes "
+                f"({', '.join(self.class_names[:10])}, ...)"
+            )
+        return np.array([self.class_names.index(n) for n in names], dtype=np.int64)
+
+    # -- stages -------------------------------------------------------------------------------
+
+    def preprocess(self, frame: Frame) -> tuple[np.ndarray, Letterbox]:
+        """3×S×S float32 at model resolution, resized during the colour conversion."""
+        return letterbox_frame(
+            frame.image, self.input_size, self.color, self.unit_scale,
+            self.config.preprocess.pad_value, self.center_pad,
+        )  # fmt: skip
+
+    def preprocess_bgr(self, img: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        return letterbox_bgr(
+            img, self.input_size, self.color, self.unit_scale,
+            self.config.preprocess.pad_value, self.center_pad,
+        )  # fmt: skip
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """The session's raw output for an N×3×S×S batch; call from one worker thread."""
+        expected = (3, self.input_size, self.input_size)
+        if batch.ndim != 4 or batch.shape[1:] != expected:
+            raise ValueError(f"batch must be N×{'×'.join(map(str, expected))}, got {batch.shape}")
+        if batch.shape[0] > 1 and not self.is_dynamic_batch:
+            raise FrozenBatchError(frozen_batch_message(self.config.model))
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        start = time.perf_counter()
+        out = self._run_bound(batch) if self.io_binding else self._run_plain(batch)
+        self.metrics.batch_inference_seconds.observe(time.perf_counter() - start)
+        return out
+
+    def _run_plain(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.layout.output_name], {self.layout.input_name: batch})[0]
+
+    def _run_bound(self, batch: np.ndarray) -> np.ndarray:
+        """IOBinding: the whole batch is copied to the device once, the output back once."""
+        device, device_id = self._device
+        binding = self.session.io_binding()
+        value = ort.OrtValue.ortvalue_from_numpy(batch, device, device_id)
+        binding.bind_ortvalue_input(self.layout.input_name, value)
+        binding.bind_output(self.layout.output_name, device, device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def postprocess(self, raw: np.ndarray, letterbox: Letterbox) -> Detections:
+        """One picture's raw output (with or without its batch axis) → Detections."""
+        return postprocess(raw, self.family, self.input_size, letterbox, self.params)
+
+    # -- whole pipeline -----------------------------------------------------------------------
+
+    def detect(self, frames: Sequence[Frame]) -> list[Detections]:
+        """Detections for each frame, run in batches of at most `max_batch`."""
+        results: list[Detections] = []
+        for i in range(0, len(frames), self.max_batch):
+            chunk = frames[i : i + self.max_batch]
+            cams = [f.camera_id for f in chunk]
+            results += self._run_chunk([lambda f=f: self.preprocess(f) for f in chunk], cams)
+        return results
+
+    def detect_bgr(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        results: list[Detections] = []
+        for i in range(0, len(images), self.max_batch):
+            chunk = images[i : i + self.max_batch]
+            jobs = [lambda im=im: self.preprocess_bgr(im) for im in chunk]
+            results += self._run_chunk(jobs, [None] * len(chunk))
+        return results
+
+    def _run_chunk(self, jobs: list, cameras: list[str | None]) -> list[Detections]:
+        tensors, boxes = [], []
+        for job, cam in zip(jobs, cameras, strict=True):
+            start = time.perf_counter()
+            tensor, lb = job()
+            tensors.append(tensor)
+            boxes.append(lb)
+            self._observe(cam, "preprocess", time.perf_counter() - start)
+        start = time.perf_counter()
+        raw = self.infer(np.stack(tensors))
+        per_frame = (time.perf_counter() - start) / len(tensors)
+        out = []
+        for k, (lb, cam) in enumerate(zip(boxes, cameras, strict=True)):
+            self._observe(cam, "inference", per_frame)
+            start = time.perf_counter()
+            dets = self.postprocess(raw[k], lb)
+            self._observe(cam, "postprocess", time.perf_counter() - start)
+            self._count(cam, dets)
+            out.append(dets)
+        return out
+
+    def _observe(self, camera: str | None, stage: str, seconds: float) -> None:
+        if camera is not None:
+            self.metrics.observe_stage(camera, stage, seconds)
+
+    def _count(self, camera: str | None, dets: Detections) -> None:
+        if camera is None or not len(dets):
+            return
+        ids, counts = np.unique(dets.class_id, return_counts=True)
+        for cid, n in zip(ids.tolist(), counts.tolist(), strict=True):
+            self.metrics.detections.labels(camera=camera, **{"class": self.class_names[cid]}).inc(n)

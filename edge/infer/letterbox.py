@@ -1,0 +1,104 @@
+"""Letterboxing: fit a picture into the model's square input without distorting it.
+
+The resize happens while PyAV converts the decoded frame's colours (`reformat`), so a full-size BGR
+copy is never made; only the model-sized picture is padded and turned into a CHW float tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import av
+import cv2
+import numpy as np
+
+Color = Literal["rgb", "bgr"]
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """How a source picture was placed in the model input: `model = source * scale + pad`."""
+
+    scale: float
+    pad_x: int
+    pad_y: int
+    src_w: int
+    src_h: int
+
+    @property
+    def new_w(self) -> int:
+        return max(1, round(self.src_w * self.scale))
+
+    @property
+    def new_h(self) -> int:
+        return max(1, round(self.src_h * self.scale))
+
+
+def fit(src_w: int, src_h: int, size: int, center: bool) -> Letterbox:
+    """The geometry: scale by the tighter side, pad the rest (top-left like YOLOX, or centred)."""
+    if src_w <= 0 or src_h <= 0:
+        raise ValueError(f"picture must have a positive size, got {src_w}×{src_h}")
+    scale = min(size / src_w, size / src_h)
+    new_w = max(1, round(src_w * scale))
+    new_h = max(1, round(src_h * scale))
+    pad_x = (size - new_w) // 2 if center else 0
+    pad_y = (size - new_h) // 2 if center else 0
+    return Letterbox(scale=scale, pad_x=pad_x, pad_y=pad_y, src_w=src_w, src_h=src_h)
+
+
+def _to_tensor(
+    picture: np.ndarray, lb: Letterbox, size: int, pad_value: int, unit_scale: bool
+) -> np.ndarray:
+    """Place an H×W×3 uint8 picture on a padded 3×S×S float32 canvas, scaled to 0–1 if asked."""
+    factor = 1.0 / 255.0 if unit_scale else 1.0
+    out = np.full((3, size, size), pad_value * factor, dtype=np.float32)
+    h, w = picture.shape[:2]
+    region = out[:, lb.pad_y : lb.pad_y + h, lb.pad_x : lb.pad_x + w]
+    np.multiply(picture.transpose(2, 0, 1), factor, out=region, casting="unsafe")
+    return out
+
+
+def letterbox_frame(
+    image: av.VideoFrame,
+    size: int,
+    color: Color,
+    unit_scale: bool,
+    pad_value: int = 114,
+    center: bool = False,
+) -> tuple[np.ndarray, Letterbox]:
+    """A decoded frame as a model input tensor, resized during the colour conversion."""
+    lb = fit(int(image.width), int(image.height), size, center)
+    fmt = "rgb24" if color == "rgb" else "bgr24"
+    small = image.reformat(width=lb.new_w, height=lb.new_h, format=fmt).to_ndarray()
+    return _to_tensor(small, lb, size, pad_value, unit_scale), lb
+
+
+def letterbox_bgr(
+    img: np.ndarray,
+    size: int,
+    color: Color,
+    unit_scale: bool,
+    pad_value: int = 114,
+    center: bool = False,
+) -> tuple[np.ndarray, Letterbox]:
+    """An H×W×3 BGR uint8 array as a model input tensor (for callers that already hold BGR)."""
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ValueError(f"expected an H×W×3 uint8 BGR image, got {img.shape} {img.dtype}")
+    lb = fit(img.shape[1], img.shape[0], size, center)
+    small = cv2.resize(img, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
+    if color == "rgb":
+        small = small[:, :, ::-1]
+    return _to_tensor(small, lb, size, pad_value, unit_scale), lb
+
+
+def to_source(boxes_xyxy: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """Model-input boxes back to source pixels, clipped to the picture."""
+    out = np.empty_like(boxes_xyxy, dtype=np.float32)
+    xs, ys = out[:, 0::2], out[:, 1::2]  # views on (x1, x2) and (y1, y2)
+    np.subtract(boxes_xyxy[:, 0::2], lb.pad_x, out=xs)
+    np.subtract(boxes_xyxy[:, 1::2], lb.pad_y, out=ys)
+    out /= lb.scale
+    np.clip(xs, 0, lb.src_w, out=xs)
+    np.clip(ys, 0, lb.src_h, out=ys)
+    return out

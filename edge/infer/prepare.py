@@ -1,0 +1,145 @@
+"""`edge model prepare`: turn a batch-1 export into a dynamic-batch (optionally FP16) model.
+
+Exports traced at batch 1 (the shared YOLOX file among them) carry the batch as a literal in their
+`Reshape` shape constants and in `value_info`. Changing only the input/output dims then yields a
+model that runs with N but returns the wrong shape, so the constants' first dim becomes `0` (copy
+the input's batch), the graph's I/O batch dims become symbolic, and stale shapes are dropped.
+The result is then checked: a batch of N must equal N single runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from edge.infer.layout import reshape_frozen_to_one
+
+log = logging.getLogger(__name__)
+
+BATCH_DIM = "batch"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCheck:
+    batch: int
+    max_abs_diff: float
+    tolerance: float
+    output_shape: tuple[int, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+    def describe(self) -> str:
+        verdict = "equals" if self.ok else "DIFFERS FROM"
+        return (
+            f"batch of {self.batch} {verdict} {self.batch} single runs "
+            f"(max abs diff {self.max_abs_diff:.3g}, tolerance {self.tolerance:.3g}; "
+            f"output {'×'.join(map(str, self.output_shape))})"
+        )
+
+
+def make_batch_dynamic(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """A copy with a symbolic batch; returns it and how many Reshape constants were rewritten."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    for node in graph.node:
+        if node.op_type == "Reshape" and any(a.name == "allowzero" and a.i for a in node.attribute):
+            raise ValueError(f"Reshape {node.name!r} has allowzero=1: a 0 would not copy the batch")
+    frozen = reshape_frozen_to_one(graph)
+    for tensor in frozen:
+        shape = numpy_helper.to_array(tensor).copy()
+        shape[0] = 0
+        tensor.CopyFrom(numpy_helper.from_array(shape, tensor.name))
+    init_names = {t.name for t in graph.initializer}
+    for value in [*graph.input, *graph.output]:
+        if value.name in init_names:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_param = BATCH_DIM
+    del graph.value_info[:]
+    onnx.checker.check_model(out)
+    return out, len(frozen)
+
+
+def convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Weights and activations in FP16, inputs and outputs kept float32 (callers see no change)."""
+    from onnxconverter_common import float16
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        converted = float16.convert_float_to_float16(model, keep_io_types=True)
+    if caught:
+        log.info("fp16: %d weights outside FP16 range were clamped", len(caught))
+    return converted
+
+
+def check_batch(model_path: str | Path, batch: int = 4, seed: int = 0) -> BatchCheck:
+    """Run `batch` pictures at once and one by one on the CPU and compare the outputs."""
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    side = [d if isinstance(d, int) else 416 for d in inp.shape[2:]]
+    rng = np.random.default_rng(seed)
+    pictures = rng.uniform(0, 255, size=(batch, 3, *side)).astype(np.float32)
+    together = session.run(None, {inp.name: pictures})[0]
+    alone = np.concatenate([session.run(None, {inp.name: p[None]})[0] for p in pictures])
+    if together.shape != alone.shape:
+        return BatchCheck(batch, float("inf"), 0.0, tuple(together.shape))
+    weights = onnx.load(str(model_path)).graph.initializer
+    fp16 = any(w.data_type == onnx.TensorProto.FLOAT16 for w in weights)
+    tolerance = (1e-2 if fp16 else 1e-4) * max(1.0, float(np.abs(alone).max()))
+    diff = float(np.abs(together - alone).max())
+    return BatchCheck(batch, diff, tolerance, tuple(together.shape))
+
+
+def prepare_model(
+    src: str | Path, dst: str | Path, fp16: bool = False, check: int = 4
+) -> tuple[int, BatchCheck]:
+    """Write the dynamic-batch (and maybe FP16) model; returns (constants rewritten, check)."""
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise ValueError("output must be a different file than the input")
+    model, rewritten = make_batch_dynamic(onnx.load(str(src)))
+    if fp16:
+        model = convert_fp16(model)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    log.info("wrote %s (%d Reshape constants rewritten, fp16=%s)", dst, rewritten, fp16)
+    return rewritten, check_batch(dst, batch=check)
+
+
+def ensure_dynamic(model_path: str | Path, cache_dir: str | Path) -> Path:
+    """The model itself when its batch is already dynamic, else a verified dynamic copy.
+
+    Why: the shipped YOLOX file is frozen at batch 1, which would silently cost the service its
+    cross-camera batching. The copy is named after the source's content hash, so it is made once
+    per model and reused at every start; a copy that fails the batch check is deleted and refused.
+    """
+    src = Path(model_path)
+    model = onnx.load(str(src), load_external_data=False)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if dims and not dims[0].dim_value and not reshape_frozen_to_one(model.graph):
+        return src
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    dst = Path(cache_dir) / f"{src.stem}.dynamic-{digest}.onnx"
+    if dst.is_file():
+        return dst
+    tmp = dst.with_suffix(".tmp.onnx")
+    _, check = prepare_model(src, tmp)
+    if not check.ok:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"{src}: automatic batch repair failed: {check.describe()}")
+    tmp.replace(dst)
+    log.info("made %s batch-dynamic as %s (%s)", src.name, dst, check.describe())
+    return dst

@@ -1,0 +1,75 @@
+"""What the web app needs from the running service, as a small Protocol that edge/app.py implements.
+
+The web layer never imports the pipeline: `edge/app.py` (or a test fixture) hands `create_app` an
+object with this shape:
+
+    class ServiceView(Protocol):
+        registry: CollectorRegistry            # exposed at /metrics
+        def cameras(self) -> Sequence[CameraStatus]: ...     # GET /api/cameras and the page
+        def publisher(self, camera_id: str) -> CameraPublisher | None: ...  # WebRTC viewers
+        def is_ready(self) -> bool: ...        # /readyz: model loaded and >= 1 camera streaming
+
+`CameraStatus.url` must already be redacted (`CameraConfig.safe_url`); the web layer redacts
+every string again before it leaves the process, as a second line of defence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+
+from edge.publish.publisher import CameraPublisher
+from edge.redact import redact
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    """One camera as the API and the viewer page show it."""
+
+    id: str
+    name: str
+    state: str
+    """connecting, streaming, stalled, backoff or stopped."""
+    url: str = ""
+    """Redacted source URL."""
+    fps: Mapping[str, float] = field(default_factory=dict)
+    """Measured FPS by pipeline point: decoded, inferred, published."""
+    source_fps: float | None = None
+    counts: Mapping[str, Mapping[str, Mapping[str, int]]] = field(default_factory=dict)
+    """line → class → direction → vehicles counted."""
+    viewers: int = 0
+    width: int | None = None
+    height: int | None = None
+    """Source frame size when known."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": redact(self.name),
+            "state": self.state,
+            "url": redact(self.url),
+            "fps": {k: round(float(v), 2) for k, v in self.fps.items()},
+            "source_fps": None if self.source_fps is None else round(float(self.source_fps), 2),
+            "counts": {
+                line: {cls: dict(dirs) for cls, dirs in per_class.items()}
+                for line, per_class in self.counts.items()
+            },
+            "viewers": self.viewers,
+            "width": self.width,
+            "height": self.height,
+        }
+
+
+class ServiceView(Protocol):
+    """The running service as the web app sees it (implemented by edge/app.py)."""
+
+    registry: CollectorRegistry
+
+    def cameras(self) -> Sequence[CameraStatus]: ...
+
+    def publisher(self, camera_id: str) -> CameraPublisher | None: ...
+
+    def is_ready(self) -> bool: ...

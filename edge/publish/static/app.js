@@ -1,0 +1,216 @@
+// edge viewer page: one tile and one RTCPeerConnection per camera, status refreshed every 2 s.
+// window.edge exposes the viewers so that tests (and curious users) can read timings and stats.
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const token = params.get("token");
+const onlyCamera = params.get("camera");
+const GATHER_WAIT_MS = 250; // enough for host/mDNS candidates; STUN ones arrive by peer-reflexive
+const RETRY_MS = 2000;
+
+function withToken(path) {
+  return token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path;
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(path, Object.assign({}, options, { headers }));
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+  return res.json();
+}
+
+function waitGathering(pc, ms) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { pc.removeEventListener("icegatheringstatechange", check); resolve(); };
+    const check = () => { if (pc.iceGatheringState === "complete") done(); };
+    pc.addEventListener("icegatheringstatechange", check);
+    setTimeout(done, ms);
+  });
+}
+
+class Viewer {
+  constructor(camera, video, iceServers) {
+    this.camera = camera;
+    this.video = video;
+    this.iceServers = iceServers;
+    this.pc = null;
+    this.session = null;
+    this.codec = null;
+    this.offerAt = null;
+    this.firstFrameMs = null;
+    this.error = null;
+    this.closed = false;
+  }
+
+  async start() {
+    this.firstFrameMs = null;
+    const pc = (this.pc = new RTCPeerConnection({ iceServers: this.iceServers }));
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.ontrack = (ev) => {
+      this.video.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+      this.video.play().catch(() => {});
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc === this.pc && pc.connectionState === "failed" && !this.closed) this.restart();
+    };
+    this.offerAt = performance.now();
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitGathering(pc, GATHER_WAIT_MS);
+    const answer = await api(`/api/cameras/${encodeURIComponent(this.camera.id)}/webrtc`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer" }),
+    });
+    this.session = answer.session;
+    this.codec = answer.codec;
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    this.watchFirstFrame(pc);
+  }
+
+  watchFirstFrame(pc) {
+    const mark = () => {
+      if (pc === this.pc && this.firstFrameMs === null) {
+        this.firstFrameMs = performance.now() - this.offerAt;
+      }
+    };
+    if (this.video.requestVideoFrameCallback) this.video.requestVideoFrameCallback(mark);
+    const poll = async () => {
+      if (pc !== this.pc || this.firstFrameMs !== null) return;
+      const s = await this.stats();
+      if (s.framesDecoded > 0) mark(); else setTimeout(poll, 10);
+    };
+    poll();
+  }
+
+  async stats() {
+    const out = { framesDecoded: 0, frameWidth: 0, frameHeight: 0, framesPerSecond: 0 };
+    if (!this.pc) return out;
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") {
+        Object.assign(out, {
+          framesDecoded: s.framesDecoded || 0,
+          frameWidth: s.frameWidth || 0,
+          frameHeight: s.frameHeight || 0,
+          framesPerSecond: s.framesPerSecond || 0,
+          framesDropped: s.framesDropped || 0,
+          keyFramesDecoded: s.keyFramesDecoded || 0,
+        });
+      }
+    });
+    out.videoWidth = this.video.videoWidth;
+    out.videoHeight = this.video.videoHeight;
+    out.firstFrameMs = this.firstFrameMs;
+    out.codec = this.codec;
+    out.connectionState = this.pc.connectionState;
+    return out;
+  }
+
+  beacon() {
+    if (this.session) navigator.sendBeacon(withToken(`/api/sessions/${this.session}/close`));
+    this.session = null;
+  }
+
+  restart() {
+    this.beacon();
+    if (this.pc) this.pc.close();
+    setTimeout(() => this.start().catch((e) => this.fail(e)), RETRY_MS);
+  }
+
+  fail(e) {
+    this.error = String(e);
+    if (!this.closed) setTimeout(() => this.start().catch((err) => this.fail(err)), RETRY_MS);
+  }
+
+  close() {
+    this.closed = true;
+    this.beacon();
+    if (this.pc) this.pc.close();
+  }
+}
+
+function countsText(counts) {
+  const parts = [];
+  for (const [line, perClass] of Object.entries(counts || {})) {
+    const byDir = {};
+    for (const dirs of Object.values(perClass)) {
+      for (const [d, n] of Object.entries(dirs)) byDir[d] = (byDir[d] || 0) + n;
+    }
+    parts.push(`${line}: ` + Object.entries(byDir).map(([d, n]) => `${d} ${n}`).join(" / "));
+  }
+  return parts.join(" · ");
+}
+
+function makeTile(camera) {
+  const tile = document.createElement("section");
+  tile.className = "tile";
+  tile.dataset.camera = camera.id;
+  tile.innerHTML = `<video autoplay muted playsinline></video>
+    <div class="bar"><span class="name"></span><span class="state"></span>
+    <span class="fps"></span><span class="counts"></span><a class="link">open</a></div>`;
+  tile.querySelector(".name").textContent = camera.name;
+  const link = tile.querySelector(".link");
+  link.href = withToken(`/?camera=${encodeURIComponent(camera.id)}`);
+  link.addEventListener("click", (e) => e.stopPropagation());
+  tile.addEventListener("click", () => tile.classList.toggle("big"));
+  return tile;
+}
+
+function updateTile(tile, camera) {
+  const state = tile.querySelector(".state");
+  state.textContent = camera.state;
+  state.className = `state ${camera.state}`;
+  const fps = camera.fps && camera.fps.published;
+  tile.querySelector(".fps").textContent = fps ? `${fps.toFixed(1)} fps` : "";
+  tile.querySelector(".counts").textContent = countsText(camera.counts);
+}
+
+async function refresh(tiles) {
+  try {
+    const { cameras } = await api("/api/cameras");
+    for (const c of cameras) if (tiles[c.id]) updateTile(tiles[c.id], c);
+    const up = cameras.filter((c) => c.state === "streaming").length;
+    document.getElementById("summary").textContent = `${up}/${cameras.length} cameras streaming`;
+  } catch (e) {
+    document.getElementById("summary").textContent = `status unavailable (${e.message})`;
+  }
+}
+
+async function main() {
+  const grid = document.getElementById("grid");
+  const { ice_servers: iceServers } = await api("/api/webrtc/config");
+  const { cameras } = await api("/api/cameras");
+  const shown = cameras.filter((c) => !onlyCamera || c.id === onlyCamera);
+  const tiles = {};
+  for (const camera of shown) {
+    const tile = (tiles[camera.id] = makeTile(camera));
+    if (onlyCamera) tile.classList.add("big");
+    grid.appendChild(tile);
+    updateTile(tile, camera);
+    const viewer = new Viewer(camera, tile.querySelector("video"), iceServers);
+    window.edge.viewers[camera.id] = viewer;
+    viewer.start().catch((e) => viewer.fail(e));
+  }
+  window.edge.ready = true;
+  await refresh(tiles);
+  setInterval(() => refresh(tiles), 2000);
+}
+
+window.edge = {
+  viewers: {},
+  ready: false,
+  async stats() {
+    const out = {};
+    for (const [id, v] of Object.entries(this.viewers)) out[id] = await v.stats();
+    return out;
+  },
+  close() { for (const v of Object.values(this.viewers)) v.close(); },
+};
+window.addEventListener("pagehide", () => window.edge.close());
+main().catch((e) => {
+  const el = document.getElementById("error");
+  el.textContent = `cannot load cameras: ${e.message}`;
+  el.hidden = false;
+});

@@ -1,0 +1,105 @@
+"""`edge detect` and `edge model prepare` run as a user runs them, checked independently."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import onnxruntime as ort
+
+from edge.assets import asset
+from edge.config import DetectorConfig
+from edge.infer.detector import Detector
+from edge.types import Frame
+
+OVERPASS = asset("video", "traffic_highway_overpass.mp4")  # used by no other test
+YOLOX = asset("models", "yolox_nano.onnx")
+
+
+def edge(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_detect_writes_jsonl_that_agrees_with_reference(
+    tmp_path: Path, dynamic_model: Path, reference, assert_agree
+) -> None:
+    out = tmp_path / "dets.jsonl"
+    run = edge("detect", OVERPASS, "--model", dynamic_model, "--out", out, "--max-frames", "40")
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["frame"] for r in lines] == list(range(40))
+    with av.open(str(OVERPASS)) as container:
+        images = [im for _, im in zip(range(40), container.decode(video=0), strict=False)]
+    total = 0
+    for record, image in zip(lines, images, strict=True):
+        assert abs(record["pts"] - float(image.time)) < 1e-6
+        got = [(d["box"], d["class_id"], d["score"]) for d in record["detections"]]
+        assert all(
+            d["class"] in {"car", "motorcycle", "bus", "truck"} for d in record["detections"]
+        )
+        want = reference(Frame("x", record["frame"], None, 0.0, image))
+        assert_agree(got, want, f"frame {record['frame']}")
+        for box in [g[0] for g in got]:
+            assert 0 <= box[0] <= box[2] <= 960 and 0 <= box[1] <= box[3] <= 540
+        total += len(got)
+    assert total >= 40  # sparse traffic, but vehicles on most frames
+
+
+def test_detect_to_stdout_and_bad_input(tmp_path: Path) -> None:
+    run = edge("detect", OVERPASS, "--max-frames", "2")
+    assert run.returncode == 0, run.stderr
+    assert [json.loads(x)["frame"] for x in run.stdout.splitlines()] == [0, 1]
+    assert "edge model prepare" in run.stderr  # the shared model is frozen at batch 1
+    missing = edge("detect", tmp_path / "nope.mp4")
+    assert missing.returncode == 1 and "cannot open" in missing.stderr
+    bad_model = edge("detect", OVERPASS, "--model", tmp_path / "nope.onnx")
+    assert bad_model.returncode == 2 and "detector.model: file not found" in bad_model.stderr
+
+
+def test_prepare_fp16_runs_and_roughly_agrees(tmp_path: Path, clip_frames) -> None:
+    out = tmp_path / "fp16.onnx"
+    run = edge("model", "prepare", YOLOX, out, "--fp16")
+    assert run.returncode == 0, run.stderr
+    assert "verified: batch of 4 equals 4 single runs" in run.stdout
+    assert out.stat().st_size < 0.7 * YOLOX.stat().st_size  # weights really are half size
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)"
+    assert session.get_inputs()[0].shape[0] == "batch"
+    frames: list[Frame] = clip_frames("traffic_highway_cctv.mp4", 4, step=150)
+    fp16 = Detector(DetectorConfig(model=out))
+    fp32 = Detector(DetectorConfig(model=YOLOX))
+    assert fp16.is_dynamic_batch
+    big_matched = 0
+    for a, b in zip(fp16.detect(frames), fp32.detect(frames), strict=True):
+        for box, score in zip(b.xyxy, b.score, strict=True):
+            if score < 0.5 or (box[2] - box[0]) * (box[3] - box[1]) < 400:
+                continue
+            ious = _iou(box, a.xyxy)
+            assert ious.size and ious.max() > 0.9, f"big detection {box} lost in FP16"
+            big_matched += 1
+    assert big_matched >= 4
+
+
+def test_prepare_refuses_same_file_and_missing(tmp_path: Path) -> None:
+    assert edge("model", "prepare", tmp_path / "x.onnx", tmp_path / "y.onnx").returncode == 2
+    copy = tmp_path / "m.onnx"
+    copy.write_bytes(YOLOX.read_bytes())
+    same = edge("model", "prepare", copy, copy)
+    assert same.returncode == 1 and "different file" in same.stderr
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / (area(box) + area(boxes) - inter)

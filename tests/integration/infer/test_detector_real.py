@@ -1,0 +1,143 @@
+"""The detector on real clips and the real YOLOX model against the independent reference."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from edge.assets import asset
+from edge.config import DetectorConfig
+from edge.infer.detector import Detector, FrozenBatchError
+from edge.metrics import EdgeMetrics
+
+YOLOX = asset("models", "yolox_nano.onnx")
+
+
+def detector(model: Path = YOLOX, **kw) -> Detector:
+    return Detector(DetectorConfig(model=model, **kw.pop("config", {})), **kw)
+
+
+@pytest.fixture(scope="module")
+def cctv(clip_frames) -> list:
+    return clip_frames("traffic_highway_cctv.mp4", 8, step=90)
+
+
+def test_yolox_agrees_with_reference_on_real_clips(
+    cctv: list, reference, clip_frames, assert_agree
+) -> None:
+    det = detector()
+    assert (det.family, det.input_size, det.class_names[2]) == ("yolox", 416, "car")
+    frames = cctv + clip_frames("car-detection.mp4", 3, step=120)
+    results = det.detect(frames)
+    assert sum(len(r) for r in results) > 40  # the clips really have vehicles
+    for frame, dets in zip(frames, results, strict=True):
+        assert_agree(dets, reference(frame), f"{frame.camera_id}#{frame.seq}")
+        assert set(dets.class_id.tolist()) <= {2, 3, 5, 7}
+
+
+def test_preprocess_is_letterboxed_model_sized_bgr(cctv: list) -> None:
+    det = detector()
+    tensor, lb = det.preprocess(cctv[0])
+    assert tensor.shape == (3, 416, 416) and tensor.dtype == np.float32
+    assert (lb.scale, lb.pad_x, lb.pad_y, lb.src_w, lb.src_h) == (1.3, 0, 0, 320, 240)
+    expected = cctv[0].to_bgr(416, 312).transpose(2, 0, 1).astype(np.float32)
+    np.testing.assert_array_equal(tensor[:, :312], expected)
+    assert (tensor[:, 312:] == 114).all()
+
+
+def test_batch_of_8_equals_8_single_runs(dynamic_model: Path, cctv: list) -> None:
+    det = detector(dynamic_model)
+    assert det.is_dynamic_batch and det.max_batch == 8
+    batch = np.stack([det.preprocess(f)[0] for f in cctv])
+    together = det.infer(batch)
+    alone = np.concatenate([det.infer(b[None]) for b in batch])
+    assert together.shape == (8, 3549, 85)
+    np.testing.assert_allclose(together, alone, atol=1e-4, rtol=0)
+    batched = det.detect(cctv)
+    for frame, dets in zip(cctv, batched, strict=True):
+        single = det.detect([frame])[0]
+        np.testing.assert_allclose(dets.xyxy, single.xyxy, atol=1e-3)
+        np.testing.assert_array_equal(dets.class_id, single.class_id)
+        np.testing.assert_allclose(dets.score, single.score, atol=1e-5)
+
+
+def test_frozen_model_refuses_batches_but_runs_one_by_one(cctv: list) -> None:
+    det = detector()
+    assert not det.is_dynamic_batch and det.max_batch == 1
+    batch = np.stack([det.preprocess(f)[0] for f in cctv[:2]])
+    with pytest.raises(FrozenBatchError, match="edge model prepare"):
+        det.infer(batch)
+    assert len(det.detect(cctv[:3])) == 3
+
+
+def test_io_binding_path_gives_the_plain_results(dynamic_model: Path, cctv: list) -> None:
+    bound, plain = detector(dynamic_model, io_binding=True), detector(dynamic_model)
+    assert bound.io_binding and not plain.io_binding
+    batch = np.stack([plain.preprocess(f)[0] for f in cctv[:4]])
+    np.testing.assert_allclose(bound.infer(batch), plain.infer(batch), atol=1e-5)
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" not in ort.get_available_providers(),
+    reason="needs onnxruntime-gpu and an NVIDIA GPU (the 'gpu' extra)",
+)
+def test_cuda_runs_with_io_binding_and_agrees(
+    dynamic_model: Path, cctv: list, assert_agree
+) -> None:
+    gpu = detector(dynamic_model, config={"providers": ["cuda", "cpu"]})
+    assert gpu.provider == "cuda" and gpu.io_binding
+    cpu = detector(dynamic_model, config={"providers": ["cpu"]})
+    for g, c in zip(gpu.detect(cctv), cpu.detect(cctv), strict=True):
+        assert_agree(g, c, "cuda vs cpu")
+
+
+def test_one_log_line_names_the_provider(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = EdgeMetrics()
+    with caplog.at_level(logging.INFO):
+        det = detector(config={"providers": ["cuda", "cpu"]}, metrics=metrics)
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge.infer.providers"]
+    assert len(lines) == 1 and f"provider {det.provider}" in lines[0]
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    assert det.provider == ("cuda" if has_cuda else "cpu")
+    if not has_cuda:
+        assert "fallback" in lines[0] and "cuda" in lines[0]
+    info = metrics.registry.get_sample_value(
+        "edge_onnx_info", {"provider": det.provider, "family": "yolox"}
+    )
+    assert info == 1.0
+
+
+def test_class_filter_and_metrics(cctv: list) -> None:
+    metrics = EdgeMetrics()
+    trucks_only = detector(config={"classes": ["truck"], "conf": 0.1}, metrics=metrics)
+    results = trucks_only.detect(cctv)
+    assert all(set(r.class_id.tolist()) <= {7} for r in results)
+    n = sum(len(r) for r in results)
+    counted = metrics.registry.get_sample_value(
+        "edge_detections_total", {"camera": cctv[0].camera_id, "class": "truck"}
+    )
+    assert n > 0 and counted == n
+    with pytest.raises(ValueError, match="'lorry'"):
+        detector(config={"classes": ["car", "lorry"]})
+
+
+@pytest.mark.parametrize("layout", ["yolov5", "yolov8"])
+def test_decoded_layouts_with_real_weights(
+    layout: str, baked_model, cctv: list, reference, assert_agree
+) -> None:
+    """YOLOX with its decode baked in is a real YOLOv5 (or, transposed, YOLOv8) model."""
+    det = detector(baked_model(layout))
+    assert det.family == layout
+    assert (det.color, det.unit_scale, det.center_pad) == ("rgb", True, True)
+    for frame, dets in zip(cctv[:4], det.detect(cctv[:4]), strict=True):
+        assert_agree(dets, reference(frame, rgb_model=True), f"{layout} #{frame.seq}")
+
+
+def test_preprocess_override_changes_colour_and_scale(baked_model, cctv: list) -> None:
+    det = detector(baked_model("yolov5"), config={"preprocess": {"color": "bgr", "scale": "raw"}})
+    tensor, _ = det.preprocess(cctv[0])
+    assert (det.color, det.unit_scale) == ("bgr", False) and tensor.max() > 1.5

@@ -1,0 +1,278 @@
+"""`edge run` on two simulated RTSP cameras, scraped by a real Prometheus every second.
+
+Ground truth comes from outside the service: an independent RTSP client on the same simulator
+streams counts every frame the simulator sends, with its wall-clock time. Checked:
+- frames received/decoded over a window equal the frames sent in it (within one second of frames);
+- FPS gauges within 10 % of the source rate; edge_camera_source_fps is that rate;
+- every PromQL expression of the dashboard and the alert rules returns data (alerts: the series
+  each one compares with its threshold), and the rules evaluate healthy;
+- after the cameras go away: EdgeCameraDown goes pending, and once the pipeline drained each
+  histogram's count equals the frames it timed, and every decoded frame is inferred or dropped
+  with a reason;
+- no label carries a URL or the camera password.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+import yaml
+
+from edge.ingest.camsim import CameraSimulator
+from edge.testing import free_port, wait_for
+
+CLIPS = {"highway": ("traffic_highway_cctv.mp4", 25.0), "parking": ("car-detection.mp4", 12.5)}
+PASSWORD = "pr0m-s3cret"
+WINDOW_S = 12.0
+# Stages every processed frame goes through without a viewer (annotation/encode/send need one).
+PIPELINE_STAGES = ("decode", "queue_wait", "preprocess", "inference", "postprocess", "tracking")
+TRUE_DROPS = 'reason=~"superseded|stale|fps_cap|error"'  # a decoded frame that never got inferred
+
+pytestmark = pytest.mark.timeout(180)
+
+
+class FrameClock:
+    """An independent RTSP client: the wall-clock time of every frame the simulator sends."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.times: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="frame-clock", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        options = {"rtsp_transport": "tcp", "timeout": "2000000"}
+        with av.open(self.url, options=options, timeout=(10.0, 2.0)) as container:
+            stream = container.streams.video[0]
+            try:
+                for packet in container.demux(stream):
+                    if packet.size:
+                        self.times.append(time.time())
+                    if self._stop.is_set():
+                        return
+            except (av.error.FFmpegError, TimeoutError):
+                return  # the simulator went away
+
+    def between(self, start: float, end: float) -> int:
+        return sum(1 for t in list(self.times) if start < t <= end)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def cameras(assets: Path) -> Iterator[CameraSimulator]:
+    streams = {name: assets / "video" / clip for name, (clip, _) in CLIPS.items()}
+    with CameraSimulator(streams) as sim:
+        yield sim
+
+
+@pytest.fixture
+def edge_service(
+    cameras: CameraSimulator, model_path: Path, tmp_path: Path
+) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    port = free_port()
+    config = {
+        "cameras": [
+            {
+                "id": "highway",
+                "url": cameras.url("highway", "viewer", PASSWORD),
+                "lines": [
+                    {
+                        "name": "carriageway",
+                        "points": [[0, 150], [320, 150]],
+                        "directions": ["down", "up"],
+                    }
+                ],
+            },
+            {"id": "parking", "url": cameras.url("parking")},
+        ],
+        "detector": {"model": str(model_path), "providers": ["cpu"]},
+        "ingest": {
+            "open_timeout_s": 5,
+            "read_timeout_s": 1,
+            "backoff_initial_s": 0.5,
+            "backoff_max_s": 2,
+        },
+        "events": {"jsonl": str(tmp_path / "events" / "events.jsonl")},
+        "server": {"host": "127.0.0.1", "port": port},
+        "metrics": {"enabled": True, "gpu": True},
+    }
+    config_path = tmp_path / "cameras.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log_path = tmp_path / "edge-run.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", "run", "--config", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+        )
+    yield f"127.0.0.1:{port}", proc, log_path
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _window(samples: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """(first ts, last ts, increase) of a counter's raw samples."""
+    assert len(samples) >= WINDOW_S / 2, f"too few scrapes: {samples}"
+    return samples[0][0], samples[-1][0], samples[-1][1] - samples[0][1]
+
+
+def test_edge_run_metrics_against_ground_truth(
+    cameras: CameraSimulator,
+    edge_service: tuple[str, subprocess.Popen[bytes], Path],
+    start_prometheus: Callable[..., Any],
+    shipped_promql: Any,
+) -> None:
+    target, proc, log_path = edge_service
+    clocks = {name: FrameClock(cameras.url(name)) for name in CLIPS}
+    prom = start_prometheus([target])
+
+    def service_log() -> str:
+        return log_path.read_text(errors="replace")[-3000:]
+
+    def both_streaming() -> bool:
+        assert proc.poll() is None, f"edge run exited with {proc.returncode}:\n{service_log()}"
+        return sum(prom.finite(prom.query("edge_camera_up == 1"))) == len(CLIPS)
+
+    try:
+        wait_for(both_streaming, timeout=45, interval=0.25)
+    except TimeoutError:
+        raise AssertionError(f"cameras not streaming in Prometheus\n{service_log()}") from None
+    start = time.time() + 3.0  # FPS meters need their 2 s window filled
+    end = start + WINDOW_S
+    wait_for(lambda: time.time() > end + 1.5, timeout=WINDOW_S + 10, interval=0.2)
+
+    check_counts_and_fps(prom, clocks, end)
+    check_shipped_promql(prom, shipped_promql)
+    check_labels(prom, cameras)
+
+    cameras.stop()
+    for clock in clocks.values():
+        clock.stop()
+    down = prom.wait_for_data(
+        'ALERTS{alertname="EdgeCameraDown", alertstate="pending"}', timeout=20
+    )
+    assert {s["metric"]["camera"] for s in down} == set(CLIPS)
+    check_drained_invariants(prom)
+
+
+def check_counts_and_fps(prom: Any, clocks: dict[str, FrameClock], end: float) -> None:
+    received = prom.samples("edge_frames_received_total", WINDOW_S, end)
+    decoded = prom.samples("edge_frames_decoded_total", WINDOW_S, end)
+    inferred = prom.samples("edge_frames_inferred_total", WINDOW_S, end)
+    fps = prom.samples('edge_camera_fps{point="decoded"}', WINDOW_S, end)
+    fps_inferred = prom.samples('edge_camera_fps{point="inferred"}', WINDOW_S, end)
+    source = prom.by_label("edge_camera_source_fps", "camera", at=end)
+    for name, (_, nominal) in CLIPS.items():
+        for counter, label in ((received, "received"), (decoded, "decoded")):
+            t0, t1, increase = _window(counter[name])
+            sent = clocks[name].between(t0, t1)
+            assert sent == pytest.approx(nominal * (t1 - t0), rel=0.1), "ground-truth client lags"
+            assert abs(increase - sent) <= nominal, f"{name} {label}: {increase} vs {sent} sent"
+        t0, t1, _ = _window(decoded[name])
+        true_rate = clocks[name].between(t0, t1) / (t1 - t0)
+        assert source[name] == pytest.approx(true_rate, rel=0.1), f"{name} source fps"
+        gauges = [v for _, v in fps[name]]
+        near = [v for v in gauges if abs(v - true_rate) <= 0.1 * true_rate]
+        assert len(near) >= 0.9 * len(gauges), f"{name} decoded fps {gauges} vs {true_rate:.2f}"
+        t0, t1, done = _window(inferred[name])
+        assert done > 0, f"{name}: nothing inferred"
+        mean_gauge = sum(v for _, v in fps_inferred[name]) / len(fps_inferred[name])
+        assert mean_gauge == pytest.approx(done / (t1 - t0), rel=0.15, abs=0.5), (
+            f"{name} inferred fps"
+        )
+
+
+def check_shipped_promql(prom: Any, shipped: Any) -> None:
+    gpu = bool(prom.query("edge_gpu_memory_total_bytes"))
+    queries = (
+        [("dashboard: " + t, e) for t, e in shipped.dashboard]
+        + [("recording rule " + n, e) for n, e in shipped.recording]
+        + [("recorded series " + n, n) for n, _ in shipped.recording]
+        + [("alert " + n, e) for n, e in shipped.alert_series()]
+    )
+    empty = []
+    for what, expr in queries:
+        result = prom.query(expr)
+        if "edge_gpu_" in expr and not gpu:
+            assert result == [], f"{what}: GPU series without a GPU"
+            continue
+        if not prom.finite(result):
+            empty.append(f"{what}: {expr} -> {result}")
+    assert not empty, "expressions without data:\n" + "\n".join(empty)
+    rate = f"rate(edge_stage_seconds_bucket[{WINDOW_S:.0f}s])"
+    p95 = f"histogram_quantile(0.95, sum by (stage, le) ({rate}))"
+    stages = {s["metric"]["stage"] for s in prom.query(p95) if s["value"][1] not in ("NaN",)}
+    assert set(PIPELINE_STAGES) <= stages, f"stages with latency: {sorted(stages)}"
+    ratios = prom.by_label("edge:camera_fps_vs_source:ratio", "camera")
+    assert set(ratios) == set(CLIPS) and all(0.9 <= r <= 1.1 for r in ratios.values()), ratios
+    bad = [(r["name"], r.get("lastError")) for r in prom.rules() if r["health"] != "ok"]
+    assert not bad, bad
+
+
+def check_labels(prom: Any, cameras: CameraSimulator) -> None:
+    series = prom.api("series", **{"match[]": '{__name__=~"edge_.+"}'})
+    assert series
+    for s in series:
+        for key, value in s.items():
+            if key in ("__name__", "instance", "job"):
+                continue
+            assert "://" not in value and PASSWORD not in value, f"{key}={value} in {s}"
+            assert f":{cameras.port}" not in value, f"{key}={value} in {s}"
+
+
+def check_drained_invariants(prom: Any) -> None:
+    def settled() -> bool:
+        moving = prom.query(
+            "changes(edge_frames_decoded_total[3s]) + changes(edge_frames_inferred_total[3s])"
+            " + changes(edge_frames_published_total[3s])"
+        )
+        return bool(moving) and all(float(s["value"][1]) == 0 for s in moving)
+
+    wait_for(settled, timeout=20, interval=0.25)
+    at = time.time()
+
+    def per_camera(expr: str) -> dict[str, float]:
+        return prom.by_label(f"sum by (camera) ({expr})", "camera", at=at)
+
+    def total(expr: str) -> float:
+        return sum(prom.finite(prom.query(f"sum({expr})", at=at)))
+
+    decoded = per_camera("edge_frames_decoded_total")
+    inferred = per_camera("edge_frames_inferred_total")
+    published = per_camera("edge_frames_published_total")
+    assert set(decoded) == set(CLIPS) and all(v > 0 for v in inferred.values())
+    assert per_camera('edge_stage_seconds_count{stage="decode"}') == decoded
+    for stage in ("queue_wait", "preprocess", "inference", "postprocess", "tracking"):
+        assert per_camera(f'edge_stage_seconds_count{{stage="{stage}"}}') == inferred, stage
+    assert per_camera("edge_end_to_end_seconds_count") == published
+    assert published == inferred, "every inferred frame's results are published"
+    assert total("edge_batch_size_sum") == total("edge_frames_inferred_total")
+    batches = total("edge_batch_size_count")
+    assert total("edge_batch_inference_seconds_count") == batches
+    assert total("edge_batch_fill_ratio_count") == batches
+    dropped = per_camera(f"edge_frames_dropped_total{{{TRUE_DROPS}}}")
+    for cam in CLIPS:
+        unaccounted = decoded[cam] - inferred[cam] - dropped.get(cam, 0.0)
+        assert 0 <= unaccounted <= 2, (
+            f"{cam}: {unaccounted} decoded frames neither inferred nor dropped"
+        )

@@ -1,0 +1,56 @@
+"""`edge check` as a newcomer runs it: a real subprocess, exit codes and messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def edge(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_shipped_config_passes() -> None:
+    result = edge("check", str(REPO / "configs" / "cameras.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_invalid_config_exits_2_naming_each_field(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "cameras": [
+                    {"id": "a", "url": "rtsp://u:topsecret@h/x"},
+                    {"id": "a", "url": "nope://x", "colour": "red"},
+                ],
+                "detector": {"model": str(tmp_path / "missing.onnx"), "max_det": 0},
+            }
+        )
+    )
+    result = edge("check", str(cfg))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    for expected in (
+        "cameras: duplicate camera ids: a",
+        "cameras[1](a).url: unsupported scheme 'nope'",
+        "cameras[1](a).colour: unknown key",
+        f"detector.model: file not found: {tmp_path / 'missing.onnx'}",
+        "detector.max_det: Input should be greater than or equal to 1",
+    ):
+        assert expected in lines, result.stderr
+    assert "topsecret" not in result.stderr + result.stdout
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    result = edge("check", str(tmp_path / "none.yaml"))
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr

@@ -1,0 +1,96 @@
+"""The real OCR boundary: rapidocr's bundled ONNX models on real plate photos and a real clip."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from edge.assets import asset
+from edge.config import OcrConfig
+from edge.metrics import EdgeMetrics
+from edge.track.plates import PlateReader, PlateScheduler
+from edge.types import Detections, Frame
+
+PLATES = json.loads(asset("plates", "plates.json").read_text())
+CZ = next(p for p in PLATES if p["plate"] == "5AU5341")
+
+
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    r = PlateReader()
+    r.warm_up()
+    return r
+
+
+def photo(name: str) -> np.ndarray:
+    img = cv2.imread(str(asset("plates", name)))
+    assert img is not None, name
+    return img
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize("truth", PLATES, ids=[p["plate"] for p in PLATES])
+def test_reads_the_plate_on_the_whole_photo(reader: PlateReader, truth: dict) -> None:
+    """The photos carry other text too (`California`): only the plate comes back."""
+    read = reader.read(photo(truth["file"]))
+    assert read is not None
+    assert read.text == truth["plate"]
+    assert read.confidence > 0.9
+    if truth["plate_bbox_xywh"]:
+        x, y, w, h = truth["plate_bbox_xywh"]
+        assert read.box is not None and iou(read.box, (x, y, x + w, y + h)) > 0.5
+
+
+def test_reads_a_tight_plate_crop(reader: PlateReader) -> None:
+    x, y, w, h = CZ["plate_bbox_xywh"]
+    read = reader.read(photo(CZ["file"])[y : y + h, x : x + w])
+    assert read is not None and read.text == "5AU5341"
+
+
+def test_text_that_is_not_a_plate_gives_none(reader: PlateReader) -> None:
+    """The highway CCTV clip has a date/time overlay and no legible plate (320×240)."""
+    with av.open(str(asset("video", "traffic_highway_cctv.mp4"))) as container:
+        frame = next(f for i, f in enumerate(container.decode(video=0)) if i == 60)
+    bgr = frame.to_ndarray(format="bgr24")
+    assert reader.candidates(bgr), "the overlay should be read as text"
+    assert reader.read(bgr) is None
+    assert reader.read(np.full((200, 300, 3), 127, dtype=np.uint8)) is None
+
+
+def test_rejects_what_is_not_a_bgr_image(reader: PlateReader) -> None:
+    with pytest.raises(ValueError, match="BGR"):
+        reader.read(np.zeros((100, 100), dtype=np.uint8))
+
+
+async def test_scheduler_reads_a_tracked_car_on_a_decoded_frame(reader: PlateReader) -> None:
+    """Full pipeline shape: a YUV 4:2:0 frame as the decoder gives it, one confirmed track."""
+    img = photo(CZ["file"])
+    h, w = img.shape[:2]
+    yuv = av.VideoFrame.from_ndarray(img[: h // 2 * 2, : w // 2 * 2], format="bgr24")
+    frame = Frame("cam1", 1, 0.0, 0.0, yuv.reformat(format="yuv420p"))
+    car = Detections(
+        xyxy=np.array([[200, 100, 500, 331]], dtype=np.float32),
+        score=np.array([0.9], dtype=np.float32),
+        class_id=np.array([2]),
+        track_id=np.array([42]),
+    )
+    metrics = EdgeMetrics()
+    s = PlateScheduler("cam1", OcrConfig(enabled=True, attempts=1), reader.read, metrics=metrics)
+    got = await s.maybe_read(frame, car)
+    assert list(got) == [42] and got[42].text == "5AU5341"
+    x, y, bw, bh = CZ["plate_bbox_xywh"]
+    assert got[42].box is not None and iou(got[42].box, (x, y, x + bw, y + bh)) > 0.5
+    assert await s.maybe_read(frame, car) == {}  # the single attempt is spent
+    assert metrics.ocr_attempts.labels(camera="cam1")._value.get() == 1
+    assert metrics.ocr_reads.labels(camera="cam1")._value.get() == 1
+    assert s.forget([42])[42].text == "5AU5341"

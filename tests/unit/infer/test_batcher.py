@@ -1,0 +1,244 @@
+"""The batcher with the real detector on decoded frames of the shared clips (no RTSP here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from edge.assets import asset
+from edge.config import DetectorConfig
+from edge.infer.batcher import Batcher
+from edge.infer.detector import Detector
+from edge.infer.prepare import prepare_model
+from edge.metrics import EdgeMetrics
+from edge.testing import async_wait_for
+from edge.types import DetectedFrame, Frame
+
+YOLOX = asset("models", "yolox_nano.onnx")
+CLIPS = ["traffic_highway_cctv.mp4", "traffic_highway_overpass.mp4", "car-detection.mp4"]
+
+
+@pytest.fixture(scope="module")
+def dynamic_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("batcher-model") / "yolox_nano_dyn.onnx"
+    _, check = prepare_model(YOLOX, out)
+    assert check.ok, check.describe()
+    return out
+
+
+@pytest.fixture(scope="module")
+def clip_images() -> dict[str, list[av.VideoFrame]]:
+    """The first 12 decoded pictures of each clip (every 5th, so they differ)."""
+    out: dict[str, list[av.VideoFrame]] = {}
+    for name in CLIPS:
+        with av.open(str(asset("video", name))) as container:
+            images = list(itertools.islice(container.decode(video=0), 0, 60, 5))
+        out[name] = images
+    return out
+
+
+def make_frames(images: list[av.VideoFrame], camera: str) -> Iterator[Frame]:
+    """Frames as a camera would hand them over: received just now."""
+    for seq, image in enumerate(images):
+        yield Frame(camera, seq, float(image.time), time.monotonic(), image)
+
+
+def fresh(frame: Frame) -> Frame:
+    return dataclasses.replace(frame, received_at=time.monotonic())
+
+
+def sample(metrics: EdgeMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def detector_for(model: Path, metrics: EdgeMetrics, **overrides: object) -> Detector:
+    return Detector(DetectorConfig(model=model, **overrides), metrics)
+
+
+async def test_one_batch_for_all_cameras_equals_single_runs(
+    dynamic_model: Path, clip_images: dict[str, list[av.VideoFrame]]
+) -> None:
+    metrics = EdgeMetrics()
+    det = detector_for(dynamic_model, metrics)
+    cams = {f"cam{i}": clip_images[CLIPS[i % 3]][i] for i in range(4)}
+    results: list[DetectedFrame] = []
+    async with Batcher(det, det.config, metrics, on_result=results.append) as batcher:
+        for cam, image in cams.items():
+            batcher.submit(Frame(cam, 7, None, time.monotonic(), image))
+        await async_wait_for(lambda: len(results) == 4, timeout=30)
+    assert batcher.stats.batch_sizes == {4: 1}
+    assert sample(metrics, "edge_batch_size_count") == 1
+    assert sample(metrics, "edge_batch_size_sum") == 4
+    assert sample(metrics, "edge_batch_fill_ratio_sum") == 1.0
+    assert sample(metrics, "edge_batch_inference_seconds_count") == 1
+    total = 0
+    for res in results:
+        cam = res.frame.camera_id
+        single = det.detect([res.frame])[0]
+        assert len(res.detections) == len(single), cam
+        np.testing.assert_allclose(res.detections.xyxy, single.xyxy, atol=1e-3)
+        np.testing.assert_allclose(res.detections.score, single.score, atol=1e-5)
+        np.testing.assert_array_equal(res.detections.class_id, single.class_id)
+        assert sample(metrics, "edge_frames_inferred_total", camera=cam) == 1
+        for stage in ("queue_wait", "preprocess", "inference", "postprocess"):
+            assert sample(metrics, "edge_stage_seconds_count", camera=cam, stage=stage) >= 1
+        total += len(res.detections)
+    counted = sum(
+        sample(metrics, "edge_detections_total", camera=cam, **{"class": name})
+        for cam in cams
+        for name in ("car", "motorcycle", "bus", "truck")
+    )
+    assert total > 0
+    # detect() above counted each frame once more: the batcher counted exactly half
+    assert counted == 2 * total
+
+
+async def test_frozen_batch_model_runs_one_frame_per_batch(
+    clip_images: dict[str, list[av.VideoFrame]],
+) -> None:
+    metrics = EdgeMetrics()
+    det = detector_for(YOLOX, metrics)
+    assert not det.is_dynamic_batch
+    results: list[DetectedFrame] = []
+    async with Batcher(det, det.config, metrics, on_result=results.append) as batcher:
+        assert batcher.capacity() == 1
+        for i, name in enumerate(CLIPS):
+            batcher.submit(Frame(f"cam{i}", 0, None, time.monotonic(), clip_images[name][0]))
+        await async_wait_for(lambda: len(results) == 3, timeout=30)
+    assert batcher.stats.batch_sizes == {1: 3}
+    assert {r.frame.camera_id for r in results} == {"cam0", "cam1", "cam2"}
+
+
+async def test_only_latest_frame_per_camera_is_inferred(
+    dynamic_model: Path, clip_images: dict[str, list[av.VideoFrame]]
+) -> None:
+    metrics = EdgeMetrics()
+    det = detector_for(dynamic_model, metrics)
+    batcher = Batcher(det, det.config, metrics)
+    stream = batcher.subscribe("a")
+    for frame in make_frames(clip_images[CLIPS[0]][:5], "a"):
+        batcher.submit(frame)
+    assert batcher.pending == 1
+    await batcher.start()
+    try:
+        got = await anext(aiter(stream))
+    finally:
+        await batcher.stop()
+    assert got.frame.seq == 4
+    assert batcher.stats.superseded == 4
+    assert sample(metrics, "edge_frames_dropped_total", camera="a", reason="superseded") == 4
+    assert batcher.stats.frames_inferred == 1
+
+
+async def test_stale_frames_are_dropped_not_inferred(
+    dynamic_model: Path, clip_images: dict[str, list[av.VideoFrame]]
+) -> None:
+    metrics = EdgeMetrics()
+    det = detector_for(dynamic_model, metrics, stale_s=0.2)
+    results: list[DetectedFrame] = []
+    batcher = Batcher(det, det.config, metrics, on_result=results.append)
+    image = clip_images[CLIPS[1]][0]
+    batcher.submit(Frame("old", 0, None, time.monotonic() - 1.0, image))
+    batcher.submit(Frame("new", 0, None, time.monotonic(), image))
+    async with batcher:
+        await async_wait_for(lambda: results, timeout=30)
+        await async_wait_for(lambda: batcher.pending == 0, timeout=5)
+    assert [r.frame.camera_id for r in results] == ["new"]
+    assert batcher.stats.stale == 1
+    assert sample(metrics, "edge_frames_dropped_total", camera="old", reason="stale") == 1
+    assert sample(metrics, "edge_frames_inferred_total", camera="old") == 0
+
+
+async def test_results_reach_each_camera_in_order(
+    dynamic_model: Path, clip_images: dict[str, list[av.VideoFrame]]
+) -> None:
+    metrics = EdgeMetrics()
+    det = detector_for(dynamic_model, metrics)
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    async with Batcher(det, det.config, metrics) as batcher:
+        streams = {cam: batcher.subscribe(cam, maxsize=100) for cam in seen}
+        feeds = {
+            "a": make_frames(clip_images[CLIPS[0]], "a"),
+            "b": make_frames(clip_images[CLIPS[2]], "b"),
+        }
+        for _ in range(12):
+            for frames in feeds.values():
+                batcher.submit(fresh(next(frames)))
+            await async_wait_for(lambda: batcher.pending == 0, timeout=30)
+        await async_wait_for(
+            lambda: batcher.stats.frames_inferred == 24 - batcher.stats.superseded, 30
+        )
+    for cam, stream in streams.items():
+        seen[cam] = [r.frame.seq async for r in stream]
+        assert seen[cam] == sorted(set(seen[cam])), cam
+        assert seen[cam][-1] == 11
+    assert max(batcher.stats.batch_sizes) == 2
+
+
+async def test_silent_camera_delays_others_by_at_most_a_deadline(
+    dynamic_model: Path, clip_images: dict[str, list[av.VideoFrame]]
+) -> None:
+    """'dead' sent one frame and went silent; 'live' keeps getting batches of 1 after a deadline."""
+    metrics = EdgeMetrics()
+    det = detector_for(dynamic_model, metrics, deadline_ms=20, stale_s=5.0)
+    async with Batcher(det, det.config, metrics) as batcher:
+        batcher.set_streaming("dead", True, fps=25.0)
+        batcher.set_streaming("live", True, fps=25.0)
+        live = batcher.subscribe("live")
+        frames = make_frames(clip_images[CLIPS[0]], "live")
+        batcher.submit(Frame("dead", 0, None, time.monotonic(), clip_images[CLIPS[1]][0]))
+        batcher.submit(fresh(next(frames)))
+        assert (await anext(aiter(live))).frame.seq == 0
+        assert batcher.stats.batch_sizes == {2: 1}
+        assert batcher.capacity() == 2  # 'dead' still counts as streaming: its frame is recent
+        for _ in range(3):
+            batcher.submit(fresh(next(frames)))
+            await async_wait_for(lambda: len(live) > 0, timeout=30)
+            result = await anext(aiter(live))
+            assert result.frame.camera_id == "live"
+        # a camera marked off is not waited for at all
+        batcher.set_streaming("dead", False)
+        assert batcher.capacity() == 1
+    assert batcher.stats.batch_sizes == {2: 1, 1: 3}
+    assert batcher.deadline_s() == pytest.approx(0.02)
+
+
+async def test_slow_subscriber_keeps_only_newest_results(
+    dynamic_model: Path, clip_images: dict[str, list[av.VideoFrame]]
+) -> None:
+    metrics = EdgeMetrics()
+    det = detector_for(dynamic_model, metrics)
+    async with Batcher(det, det.config, metrics) as batcher:
+        stream = batcher.subscribe("a", maxsize=2)
+        for frame in make_frames(clip_images[CLIPS[0]][:6], "a"):
+            batcher.submit(frame)
+            await async_wait_for(lambda: batcher.pending == 0, timeout=30)
+        await async_wait_for(lambda: batcher.stats.frames_inferred == 6, timeout=30)
+    assert len(stream) == 2
+    assert [r.frame.seq async for r in stream] == [4, 5]
+    assert sample(metrics, "edge_frames_dropped_total", camera="a", reason="queue_full") == 4
+
+
+async def test_failing_callback_does_not_stop_batching(
+    dynamic_model: Path, clip_images: dict[str, list[av.VideoFrame]]
+) -> None:
+    metrics = EdgeMetrics()
+    det = detector_for(dynamic_model, metrics)
+    calls: list[int] = []
+
+    def explode(result: DetectedFrame) -> None:
+        calls.append(result.frame.seq)
+        raise RuntimeError("subscriber bug")
+
+    async with Batcher(det, det.config, metrics, on_result=explode) as batcher:
+        for frame in make_frames(clip_images[CLIPS[2]][:3], "a"):
+            batcher.submit(frame)
+            await async_wait_for(lambda f=frame: f.seq in calls, timeout=30)
+    assert calls == [0, 1, 2]

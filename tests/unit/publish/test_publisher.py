@@ -1,0 +1,80 @@
+"""CameraPublisher: no work while unwatched, one encoder per codec however many viewers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import av
+import numpy as np
+
+from edge.config import StreamConfig
+from edge.metrics import EdgeMetrics
+from edge.publish.annotate import Overlay
+from edge.publish.publisher import CameraPublisher
+from edge.testing import async_wait_for
+from edge.types import Detections, Frame
+
+
+def _frame(seq: int, w: int = 768, h: int = 432) -> Frame:
+    bgr = np.full((h, w, 3), 90, np.uint8)
+    image = av.VideoFrame.from_ndarray(bgr, format="bgr24").reformat(format="yuv420p")
+    return Frame("cam", seq, seq / 25, time.monotonic(), image)
+
+
+def _sample(metrics: EdgeMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_unwatched_camera_does_no_work() -> None:
+    metrics = EdgeMetrics()
+    pub = CameraPublisher("cam", StreamConfig(), metrics)
+    for i in range(5):
+        pub.publish(_frame(i), Detections.empty(), Overlay("cam"))
+    assert not pub.is_watched
+    assert _sample(metrics, "edge_frames_published_total", camera="cam") == 0
+    assert _sample(metrics, "edge_encoders_active", camera="cam") == 0
+
+
+async def test_viewers_share_one_encoder_that_stops_with_the_last() -> None:
+    metrics = EdgeMetrics()
+    pub = CameraPublisher("cam", StreamConfig(max_width=640), metrics)
+    tracks = [pub.attach("h264") for _ in range(3)]
+    assert pub.encoder_count == 1
+    assert _sample(metrics, "edge_encoders_active", camera="cam") == 1
+    assert _sample(metrics, "edge_viewers", camera="cam") == 3
+    reads = [asyncio.ensure_future(t.recv()) for t in tracks]
+    await asyncio.sleep(0)
+    for i in range(3):
+        pub.publish(_frame(i), Detections.empty(), Overlay("cam"))
+        await asyncio.sleep(0.05)
+    packets = await asyncio.wait_for(asyncio.gather(*reads), 5)
+    assert all(p is packets[0] for p in packets)  # the very same encoded packet for everyone
+    assert packets[0].is_keyframe
+    decoded = av.CodecContext.create("h264", "r").decode(av.Packet(bytes(packets[0])))
+    assert (decoded[0].width, decoded[0].height) == (640, 360)  # capped at max_width
+    encoder = pub.encoder("h264")
+    assert encoder is not None
+    for t in tracks:
+        t.stop()
+    assert pub.encoder_count == 0
+    assert _sample(metrics, "edge_viewers", camera="cam") == 0
+    await async_wait_for(lambda: not encoder.is_running, 5)
+    assert _sample(metrics, "edge_encoders_active", camera="cam") == 0
+    await pub.aclose()
+
+
+async def test_two_codecs_render_each_frame_once() -> None:
+    metrics = EdgeMetrics()
+    pub = CameraPublisher("cam", StreamConfig(), metrics)
+    h264, vp8 = pub.attach("h264"), pub.attach("vp8")
+    assert pub.encoder_count == 2
+    assert _sample(metrics, "edge_encoders_active", camera="cam") == 2
+    reads = [asyncio.ensure_future(t.recv()) for t in (h264, vp8)]
+    await asyncio.sleep(0)
+    pub.publish(_frame(0, 320, 240), Detections.empty(), Overlay("cam"))
+    await asyncio.wait_for(asyncio.gather(*reads), 5)
+    assert _sample(metrics, "edge_frames_published_total", camera="cam") == 1
+    await pub.aclose()
+    assert pub.encoder_count == 0
+    assert _sample(metrics, "edge_encoders_active", camera="cam") == 0

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edge.config import COCO_VEHICLES, ConfigError, expand_env, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def base(**over: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"cameras": [{"id": "cam1", "url": "rtsp://127.0.0.1:8554/a"}]}
+    data.update(over)
+    return data
+
+
+def problems(data: Any) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    return err.value.problems
+
+
+def test_shipped_config_is_valid() -> None:
+    config = load_config(REPO / "configs" / "cameras.yaml")
+    assert [c.id for c in config.cameras] == ["highway", "overpass", "parking"]
+    assert config.detector.model.is_file()
+
+
+def test_defaults_mirror_the_original_app() -> None:
+    d = parse_config(base()).detector
+    assert (d.input_size, d.conf, d.iou, d.max_det) == (416, 0.25, 0.50, 30)
+    assert tuple(d.classes) == COCO_VEHICLES
+    assert d.cuda.arena_extend_strategy == "kNextPowerOfTwo"
+    assert d.cuda.gpu_mem_limit == 2 * 1024**3
+    assert d.cuda.cudnn_conv_algo_search == "EXHAUSTIVE"
+    assert d.cuda.do_copy_in_default_stream is True
+    assert parse_config(base()).ocr.attempts == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (base(bogus=1), "bogus: unknown key"),
+        (base(detector={"conf": 1.5}), "detector.conf: Input should be less than 1"),
+        (base(detector={"iou": 0}), "detector.iou: Input should be greater than 0"),
+        (
+            base(detector={"input_size": 400}),
+            "detector.input_size: Input should be a multiple of 32",
+        ),
+        (
+            base(detector={"model": "/no/such.onnx"}),
+            "detector.model: file not found: /no/such.onnx",
+        ),
+        (base(detector={"cuda": {"device": 0}}), "detector.cuda.device: unknown key"),
+        (base(server={"port": 70000}), "server.port: Input should be less than or equal to 65535"),
+        ({"cameras": []}, "cameras: List should have at least 1 item"),
+        ({}, "cameras: Field required"),
+        (
+            {"cameras": [{"id": "a", "url": "rtsp://h/x"}, {"id": "a", "url": "rtsp://h/y"}]},
+            "cameras: duplicate camera ids: a",
+        ),
+        (
+            {"cameras": [{"id": "a", "url": "ftp://h/x"}]},
+            "cameras[0](a).url: unsupported scheme 'ftp'",
+        ),
+        (
+            {"cameras": [{"id": "a", "url": "rtsp:///x"}]},
+            "cameras[0](a).url: 'rtsp:///x' has no host",
+        ),
+        ({"cameras": [{"id": "a b", "url": "rtsp://h/x"}]}, "cameras[0](a b).id: must be 1-64"),
+        (
+            {"cameras": [{"id": "a", "url": "rtsp://h/x", "fps": 0}]},
+            "cameras[0](a).fps: Input should",
+        ),
+        (
+            {
+                "cameras": [
+                    {
+                        "id": "a",
+                        "url": "rtsp://h/x",
+                        "lines": [{"name": "l", "points": [[1, 1], [1, 1]]}],
+                    }
+                ]
+            },
+            "cameras[0](a).lines[0]: the two points of a line must differ",
+        ),
+        (
+            base(ingest={"backoff_initial_s": 5, "backoff_max_s": 1}),
+            "ingest: backoff_max_s must be >=",
+        ),
+        ("just text", "config: must be a mapping"),
+    ],
+)
+def test_invalid_configs_name_the_field(data: Any, expected: str) -> None:
+    found = problems(data)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    data = {
+        "cameras": [{"id": "a", "url": "rtsp://h/x"}, {"id": "a", "url": "bad://x", "fps": -1}],
+        "detector": {"conf": 2},
+    }
+    found = problems(data)
+    assert "cameras: duplicate camera ids: a" in found
+    assert any(p.startswith("cameras[1](a).url") for p in found)
+    assert any(p.startswith("cameras[1](a).fps") for p in found)
+    assert any(p.startswith("detector.conf") for p in found)
+
+
+def test_errors_never_show_a_password() -> None:
+    found = problems({"cameras": [{"id": "a", "url": "rtsp://admin:hunter22@:99999/x"}]})
+    assert found and not any("hunter22" in p for p in found)
+
+
+def test_env_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAM_PW", "s3cret")
+    assert expand_env("rtsp://u:${CAM_PW}@h/x") == "rtsp://u:s3cret@h/x"
+    assert expand_env("${NOPE_NOT_SET:-fallback}") == "fallback"
+    with pytest.raises(ConfigError, match="NOPE_NOT_SET"):
+        expand_env("${NOPE_NOT_SET}")
+
+
+def test_relative_model_path_resolves_against_the_config(tmp_path: Path, model_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "x.onnx").write_bytes(model_path.read_bytes()[:10])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(base(detector={"model": "m/x.onnx"})))
+    assert load_config(cfg).detector.model == tmp_path / "m" / "x.onnx"
+
+
+def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("cameras:\n  - id: a\n    url: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"invalid YAML \(line"):
+        load_config(cfg)
