@@ -54,7 +54,7 @@ class EdgeService:
 
     def __init__(self, config: EdgeConfig, metrics: EdgeMetrics | None = None) -> None:
         self.config = config
-        self.metrics = metrics or EdgeMetrics(process=True)
+        self.metrics = metrics or EdgeMetrics.for_service(gpu=config.metrics.gpu)
         self.registry: CollectorRegistry = self.metrics.registry
         self.detector: Detector | None = None
         self.batcher: Batcher | None = None
@@ -116,6 +116,11 @@ class EdgeService:
                 await self._start_plates()
             names = self.detector.class_names
             for rt in self.runtimes.values():
+                self.metrics.init_camera(
+                    rt.config.id,
+                    self.config.detector.classes,
+                    [(line.name, line.directions) for line in rt.config.lines],
+                )
                 rt.tracking = CameraTracking(
                     rt.config.id, self.config.tracker, rt.config.lines, names,
                     emit=self.events.emit, metrics=self.metrics,
@@ -184,6 +189,7 @@ class EdgeService:
             clock=time.time(),
         )
         rt.publisher.publish(frame, tracked.tracks, overlay)
+        self.metrics.observe_end_to_end(rt.config.id, time.monotonic() - frame.received_at)
 
     async def _shutdown(self, runner: web.AppRunner | None) -> None:
         for rt in self.runtimes.values():
@@ -211,4 +217,6 @@ class EdgeService:
             sinks.append(JsonlSink(ev.jsonl, ev.max_bytes, ev.backups, self.metrics))
         if ev.webhook is not None:
             sinks.append(WebhookSink(ev.webhook, self.metrics))
+        for sink in sinks:
+            self.metrics.init_sink(sink.name)
         return sinks

@@ -10,7 +10,10 @@ Invariants the dashboard, the alert rules and the end-to-end test rely on (per c
   share of its batch's run time);
 - `sum(edge_batch_size_sum)` == `sum(edge_frames_inferred_total)`;
 - `edge_end_to_end_seconds_count` == `edge_frames_published_total`, where *published* means the
-  frame's results left the pipeline (tracked, counted, and handed to the encoder when watched).
+  frame's results left the pipeline (tracked, counted, handed to the encoder when watched), for
+  every processed frame, watched or not (`observe_end_to_end`, called by the app);
+- `edge_video_latency_seconds_count` == `edge_frames_rendered_total`: annotated pictures rendered
+  for viewers, only while someone watches (`observe_rendered`, called by the publisher).
 Call `init_camera` once per configured camera so that every per-camera series exists at 0 from the
 start (Prometheus best practice: a missing series is not a zero, and rate() needs the zero).
 """
@@ -49,9 +52,12 @@ STAGES = (
     "send",
 )
 DROP_REASONS = ("superseded", "stale", "queue_full", "viewer_slow", "fps_cap", "error")
-FPS_POINTS = ("decoded", "inferred", "published")
+FPS_POINTS = ("decoded", "inferred", "published", "rendered")
 EVENT_DROP_REASONS = ("queue_full", "failed", "rejected", "io_error")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+FPS_WINDOW_S = 5.0
+"""Window of the `edge_camera_fps` gauges: long enough that a decode thread starved for 0.2 s
+by inference moves the reading by under 5 %, short enough to show a camera slowing down."""
 
 _LATENCY_BUCKETS = (
     0.0005,
@@ -121,7 +127,10 @@ class EdgeMetrics:
             "edge_frames_inferred", "Frames that went through the detector.", cam, registry=r
         )
         self.frames_published = Counter(
-            "edge_frames_published", "Annotated frames handed to the encoder.", cam, registry=r
+            "edge_frames_published",
+            "Frames whose results left the pipeline (tracked, counted, to the encoder if watched).",
+            cam,
+            registry=r,
         )
         self.frames_dropped = Counter(
             "edge_frames_dropped", "Frames dropped, by reason.", ["camera", "reason"], registry=r
@@ -162,7 +171,20 @@ class EdgeMetrics:
         )
         self.end_to_end_seconds = Histogram(
             "edge_end_to_end_seconds",
-            "From frame receipt to its annotated frame being published.",
+            "From frame receipt to its results being published (see frames_published).",
+            cam,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.frames_rendered = Counter(
+            "edge_frames_rendered",
+            "Annotated frames rendered for viewers (once per frame, whatever the codecs).",
+            cam,
+            registry=r,
+        )
+        self.video_latency_seconds = Histogram(
+            "edge_video_latency_seconds",
+            "From frame receipt to its annotated picture being rendered for the encoders.",
             cam,
             buckets=_LATENCY_BUCKETS,
             registry=r,
@@ -218,24 +240,35 @@ class EdgeMetrics:
         )
         self._meters: dict[tuple[str, str], RateMeter] = {}
         self._meters_lock = threading.Lock()
-        self._states_seen: set[tuple[str, str]] = set()
+        self._cameras_seen: set[str] = set()
 
     def set_camera_state(self, camera: str, state: str) -> None:
-        """One-hot `edge_camera_state` and `edge_camera_up` (1 only while streaming)."""
-        self._states_seen.add((camera, state))
+        """One-hot `edge_camera_state` and `edge_camera_up` (1 only while streaming).
+
+        The first state of a camera also creates its per-camera series at 0 (see `init_camera`),
+        so a source alone makes the camera visible to every panel and rule."""
+        if camera not in self._cameras_seen:
+            self._cameras_seen.add(camera)
+            self._zero_camera_series(camera)
         for s in CAMERA_STATES:
             self.camera_state.labels(camera=camera, state=s).set(1 if s == state else 0)
         self.camera_up.labels(camera=camera).set(1 if state == "streaming" else 0)
 
     def tick_fps(self, camera: str, point: str, now: float | None = None) -> None:
-        """Count one frame at `point` (decoded, inferred, published) and refresh the FPS gauge."""
+        """Count one frame at `point` (see FPS_POINTS) for the `edge_camera_fps` gauge."""
         key = (camera, point)
         with self._meters_lock:
             meter = self._meters.get(key)
             if meter is None:
-                meter = self._meters[key] = RateMeter()
+                meter = self._meters[key] = RateMeter(FPS_WINDOW_S)
                 self.fps.labels(camera=camera, point=point).set_function(meter.rate)
         meter.tick(now)
+
+    def fps_rates(self, camera: str) -> dict[str, float]:
+        """Current FPS of one camera at each point that has seen a frame (for the API)."""
+        with self._meters_lock:
+            meters = {p: m for (c, p), m in self._meters.items() if c == camera}
+        return {point: meter.rate() for point, meter in meters.items()}
 
     def observe_stage(self, camera: str, stage: str, seconds: float) -> None:
         self.stage_seconds.labels(camera=camera, stage=stage).observe(seconds)
@@ -258,24 +291,9 @@ class EdgeMetrics:
         lines: Iterable[tuple[str, Sequence[str]]] = (),
     ) -> None:
         """Create the camera's series at 0: frame counters, drops by reason, state, viewers,
-        detections per class and line crossings per (line, class, direction)."""
-        for counter in (
-            self.frames_received,
-            self.frames_decoded,
-            self.frames_inferred,
-            self.frames_published,
-            self.reconnects,
-            self.decode_errors,
-            self.tracks_confirmed,
-            self.ocr_attempts,
-            self.ocr_reads,
-        ):
-            counter.labels(camera=camera)
-        for reason in DROP_REASONS:
-            self.frames_dropped.labels(camera=camera, reason=reason)
-        self.viewers.labels(camera=camera).set(0)
-        self.encoders_active.labels(camera=camera).set(0)
-        if (camera, "connecting") not in self._states_seen:
+        detections per class and line crossings per (line, class, direction). Idempotent; never
+        resets a value already recorded."""
+        if camera not in self._cameras_seen:
             self.set_camera_state(camera, "connecting")
         classes = list(classes)
         for cls_name in classes:
@@ -286,6 +304,25 @@ class EdgeMetrics:
                     self.line_crossings.labels(
                         camera=camera, line=line, direction=direction, **{"class": cls_name}
                     )
+
+    def _zero_camera_series(self, camera: str) -> None:
+        for counter in (
+            self.frames_received,
+            self.frames_decoded,
+            self.frames_inferred,
+            self.frames_published,
+            self.frames_rendered,
+            self.reconnects,
+            self.decode_errors,
+            self.tracks_confirmed,
+            self.ocr_attempts,
+            self.ocr_reads,
+        ):
+            counter.labels(camera=camera)
+        for reason in DROP_REASONS:
+            self.frames_dropped.labels(camera=camera, reason=reason)
+        self.viewers.labels(camera=camera)  # a new child starts at 0; an existing one is kept
+        self.encoders_active.labels(camera=camera)
 
     def init_sink(self, sink: str) -> None:
         """Create an event sink's series at 0 (queue length, emitted, drops by reason)."""
@@ -314,6 +351,12 @@ class EdgeMetrics:
         self.end_to_end_seconds.labels(camera=camera).observe(seconds)
         self.frames_published.labels(camera=camera).inc()
         self.tick_fps(camera, "published")
+
+    def observe_rendered(self, camera: str, seconds: float) -> None:
+        """One annotated picture rendered for viewers: video latency, counter and FPS together."""
+        self.video_latency_seconds.labels(camera=camera).observe(seconds)
+        self.frames_rendered.labels(camera=camera).inc()
+        self.tick_fps(camera, "rendered")
 
     def count_drop(self, camera: str, reason: str, n: int = 1) -> None:
         self.frames_dropped.labels(camera=camera, reason=reason).inc(n)

@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "of p1→p2 and back (repeatable; replaces a config line of the same name)",
     )  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--max-frames", type=int, default=None, metavar="N",
+        help="stop after N frames (for live URLs, which never end)",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -107,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         summary = asyncio.run(analyze(args.source, args.out, detector_cfg, tracker_cfg, lines,
-                                      config, camera_id=args.camera or "file"))  # fmt: skip
+                                      config, camera_id=args.camera or "file",
+                                      max_frames=args.max_frames))  # fmt: skip
     except (OSError, ValueError) as exc:
         print(f"edge analyze: {redact_url(str(exc))}")
         return 1
@@ -123,6 +128,7 @@ async def analyze(
     lines: list[LineConfig],
     config: EdgeConfig | None = None,
     camera_id: str = "file",
+    max_frames: int | None = None,
 ) -> dict[str, Any]:
     """Process every frame of `source` (in a worker thread), write the three outputs."""
     from edge.infer.detector import Detector
@@ -142,7 +148,16 @@ async def analyze(
     await bus.start()
     try:
         summary = await asyncio.to_thread(
-            _process, source, out, detector, tracker_cfg, lines, camera_id, bus.emit, metrics
+            _process,
+            source,
+            out,
+            detector,
+            tracker_cfg,
+            lines,
+            camera_id,
+            bus.emit,
+            metrics,
+            max_frames,
         )
     finally:
         await bus.stop()
@@ -163,6 +178,7 @@ def _process(
     camera_id: str,
     emit: Callable[[VehicleEvent], None],
     metrics: EdgeMetrics,
+    max_frames: int | None = None,
 ) -> dict[str, Any]:
     from edge.ingest.video_file import read_frames
     from edge.track.camera import CameraTracking
@@ -192,6 +208,8 @@ def _process(
             }  # fmt: skip
             fh.write(json.dumps(record, separators=(",", ":")) + "\n")
             frames += 1
+            if max_frames is not None and frames >= max_frames:
+                break
     tracking.finish(started + timedelta(seconds=last_pts), frames - 1)
     return {
         "source": redact_url(source),

@@ -128,10 +128,6 @@ class LatestSlots:
             del self._slots[p.frame.camera_id]
         return chosen
 
-    def drop(self, camera_id: str) -> Frame | None:
-        p = self._slots.pop(camera_id, None)
-        return p.frame if p else None
-
 
 @dataclass(slots=True)
 class CameraActivity:
@@ -169,7 +165,8 @@ class CameraActivity:
 
 @dataclass(slots=True)
 class BatchOutcome:
-    detections: list[Detections]
+    detections: list[Detections | None]
+    """None where the frame could not be preprocessed."""
     preprocess_s: list[float]
     inference_s: float
     postprocess_s: list[float]
@@ -179,6 +176,7 @@ class BatchOutcome:
 class BatcherStats:
     """Plain counters for tests and benchmarks (the Prometheus metrics carry the same facts)."""
 
+    submitted: int = 0
     batches: int = 0
     frames_inferred: int = 0
     superseded: int = 0
@@ -254,7 +252,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self.max_batch = min(config.max_batch, max(1, int(getattr(detector, "max_batch", 1))))
         if not detector.is_dynamic_batch:
-            log.warning(
+            log.info(
                 "detector model has a frozen batch of 1: running one frame per batch; "
                 "make it dynamic with `edge model prepare IN.onnx OUT.onnx`"
             )
@@ -262,16 +260,22 @@ class Batcher:
     # ---- input side (event loop thread) ----
 
     def submit(self, frame: Frame) -> None:
-        """Offer a camera's newest frame; a frame of that camera still pending is superseded."""
+        """Offer a camera's newest frame; a frame of that camera still pending is superseded.
+
+        A camera that sends frames counts as streaming again, whatever `set_streaming` said."""
         now = self._clock()
-        self._cameras.setdefault(frame.camera_id, CameraActivity()).record_submit(now)
+        self.stats.submitted += 1
+        cam = self._cameras.setdefault(frame.camera_id, CameraActivity())
+        cam.enabled = True
+        cam.record_submit(now)
         old = self._slots.put(frame, now)
         if old is not None:
             self._count_drop(old.camera_id, "superseded")
         self._wake.set()
 
     def set_streaming(self, camera_id: str, streaming: bool, fps: float | None = None) -> None:
-        """Tell the batcher a camera's state: a camera marked off is not waited for."""
+        """Tell the batcher a camera's state and rate: a camera marked off is not waited for
+        (until it sends a frame again); `fps` sets the default deadline."""
         cam = self._cameras.setdefault(camera_id, CameraActivity())
         cam.enabled = streaming
         if fps is not None and fps > 0:
@@ -367,8 +371,7 @@ class Batcher:
             except Exception:
                 log.exception("inference failed for cameras %s", [f.camera_id for f in frames])
                 for f in frames:
-                    self.stats.errors += 1
-                    self.metrics.frames_dropped.labels(camera=f.camera_id, reason="error").inc()
+                    self._count_drop(f.camera_id, "error")
                 continue
             self._deliver(batch, started, outcome)
 
@@ -403,35 +406,53 @@ class Batcher:
             self.stats.superseded += 1
         elif reason == "queue_full":
             self.stats.result_queue_drops += 1
+        elif reason == "error":
+            self.stats.errors += 1
         self.metrics.frames_dropped.labels(camera=camera_id, reason=reason).inc()
 
     # ---- worker thread ----
 
     def _infer(self, frames: Sequence[Frame]) -> BatchOutcome:
-        """Preprocess, infer and postprocess one batch (runs in the worker thread)."""
+        """Preprocess, infer and postprocess one batch (runs in the worker thread).
+
+        A frame that cannot be preprocessed (a broken picture) is left out of the batch alone."""
         det = self.detector
-        inputs, boxes, pre_s = [], [], []
-        for frame in frames:
+        inputs, boxes, kept = [], [], []
+        pre_s = [0.0] * len(frames)
+        for i, frame in enumerate(frames):
             t = time.perf_counter()
-            arr, letterbox = det.preprocess(frame)
-            pre_s.append(time.perf_counter() - t)
+            try:
+                arr, letterbox = det.preprocess(frame)
+            except Exception:
+                log.exception("camera %s: cannot preprocess frame %d", frame.camera_id, frame.seq)
+                continue
+            pre_s[i] = time.perf_counter() - t
             inputs.append(arr)
             boxes.append(letterbox)
+            kept.append(i)
+        dets: list[Detections | None] = [None] * len(frames)
+        post_s = [0.0] * len(frames)
+        if not kept:
+            return BatchOutcome(dets, pre_s, 0.0, post_s)
         t = time.perf_counter()
         raw = det.infer(np.stack(inputs))
         infer_s = time.perf_counter() - t
-        dets, post_s = [], []
-        for i, letterbox in enumerate(boxes):
+        for row, (i, letterbox) in enumerate(zip(kept, boxes, strict=True)):
             t = time.perf_counter()
-            dets.append(det.postprocess(raw[i], letterbox))
-            post_s.append(time.perf_counter() - t)
+            dets[i] = det.postprocess(raw[row], letterbox)
+            post_s[i] = time.perf_counter() - t
         return BatchOutcome(dets, pre_s, infer_s, post_s)
 
     # ---- delivery (event loop) ----
 
     def _deliver(self, batch: list[Pending], started: float, outcome: BatchOutcome) -> None:
-        m, n = self.metrics, len(batch)
-        done = self._clock()
+        m, done = self.metrics, self._clock()
+        for p, d in zip(batch, outcome.detections, strict=True):
+            if d is None:
+                self._count_drop(p.frame.camera_id, "error")
+        n = sum(d is not None for d in outcome.detections)
+        if not n:
+            return
         m.batch_size.observe(n)
         m.batch_fill_ratio.observe(min(1.0, n / max(1, self.capacity())))
         if getattr(self.detector, "metrics", None) is not m:  # Detector.infer records it itself
@@ -439,9 +460,10 @@ class Batcher:
         self.stats.batches += 1
         self.stats.frames_inferred += n
         self.stats.batch_sizes[n] = self.stats.batch_sizes.get(n, 0) + 1
-        for i, pending in enumerate(batch):
+        for i, (pending, dets) in enumerate(zip(batch, outcome.detections, strict=True)):
+            if dets is None:
+                continue
             cam = pending.frame.camera_id
-            dets = outcome.detections[i]
             m.observe_stage(cam, "queue_wait", max(0.0, started - pending.submitted_at))
             m.observe_stage(cam, "preprocess", outcome.preprocess_s[i])
             m.observe_stage(cam, "inference", outcome.inference_s / n)

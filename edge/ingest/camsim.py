@@ -25,6 +25,15 @@ SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = os.environ.get("EDGE_GST_PYTHON", "/usr/bin/python3")
 
 
+class _Readiness:
+    """What one server process announced; each start gets its own, so a dying predecessor's
+    reader thread cannot signal the new process's start."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.port: int | None = None
+
+
 class SimulatorError(RuntimeError):
     """The RTSP server did not start; the message carries the tail of its stderr."""
 
@@ -55,7 +64,6 @@ class CameraSimulator:
         self.ready_timeout = ready_timeout
         self.python = python
         self._proc: subprocess.Popen[str] | None = None
-        self._ready = threading.Event()
         self._stderr_tail: deque[str] = deque(maxlen=20)
         self._paused = False
 
@@ -68,19 +76,25 @@ class CameraSimulator:
         cmd = [self.python, "-u", str(SERVER_SCRIPT), "--host", self.host]
         cmd += ["--port", str(self.port or 0), "--watch-stdin"]
         cmd += [f"{name}={path}" for name, path in self.streams.items()]
-        self._ready.clear()
         self._stderr_tail.clear()
         self._paused = False
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         proc = self._proc
-        threading.Thread(target=self._read_stdout, args=(proc,), name="camsim-out", daemon=True).start()
-        threading.Thread(target=self._read_stderr, args=(proc,), name="camsim-err", daemon=True).start()
-        if not self._ready.wait(self.ready_timeout) or proc.poll() is not None:
+        ready = _Readiness()
+        threading.Thread(
+            target=self._read_stdout, args=(proc, ready), name="camsim-out", daemon=True
+        ).start()
+        threading.Thread(
+            target=self._read_stderr, args=(proc,), name="camsim-err", daemon=True
+        ).start()
+        ready.event.wait(self.ready_timeout)  # set on READY, or when stdout closes (it failed)
+        if ready.port is None or proc.poll() is not None:
             self._terminate(proc, signal.SIGKILL)
             tail = " | ".join(self._stderr_tail) or "no output"
             raise SimulatorError(f"RTSP simulator did not become ready: {tail}")
+        self.port = ready.port
         log.info("camera simulator ready on %s:%s (pid %s)", self.host, self.port, proc.pid)
         return self
 
@@ -141,7 +155,10 @@ class CameraSimulator:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -161,7 +178,9 @@ class CameraSimulator:
             raise RuntimeError("the camera simulator is not running")
         os.kill(self._proc.pid, sig)
 
-    def _terminate(self, proc: subprocess.Popen[str], sig: signal.Signals, timeout: float = 5.0) -> None:
+    def _terminate(
+        self, proc: subprocess.Popen[str], sig: signal.Signals, timeout: float = 5.0
+    ) -> None:
         if proc.poll() is None:
             if sig != signal.SIGKILL:
                 os.kill(proc.pid, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
@@ -178,21 +197,22 @@ class CameraSimulator:
             except OSError:
                 pass
 
-    def _read_stdout(self, proc: subprocess.Popen[str]) -> None:
+    def _read_stdout(self, proc: subprocess.Popen[str], ready: _Readiness) -> None:
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
                 line = line.strip()
                 if line.startswith("READY "):
                     first = line.split()[1]
-                    self.port = urlsplit(first).port
-                    self._ready.set()
+                    ready.port = urlsplit(first).port
+                    ready.event.set()
                 elif line:
                     log.debug("camsim: %s", line)
         except (OSError, ValueError):
             pass
         finally:
             proc.stdout.close()
+            ready.event.set()
 
     def _read_stderr(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None

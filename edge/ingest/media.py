@@ -78,3 +78,11 @@ def open_media(media: MediaLocation, ingest: IngestConfig) -> av.container.Input
         options=open_options(media, ingest),
         timeout=(ingest.open_timeout_s, ingest.read_timeout_s / 2),
     )
+
+
+def advertised_fps(stream: av.video.stream.VideoStream) -> float | None:
+    """The frame rate the container or SDP states, if it is believable."""
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate and 0 < float(rate) <= 240:
+            return float(rate)
+    return None

@@ -79,9 +79,7 @@ class FilePlayer:
         self.pipeline.set_state(Gst.State.NULL)
 
     def _on_eos(self, _bus: Gst.Bus, _msg: Gst.Message) -> None:
-        self.pipeline.seek_simple(
-            Gst.Format.TIME, Gst.SeekFlags.FLUSH | Gst.SeekFlags.KEY_UNIT, 0
-        )
+        self.pipeline.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH | Gst.SeekFlags.KEY_UNIT, 0)
 
     def _on_error(self, _bus: Gst.Bus, msg: Gst.Message) -> None:
         err, debug = msg.parse_error()
@@ -135,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGTERM, quit_loop)
     GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGINT, quit_loop)
     if args.watch_stdin:
-        GLib.io_add_watch(sys.stdin.fileno(), GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR, _on_stdin, loop)
+        GLib.io_add_watch(
+            sys.stdin.fileno(), GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR, _on_stdin, loop
+        )
     urls = " ".join(f"rtsp://{args.host}:{port}/{name}" for name in streams)
     print(f"READY {urls}", flush=True)
     try:

@@ -20,42 +20,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from enum import StrEnum
 from types import TracebackType
 
 import av
 
 from edge.config import CameraConfig, IngestConfig
 from edge.ingest.backoff import Backoff
-from edge.ingest.media import MediaLocation, open_media
+from edge.ingest.media import MediaLocation, advertised_fps, open_media
 from edge.ingest.pacing import FpsCap, RealtimePacer
+from edge.ingest.state import CameraState, SourceStats
 from edge.metrics import EdgeMetrics
 from edge.redact import redact
 from edge.types import Frame
 
+__all__ = ["CameraSource", "CameraState", "SourceStats"]
+
 log = logging.getLogger(__name__)
-
-
-class CameraState(StrEnum):
-    CONNECTING = "connecting"
-    STREAMING = "streaming"
-    STALLED = "stalled"
-    BACKOFF = "backoff"
-    STOPPED = "stopped"
-
-
-@dataclass(frozen=True, slots=True)
-class SourceStats:
-    """A snapshot of a source's counters."""
-
-    frames: int = 0
-    """Frames decoded."""
-    packets: int = 0
-    reconnects: int = 0
-    decode_errors: int = 0
-    dropped: int = 0
-    dropped_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 class _StreamStalled(Exception):
@@ -178,7 +158,10 @@ class CameraSource:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 
@@ -227,9 +210,7 @@ class CameraSource:
             await asyncio.sleep(interval)
             silent_for = time.monotonic() - self._last_packet_at
             if self._state is CameraState.STREAMING and silent_for > timeout:
-                log.warning(
-                    "camera %s: no packet for %.1f s, stalled", self.camera_id, silent_for
-                )
+                log.warning("camera %s: no packet for %.1f s, stalled", self.camera_id, silent_for)
                 self._set_state(CameraState.STALLED, only_from=CameraState.STREAMING)
 
     # thread side -----------------------------------------------------------------------------
@@ -288,7 +269,10 @@ class CameraSource:
         self._set_state(CameraState.BACKOFF)
         log.info(
             "camera %s: reconnecting to %s in %.2f s (attempt %d)",
-            self.camera_id, self.url, delay, self.backoff.attempt,
+            self.camera_id,
+            self.url,
+            delay,
+            self.backoff.attempt,
         )
         self._stopping.wait(delay)
 
@@ -320,7 +304,7 @@ class CameraSource:
 
     def _stream(self, container: av.container.InputContainer) -> str:
         stream = container.streams.video[0]
-        self.source_fps = _advertised_fps(stream) or self.source_fps
+        self.source_fps = advertised_fps(stream) or self.source_fps
         if self.source_fps:
             self.metrics.source_fps.labels(camera=self.camera_id).set(self.source_fps)
         pacer = RealtimePacer() if self.realtime and self.media.is_file else None
@@ -408,10 +392,3 @@ class CameraSource:
         if len(window) == window.maxlen and window[-1] > window[0]:
             self.source_fps = (len(window) - 1) / (window[-1] - window[0])
             self.metrics.source_fps.labels(camera=self.camera_id).set(self.source_fps)
-
-
-def _advertised_fps(stream: av.video.stream.VideoStream) -> float | None:
-    for rate in (stream.average_rate, stream.guessed_rate):
-        if rate and 0 < float(rate) <= 240:
-            return float(rate)
-    return None

@@ -55,7 +55,7 @@ class Overlay:
     plates: Mapping[int, str] = field(default_factory=dict)
     """track id → plate text, for tracks whose plate has been read."""
     fps: float | None = None
-    """Measured FPS to print; the publisher fills in its own published FPS when None."""
+    """Measured FPS to print; the publisher fills in its own rendered FPS when None."""
     clock: float | None = None
     """Wall-clock time (time.time()) to print; the moment of drawing when None."""
 
@@ -89,7 +89,7 @@ def class_colour(name: str) -> tuple[int, int, int]:
 
 
 def _ui_scale(width: int) -> float:
-    return max(0.35, width / 1280 * 0.6)
+    return max(0.4, width / 1280 * 0.8)
 
 
 def _label(canvas: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int]) -> None:

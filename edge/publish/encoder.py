@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 Codec = Literal["h264", "vp8"]
 TIME_BASE = Fraction(1, 90000)
 """RTP's video clock, so aiortc converts timestamps without rounding."""
+DEFAULT_FPS = 25.0
 
 
 class Picture(Protocol):
@@ -45,8 +46,14 @@ class Picture(Protocol):
         ...
 
 
-def open_codec(codec: Codec, width: int, height: int, stream: StreamConfig) -> av.CodecContext:
-    """A low-latency encoder: no B-frames, no lookahead, one packet out per frame in."""
+def open_codec(
+    codec: Codec, width: int, height: int, stream: StreamConfig, fps: float = DEFAULT_FPS
+) -> av.CodecContext:
+    """A low-latency encoder: no B-frames, no lookahead, one packet out per frame in.
+
+    `fps` matters: with the 1/90000 time base and no frame rate, x264's rate control assumes
+    90 000 fps and spends ~22 bits per frame (a flat grey picture).
+    """
     if codec == "h264":
         ctx = av.CodecContext.create("libx264", "w")
         kbps = stream.bitrate_kbps
@@ -71,6 +78,7 @@ def open_codec(codec: Codec, width: int, height: int, stream: StreamConfig) -> a
     ctx.height = height
     ctx.pix_fmt = "yuv420p"
     ctx.time_base = TIME_BASE
+    ctx.framerate = Fraction(fps).limit_denominator(1001)
     ctx.bit_rate = stream.bitrate_kbps * 1000
     ctx.max_b_frames = 0
     # Keyframes are forced by time (see CameraEncoder); this is only a backstop for long gaps.
@@ -94,8 +102,11 @@ class CameraEncoder:
         stream: StreamConfig,
         on_packet: Callable[[av.Packet], None],
         metrics: EdgeMetrics | None = None,
+        fps: float | None = None,
     ) -> None:
         self.camera_id = camera_id
+        self.fps = fps or DEFAULT_FPS
+        """Expected frame rate, for rate control (the camera's source FPS when known)."""
         self.codec: Codec = codec
         self.stream = stream
         self.metrics = metrics or EdgeMetrics()
@@ -154,7 +165,7 @@ class CameraEncoder:
         """Encode one I420 picture synchronously (the thread's body; also usable directly)."""
         height, width = yuv.shape[0] * 2 // 3, yuv.shape[1]
         if self._ctx is None or self._size != (width, height):
-            self._ctx = open_codec(self.codec, width, height, self.stream)
+            self._ctx = open_codec(self.codec, width, height, self.stream, self.fps)
             self._size = (width, height)
             self._keyframe_requested = True
         if self._t0 is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
@@ -81,6 +82,7 @@ class PassthroughService:
         overlay = Overlay(camera_name=self._names.get(source.camera_id, source.camera_id))
         async for frame in source.frames():
             publisher.publish(frame, Detections.empty(), overlay)
+            self.metrics.observe_end_to_end(source.camera_id, time.monotonic() - frame.received_at)
 
     # ServiceView -----------------------------------------------------------------------------
     def cameras(self) -> list[CameraStatus]:
@@ -93,7 +95,7 @@ class PassthroughService:
                     name=self._names.get(cid, cid),
                     state=str(source.state),
                     url=source.url,
-                    fps={"published": self._published_fps(cid)},
+                    fps=self.metrics.fps_rates(cid),
                     source_fps=source.source_fps,
                     viewers=self.publishers[cid].viewer_count,
                     width=frame.width if frame else None,
@@ -107,9 +109,3 @@ class PassthroughService:
 
     def is_ready(self) -> bool:
         return any(str(s.state) == "streaming" for s in self._sources.values())
-
-    def _published_fps(self, camera_id: str) -> float:
-        value = self.registry.get_sample_value(
-            "edge_camera_fps", {"camera": camera_id, "point": "published"}
-        )
-        return float(value or 0.0)

@@ -13,6 +13,12 @@ The app calls, on the event loop, for every frame that went through detection an
 
 `attach(codec)` gives a viewer its track (the WebRTC layer does this per peer connection); the
 codec's encoder starts with its first viewer and stops, freeing the codec, after the last.
+
+Metrics recorded here: `edge_viewers`, `edge_encoders_active`, `edge_frames_rendered_total`,
+`edge_video_latency_seconds`, FPS point "rendered", stage seconds "annotation" (render), "encode"
+and "send" (packet queued → taken by the viewer's sender), drops "viewer_slow". Frames
+*published* and end-to-end latency are the app's (`EdgeMetrics.observe_end_to_end`), for every
+processed frame whether watched or not.
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ class CameraPublisher:
         self._channels: dict[Codec, _Channel] = {}
         self._stopped: list[CameraEncoder] = []
         self._fps = RateMeter()
+        self._input_fps = RateMeter()
         self.metrics.viewers.labels(camera=camera_id).set(0)
         self.metrics.encoders_active.labels(camera=camera_id).set(0)
 
@@ -104,6 +111,7 @@ class CameraPublisher:
         `frame` is a decoded `Frame` (converted straight to output size) or a BGR array;
         `tracks` are in the frame's source pixels.
         """
+        self._input_fps.tick()  # cheap, and tells a starting encoder the real frame rate
         encoders = [ch.encoder for ch in self._channels.values() if ch.encoder is not None]
         if not encoders:
             return
@@ -133,12 +141,12 @@ class CameraPublisher:
         return yuv
 
     def rendered(self, captured_at: float) -> None:
+        """Count one picture rendered for viewers (`edge_frames_rendered_total`, video latency).
+
+        `edge_frames_published_total` / end-to-end latency are the app's to record, for every
+        processed frame, watched or not (`EdgeMetrics.observe_end_to_end`)."""
         self._fps.tick()
-        self.metrics.frames_published.labels(camera=self.camera_id).inc()
-        self.metrics.tick_fps(self.camera_id, "published")
-        self.metrics.end_to_end_seconds.labels(camera=self.camera_id).observe(
-            max(0.0, time.monotonic() - captured_at)
-        )
+        self.metrics.observe_rendered(self.camera_id, max(0.0, time.monotonic() - captured_at))
 
     # -- viewer side ---------------------------------------------------------------------------
     @property
@@ -178,7 +186,12 @@ class CameraPublisher:
         channel = self._channels[codec]
         if fanout.viewer_count > 0 and channel.encoder is None:
             channel.encoder = CameraEncoder(
-                self.camera_id, codec, self.stream, fanout.publish_threadsafe, self.metrics
+                self.camera_id,
+                codec,
+                self.stream,
+                fanout.publish_threadsafe,
+                self.metrics,
+                fps=self._input_fps.rate() or None,
             )
             channel.encoder.start()
         elif fanout.viewer_count == 0 and channel.encoder is not None:

@@ -36,7 +36,7 @@ class CameraStatus:
     url: str = ""
     """Redacted source URL."""
     fps: Mapping[str, float] = field(default_factory=dict)
-    """Measured FPS by pipeline point: decoded, inferred, published."""
+    """Measured FPS by pipeline point: decoded, inferred, published, rendered."""
     source_fps: float | None = None
     counts: Mapping[str, Mapping[str, Mapping[str, int]]] = field(default_factory=dict)
     """line → class → direction → vehicles counted."""

@@ -9,7 +9,7 @@ Routes:
 - `GET /api/cameras` → `{"cameras": [CameraStatus.to_json(), ...]}` (credentials redacted).
 - `POST /api/cameras/{id}/webrtc` body `{"sdp": OFFER, "type": "offer"}` →
   `{"sdp": ANSWER, "type": "answer", "session": ID, "codec": "h264"|"vp8"}`;
-  404 unknown camera, 400 unusable offer.
+  404 unknown camera, 400 unusable offer, 503 when every viewer slot is taken.
 - `POST /api/sessions/{session}/close` frees a viewer at once (the page's close beacon).
 - `GET /api/webrtc/config` → `{"ice_servers": [...]}` for the browser's RTCPeerConnection.
 - `GET /healthz` 200 while the process serves; `GET /readyz` 200 when `view.is_ready()`, else 503.
@@ -26,11 +26,12 @@ import logging
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge.config import ServerConfig, StreamConfig
 from edge.publish.service import ServiceView
-from edge.publish.webrtc import OfferError, WebRtcGateway, browser_ice_servers
+from edge.publish.webrtc import OfferError, TooManyViewers, WebRtcGateway, browser_ice_servers
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,9 @@ def _is_authorised(request: web.Request, token: str) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
 
-def _auth_middleware(token: str | None) -> web.middleware:  # type: ignore[valid-type]
+def _auth_middleware(token: str | None) -> Middleware:
     @web.middleware
-    async def auth(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if token and request.path.startswith(_PROTECTED) and not _is_authorised(request, token):
             raise web.HTTPUnauthorized(
                 text='{"error": "missing or wrong token"}',
@@ -92,6 +93,12 @@ async def offer(request: web.Request) -> web.Response:
         if body.get("type", "offer") != "offer" or not isinstance(sdp, str):
             raise OfferError("expected {'sdp': str, 'type': 'offer'}")
         session = await request.app[GATEWAY_KEY].answer(publisher, sdp, remote=request.remote)
+    except TooManyViewers as exc:
+        raise web.HTTPServiceUnavailable(
+            text=json.dumps({"error": str(exc)}),
+            content_type="application/json",
+            headers={"Retry-After": "5"},
+        ) from None
     except (ValueError, KeyError, TypeError) as exc:  # OfferError and bad JSON are ValueErrors
         log.warning("camera %s: offer refused: %s", camera_id, exc)
         raise web.HTTPBadRequest(

@@ -81,6 +81,10 @@ class OfferError(ValueError):
     """An offer this server cannot answer (bad SDP, no common codec)."""
 
 
+class TooManyViewers(RuntimeError):
+    """Every viewer slot is taken; the client should retry later."""
+
+
 def is_loopback(address: str | None) -> bool:
     if not address:
         return False
@@ -153,13 +157,17 @@ class ViewerSession:
 class WebRtcGateway:
     """Answers viewers' offers and owns their peer connections until they go away."""
 
-    def __init__(self, stream: StreamConfig, connect_timeout_s: float = 20.0) -> None:
+    def __init__(
+        self, stream: StreamConfig, connect_timeout_s: float = 20.0, max_sessions: int = 64
+    ) -> None:
         self.stream = stream
         self.connect_timeout_s = connect_timeout_s
+        self.max_sessions = max_sessions
+        """Peer connections at once, all cameras together: each costs sockets and a send task."""
         self.sessions: dict[str, ViewerSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def _host_addresses(self, remote: str | None) -> tuple[list[str] | None, bool]:
+    def gather_policy(self, remote: str | None) -> tuple[list[str] | None, bool]:
         """(addresses to gather on, whether to keep only loopback candidates of the offer)."""
         if self.stream.host_addresses is not None:
             return list(self.stream.host_addresses), False
@@ -171,10 +179,12 @@ class WebRtcGateway:
         self, publisher: CameraPublisher, offer_sdp: str, remote: str | None = None
     ) -> ViewerSession:
         """Build the viewer's connection and return it with the answer SDP."""
+        if len(self.sessions) >= self.max_sessions:
+            raise TooManyViewers(f"{len(self.sessions)} viewers already connected")
         if "m=video" not in offer_sdp:
             raise OfferError("the offer has no video section")
         codec = choose_codec(offer_sdp, list(self.stream.codecs))
-        addresses, loopback_only = self._host_addresses(remote)
+        addresses, loopback_only = self.gather_policy(remote)
         if loopback_only:
             offer_sdp = keep_loopback_candidates(offer_sdp)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(self.stream.ice_servers)))
@@ -240,7 +250,9 @@ class WebRtcGateway:
         if session is None:
             return False
         session.track.stop()
-        await session.pc.close()
+        # shielded: aiortc may be closing it too, and a cancelled waiter would cancel the future
+        # both share (aiortc then fails with InvalidStateError in a task nobody awaits)
+        await asyncio.shield(session.pc.close())
         log.info("camera %s: viewer %s closed", session.camera_id, session_id)
         return True
 
@@ -249,5 +261,6 @@ class WebRtcGateway:
             await self.close(session_id)
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         for task in tasks:
-            task.cancel()
+            if task.get_name().startswith("webrtc-watchdog:"):
+                task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

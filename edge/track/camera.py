@@ -38,8 +38,11 @@ class CameraTracking:
         class_names: Sequence[str],
         emit: Callable[[VehicleEvent], None] | None = None,
         metrics: EdgeMetrics | None = None,
+        plate_of: Callable[[int], str | None] | None = None,
     ) -> None:
+        """`plate_of(track_id)`: the plate read for a track so far, if any (OCR stage)."""
         self.camera_id = camera_id
+        self.plate_of = plate_of
         self.tracker = SortTracker(tracker)
         self.lines = LineCounter(lines)
         self.class_names = list(class_names)
@@ -88,15 +91,20 @@ class CameraTracking:
                 camera=self.camera_id, line=c.line, direction=c.direction, **{"class": c.class_name}
             ).inc()
             self._emit(VehicleEvent(self.camera_id, c.track_id, c.class_name, "crossing", when,
-                                    line=c.line, direction=c.direction, frame=frame))  # fmt: skip
+                                    line=c.line, direction=c.direction, frame=frame,
+                                    plate=self._plate(c.track_id)))  # fmt: skip
         for s in ended:
             self.lines.forget(s.track_id)
             self._emit(VehicleEvent(self.camera_id, s.track_id, self._name(s.class_id),
-                                    "track_end", when, frame=frame))  # fmt: skip
+                                    "track_end", when, frame=frame,
+                                    plate=self._plate(s.track_id)))  # fmt: skip
 
     def _name(self, class_id: int) -> str:
         names = self.class_names
         return names[class_id] if 0 <= class_id < len(names) else str(class_id)
+
+    def _plate(self, track_id: int) -> str | None:
+        return self.plate_of(track_id) if self.plate_of is not None else None
 
     def _emit(self, event: VehicleEvent) -> None:
         if self.emit is not None:

@@ -239,9 +239,16 @@ class EventBus:
         ]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._stopped = False
 
     def emit(self, event: VehicleEvent) -> None:
         """Queue for every sink (dropping and counting when a queue is full); any thread."""
+        if self._stopped:
+            log.error("event for track %s of camera %s after stop(): dropped", event.track_id,
+                      event.camera)  # fmt: skip
+            for q in self._queues:
+                self.metrics.events_dropped.labels(sink=q.sink.name, reason="stopped").inc()
+            return
         for q in self._queues:
             q.put(event)
         self._wake()
@@ -286,6 +293,7 @@ class EventBus:
             if q.task is not None:
                 await q.task
             await q.sink.close()
+        self._stopped = True
 
     @property
     def queued(self) -> int:

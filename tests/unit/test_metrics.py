@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.gpu_metrics import GPU_METRIC_NAMES, register_gpu_collector
-from edge.metrics import DROP_REASONS, STAGES, EdgeMetrics, RateMeter
+from edge.metrics import DROP_REASONS, FPS_WINDOW_S, STAGES, EdgeMetrics, RateMeter
 
 # name -> (type, label names) of every family edge exports (the README table lists the same).
 EXPECTED: dict[str, tuple[str, set[str]]] = {
@@ -28,6 +28,8 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "edge_stage_seconds": ("histogram", {"camera", "stage"}),
     "edge_batch_inference_seconds": ("histogram", set()),
     "edge_end_to_end_seconds": ("histogram", {"camera"}),
+    "edge_frames_rendered": ("counter", {"camera"}),
+    "edge_video_latency_seconds": ("histogram", {"camera"}),
     "edge_batch_size": ("histogram", set()),
     "edge_batch_fill_ratio": ("histogram", set()),
     "edge_onnx_info": ("gauge", {"provider", "device"}),  # an Info in the text format
@@ -62,6 +64,7 @@ def filled_metrics() -> EdgeMetrics:
         m.observe_stage("cam-1", stage, 0.004)
     m.observe_batch(size=2, streaming=2, seconds=0.07)
     m.observe_end_to_end("cam-1", 0.12)
+    m.observe_rendered("cam-1", 0.15)
     m.tick_fps("cam-1", "decoded", now=100.0)
     m.set_provider("CPUExecutionProvider", device="cpu")
     m.detections.labels(camera="cam-1", **{"class": "car"}).inc(4)
@@ -131,6 +134,18 @@ def test_init_camera_creates_zero_series_for_dashboard_and_alerts() -> None:
     assert 'edge_camera_up{camera="a"} 1.0' in m.exposition().decode()
 
 
+def test_first_camera_state_creates_the_camera_series_without_resetting_any() -> None:
+    m = EdgeMetrics()
+    m.viewers.labels(camera="b").set(3)  # a viewer came before the source reported
+    m.set_camera_state("b", "streaming")
+    text = m.exposition().decode()
+    assert 'edge_frames_dropped_total{camera="b",reason="stale"} 0.0' in text
+    assert 'edge_camera_reconnects_total{camera="b"} 0.0' in text
+    assert 'edge_viewers{camera="b"} 3.0' in text
+    m.init_camera("b", classes=["car"])  # after streaming started: state stays
+    assert m.registry.get_sample_value("edge_camera_up", {"camera": "b"}) == 1.0
+
+
 def test_camera_state_is_one_hot() -> None:
     m = EdgeMetrics()
     m.set_camera_state("a", "backoff")
@@ -166,9 +181,9 @@ def test_rate_meter_counts_events_in_window() -> None:
 def test_fps_gauge_reads_the_meter_at_scrape_time() -> None:
     m = EdgeMetrics()
     for _ in range(10):
-        m.tick_fps("a", "inferred")  # real clock: ten ticks well inside the 2 s window
+        m.tick_fps("a", "inferred")  # real clock: ten ticks well inside the window
     value = m.registry.get_sample_value("edge_camera_fps", {"camera": "a", "point": "inferred"})
-    assert value == pytest.approx(10 / 2.0)
+    assert value == pytest.approx(10 / FPS_WINDOW_S)
 
 
 def _nvml_usable() -> bool:

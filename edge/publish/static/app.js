@@ -138,7 +138,8 @@ function countsText(counts) {
     for (const dirs of Object.values(perClass)) {
       for (const [d, n] of Object.entries(dirs)) byDir[d] = (byDir[d] || 0) + n;
     }
-    parts.push(`${line}: ` + Object.entries(byDir).map(([d, n]) => `${d} ${n}`).join(" / "));
+    const text = Object.entries(byDir).map(([d, n]) => `${d} ${n}`).join(" / ");
+    parts.push(`${line}: ${text || "0"}`);
   }
   return parts.join(" · ");
 }

@@ -12,12 +12,13 @@ import pytest
 
 from edge.assets import asset
 from edge.config import CameraConfig, DetectorConfig, IngestConfig
-from edge.infer.batcher import Batcher, ResultStream
+from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
 from edge.ingest.camsim import CameraSimulator
 from edge.ingest.source import CameraSource
 from edge.metrics import EdgeMetrics
 from edge.testing import async_wait_for
+from edge.types import DetectedFrame
 
 # 25, 29.97 and 12.5 fps; the fourth camera (on its own server, so it can fail alone) 25 fps.
 MAIN_CLIPS = {
@@ -55,6 +56,7 @@ class Pipeline:
     sources: dict[str, CameraSource]
     results: dict[str, list[int]] = field(default_factory=lambda: {c: [] for c in CAMERAS})
     max_pending: int = 0
+    unaccounted: list[int] = field(default_factory=list)
 
     def count(self, camera: str) -> int:
         return len(self.results[camera])
@@ -72,9 +74,14 @@ async def pipeline(model: Path, **detector: object) -> AsyncIterator[Pipeline]:
     }
     pipe = Pipeline(batcher, sources)
 
-    def record(result) -> None:  # type: ignore[no-untyped-def]
+    def record(result: DetectedFrame) -> None:
         pipe.results[result.frame.camera_id].append(result.frame.seq)
         pipe.max_pending = max(pipe.max_pending, batcher.pending)
+        # every frame submitted was inferred, dropped (counted) or is still pending: none queued
+        s = batcher.stats
+        gone = s.frames_inferred + s.superseded + s.stale + s.errors + batcher.pending
+        if s.submitted != gone:
+            pipe.unaccounted.append(s.submitted - gone)
 
     batcher.on_result = record
     feeds: list[asyncio.Task[None]] = []
@@ -101,20 +108,18 @@ async def test_four_cameras_are_batched_together(cameras: Cameras, dynamic_model
     assert max(stats.batch_sizes) > 1, stats
     assert stats.mean_batch_size > 1.5, stats
     assert pipe.max_pending <= len(CAMERAS)
-    # 4 cameras send ~92 frames/s in all, more than a 2-core CPU infers: the surplus is dropped
-    # while it waits (latest frame wins), never queued
-    assert stats.superseded > 0, stats
+    assert pipe.unaccounted == []
 
 
 async def test_stale_frames_are_dropped_instead_of_queued(
     cameras: Cameras, dynamic_model: Path
 ) -> None:
-    """Waiting up to 200 ms for all 4 cameras makes early frames older than a 20 ms budget."""
-    async with pipeline(dynamic_model, cameras=cameras, stale_s=0.02, deadline_ms=200) as pipe:
+    """Waiting up to 200 ms for all 4 cameras makes early frames older than a 30 ms budget."""
+    async with pipeline(dynamic_model, cameras=cameras, stale_s=0.03, deadline_ms=200) as pipe:
         slow = pipe.batcher.subscribe("cam0", maxsize=3)  # a consumer that never reads
         await async_wait_for(lambda: pipe.batcher.stats.stale >= 20, timeout=60)
-        await async_wait_for(lambda: sum(map(pipe.count, CAMERAS)) >= 20, timeout=60)
-        assert len(slow) <= 3
+        await async_wait_for(lambda: pipe.count("cam0") >= 6, timeout=60)
+        assert len(slow) == 3
         stats = pipe.batcher.stats
         registry = pipe.batcher.metrics.registry
         stale_metric = sum(
@@ -123,9 +128,12 @@ async def test_stale_frames_are_dropped_instead_of_queued(
             for c in CAMERAS
         )
         assert stale_metric == stats.stale
-        assert stats.result_queue_drops > 0  # the idle subscriber lost old results, kept 3
+        # the idle subscriber keeps the 3 newest results; older ones were dropped and counted
+        assert stats.result_queue_drops == pipe.count("cam0") - 3
+        newest = pipe.results["cam0"][-3:]
+        assert [(await anext(slow)).frame.seq for _ in range(3)] == newest
     assert pipe.max_pending <= len(CAMERAS)
-    assert isinstance(slow, ResultStream)
+    assert pipe.unaccounted == []
 
 
 async def test_frozen_camera_does_not_stall_the_others(
@@ -142,7 +150,6 @@ async def test_frozen_camera_does_not_stall_the_others(
             )
             # at most a frame or two that were already in the socket when it froze
             assert pipe.count("cam3") <= before["cam3"] + 2
-            assert pipe.sources["cam3"].state.value in ("streaming", "stalled", "backoff")
             sizes = pipe.batcher.stats.batch_sizes
             assert sizes.get(3, 0) > 0, sizes
         finally:

@@ -90,7 +90,9 @@ async def test_looping_file_replays_and_plain_file_stops(clips, tmp_path):
 
 async def test_realtime_file_is_paced_and_a_slow_consumer_gets_the_latest_frame(clips):
     metrics = EdgeMetrics()
-    src = CameraSource(CameraConfig(id="rt", url=str(clips["highway"])), metrics=metrics, realtime=True)
+    src = CameraSource(
+        CameraConfig(id="rt", url=str(clips["highway"])), metrics=metrics, realtime=True
+    )
     async with src:
         await async_wait_for(lambda: src.stats.frames > 0, 5)
         start, before = time.monotonic(), src.stats.frames
@@ -100,9 +102,12 @@ async def test_realtime_file_is_paced_and_a_slow_consumer_gets_the_latest_frame(
     assert src.stats.dropped_by_reason.get("superseded", 0) >= 20
     gaps = [b.seq - a.seq for a, b in zip(slow, slow[1:], strict=False)]
     assert min(gaps) >= 3  # it skipped ahead instead of queueing
-    assert metrics.registry.get_sample_value(
-        "edge_frames_dropped_total", {"camera": "rt", "reason": "superseded"}
-    ) == src.stats.dropped_by_reason["superseded"]
+    assert (
+        metrics.registry.get_sample_value(
+            "edge_frames_dropped_total", {"camera": "rt", "reason": "superseded"}
+        )
+        == src.stats.dropped_by_reason["superseded"]
+    )
 
 
 async def test_corrupt_packets_are_counted_and_skipped(clips, tmp_path):

@@ -34,7 +34,9 @@ async def test_two_cameras_stream_at_their_source_rates_together(clips, fast_ing
             before = {s.camera_id: s.stats.frames for s in (hw, pk)}
             await asyncio.sleep(3.0)
             elapsed = time.monotonic() - start
-            rates = {s.camera_id: (s.stats.frames - before[s.camera_id]) / elapsed for s in (hw, pk)}
+            rates = {
+                s.camera_id: (s.stats.frames - before[s.camera_id]) / elapsed for s in (hw, pk)
+            }
             assert rates["hw"] == pytest.approx(25.0, rel=0.12), rates
             assert rates["pk"] == pytest.approx(12.5, rel=0.12), rates
             assert hw.source_fps == pytest.approx(25.0)
@@ -65,11 +67,11 @@ async def test_killed_server_means_backoff_and_restart_brings_frames_back(
             killed_at = time.monotonic()
             sim.kill()
             await async_wait_for(lambda: src.state == "backoff", 5)
-            await asyncio.sleep(1.5)  # several refused reconnects: the backoff is at its cap
-            assert src.stats.reconnects >= 2
-            assert metrics.registry.get_sample_value(
-                "edge_camera_reconnects_total", {"camera": "hw"}
-            ) == src.stats.reconnects
+            await async_wait_for(lambda: src.stats.reconnects >= 4, 10)  # refused, again and again
+            assert (
+                metrics.registry.get_sample_value("edge_camera_reconnects_total", {"camera": "hw"})
+                == src.stats.reconnects
+            )
             assert "ConnectionRefused" in (src.last_error or "")
             restarted_at = time.monotonic()
             sim.start()
@@ -106,9 +108,7 @@ async def test_frozen_server_is_stalled_within_the_read_timeout_and_recovers(
             assert after[0] == "stalled" and after[-1] == "streaming"
 
 
-async def test_unreachable_camera_retries_with_growing_delays_while_another_streams(
-    clips, consume
-):
+async def test_unreachable_camera_retries_with_growing_delays_while_another_streams(clips, consume):
     ingest = IngestConfig(
         open_timeout_s=1.0, read_timeout_s=1.0, backoff_initial_s=0.1, backoff_max_s=1.6
     )
@@ -124,7 +124,7 @@ async def test_unreachable_camera_retries_with_growing_delays_while_another_stre
             await asyncio.sleep(0.5)
             elapsed = time.monotonic() - start
             assert live.stats.frames > 0
-            assert got.since(start) / elapsed == pytest.approx(25.0, rel=0.2)
+            assert got.since(start) / elapsed == pytest.approx(25.0, rel=0.25)
             assert live.state == CameraState.STREAMING
             assert dead.state in (CameraState.BACKOFF, CameraState.CONNECTING)
     steps = list(dead.backoff.history)

@@ -43,6 +43,9 @@ MAX_WIDTH = 640
 CLIPS = {"cam1": "traffic_highway_overpass.mp4", "cam2": "traffic_highway_cctv.mp4"}
 EXPECTED_SIZE = {"cam1": (640, 360), "cam2": (320, 240)}
 ARTIFACTS = REPO_ROOT / "artifacts" / "publish"
+MIN_LIVE_FPS = 5.0
+"""A viewer counts as live above this decode rate: the passthrough service publishes at the
+source rate (25–30 fps); `edge run` publishes at the detector's rate, ~7–15 fps on 2 busy cores."""
 
 
 @dataclass
@@ -116,9 +119,41 @@ async def wait_decoding(page: object, camera: str, frames: int = 1, timeout: flo
         return stats if stats["framesDecoded"] >= frames else None
 
     await async_wait_for(
-        lambda: page.evaluate("() => !!(window.edge && window.edge.ready)"), timeout  # type: ignore[attr-defined]
+        lambda: page.evaluate("() => !!(window.edge && window.edge.ready)"),
+        timeout,  # type: ignore[attr-defined]
     )
     return await async_wait_for(enough, timeout)  # type: ignore[return-value]
+
+
+FRAME_PIXELS_JS = """(id) => {
+  const v = window.edge.viewers[id].video;
+  const c = document.createElement("canvas");
+  c.width = v.videoWidth; c.height = v.videoHeight;
+  const g = c.getContext("2d");
+  g.drawImage(v, 0, 0);
+  const luma = (x, y, w, h) => {
+    const d = g.getImageData(x, y, w, h).data, out = [];
+    for (let i = 0; i < d.length; i += 4) {
+      out.push(0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]);
+    }
+    return out;
+  };
+  const all = luma(0, 0, c.width, c.height);
+  const mean = all.reduce((a, b) => a + b, 0) / all.length;
+  const std = Math.sqrt(all.reduce((a, b) => a + (b - mean) ** 2, 0) / all.length);
+  const header = luma(0, 0, 40, 12);
+  return {
+    std,
+    headerDark: header.filter((y) => y < 50).length / header.length,
+    headerBright: header.filter((y) => y > 180).length / header.length,
+    png: c.toDataURL("image/png"),
+  };
+}"""
+
+
+async def frame_pixels(page: object, camera: str) -> dict:
+    """Luma statistics of the frame the video element shows (drawn to a canvas in the page)."""
+    return dict(await page.evaluate(FRAME_PIXELS_JS, camera))  # type: ignore[attr-defined]
 
 
 async def decoded_fps(page: object, camera: str, window_s: float) -> float:

@@ -53,6 +53,20 @@ def test_packets_decode_to_the_input_size(codec: str) -> None:
     assert (frames[0].width, frames[0].height) == (320, 240)
 
 
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+def test_decoded_pictures_look_like_the_input(codec: str) -> None:
+    bgr = np.zeros((360, 640, 3), np.uint8)
+    bgr[:, :320] = (0, 0, 255)
+    cv2.putText(bgr, "edge", (350, 200), cv2.FONT_HERSHEY_SIMPLEX, 3, (255, 255, 255), 6)
+    yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+    enc = _encoder(codec)
+    packets = [p for i in range(5) for p in enc.encode(yuv, i / 30)]
+    for frame in _decode(codec, packets):
+        out = frame.to_ndarray(format="bgr24").astype(np.int16)
+        assert np.abs(out - bgr).mean() < 6  # not a flat picture: the content survives
+        assert out[:, :300, 2].mean() > 230 and out[:, :300, :2].mean() < 25
+
+
 def test_h264_is_constrained_baseline_annex_b_without_b_frames() -> None:
     enc = _encoder()
     first = enc.encode(_yuv(640, 360, 0), 0.0)[0]

@@ -32,7 +32,7 @@ async def test_unwatched_camera_does_no_work() -> None:
     for i in range(5):
         pub.publish(_frame(i), Detections.empty(), Overlay("cam"))
     assert not pub.is_watched
-    assert _sample(metrics, "edge_frames_published_total", camera="cam") == 0
+    assert _sample(metrics, "edge_frames_rendered_total", camera="cam") == 0
     assert _sample(metrics, "edge_encoders_active", camera="cam") == 0
 
 
@@ -49,6 +49,11 @@ async def test_viewers_share_one_encoder_that_stops_with_the_last() -> None:
         pub.publish(_frame(i), Detections.empty(), Overlay("cam"))
         await asyncio.sleep(0.05)
     packets = await asyncio.wait_for(asyncio.gather(*reads), 5)
+    for stage in ("annotation", "encode", "send"):
+        assert _sample(metrics, "edge_stage_seconds_count", camera="cam", stage=stage) >= 1, stage
+    assert _sample(metrics, "edge_frames_rendered_total", camera="cam") >= 1
+    assert _sample(metrics, "edge_video_latency_seconds_count", camera="cam") >= 1
+    assert _sample(metrics, "edge_frames_published_total", camera="cam") == 0  # the app's count
     assert all(p is packets[0] for p in packets)  # the very same encoded packet for everyone
     assert packets[0].is_keyframe
     decoded = av.CodecContext.create("h264", "r").decode(av.Packet(bytes(packets[0])))
@@ -74,7 +79,7 @@ async def test_two_codecs_render_each_frame_once() -> None:
     await asyncio.sleep(0)
     pub.publish(_frame(0, 320, 240), Detections.empty(), Overlay("cam"))
     await asyncio.wait_for(asyncio.gather(*reads), 5)
-    assert _sample(metrics, "edge_frames_published_total", camera="cam") == 1
+    assert _sample(metrics, "edge_frames_rendered_total", camera="cam") == 1
     await pub.aclose()
     assert pub.encoder_count == 0
     assert _sample(metrics, "edge_encoders_active", camera="cam") == 0

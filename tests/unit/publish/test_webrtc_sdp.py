@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import aioice.ice
 import pytest
 
+from edge.config import StreamConfig
 from edge.publish.webrtc import (
     OfferError,
+    WebRtcGateway,
     browser_ice_servers,
     choose_codec,
+    host_addresses,
     ice_servers,
     is_loopback,
     keep_loopback_candidates,
@@ -71,3 +75,19 @@ def test_ice_servers_carry_turn_credentials() -> None:
     assert browser_ice_servers(["turn:edge:s3cret@turn.example.org:3478"]) == [
         {"urls": "turn:turn.example.org:3478", "username": "edge", "credential": "s3cret"}
     ]
+
+
+def test_gather_policy() -> None:
+    default = WebRtcGateway(StreamConfig())
+    assert default.gather_policy("127.0.0.1") == (["127.0.0.1"], True)
+    assert default.gather_policy("192.168.1.9") == (None, False)  # aioice's own choice
+    pinned = WebRtcGateway(StreamConfig(host_addresses=["10.0.0.5"]))
+    assert pinned.gather_policy("127.0.0.1") == (["10.0.0.5"], False)
+
+
+def test_host_addresses_apply_only_inside_the_block() -> None:
+    outside = aioice.ice.get_host_addresses(True, False)
+    with host_addresses(["127.0.0.1"]):
+        assert aioice.ice.get_host_addresses(True, False) == ["127.0.0.1"]
+    assert aioice.ice.get_host_addresses(True, False) == outside
+    assert "127.0.0.1" not in outside  # aioice's default leaves loopback out

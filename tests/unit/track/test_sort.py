@@ -194,3 +194,21 @@ def test_flush_ends_live_confirmed_tracks_only() -> None:
     ended = tracker.flush()
     assert [s.track_id for s in ended] == [1]
     assert len(tracker.update(Detections.empty())) == 0
+
+
+@pytest.mark.parametrize("confirmed_first", [True, False])
+def test_a_track_born_on_a_duplicate_cannot_steal_an_established_vehicle(
+    confirmed_first: bool,
+) -> None:
+    """A duplicate box (IoU 0.6 with the real one, so not suppressed) starts a tentative track;
+    the next detection overlaps that newborn more (0.86) than the confirmed track (0.70)."""
+    tracker = SortTracker(TrackerConfig(min_hits=3), confirmed_first=confirmed_first)
+    real, dup, next_det = (100, 100, 140, 130), (110, 100, 150, 130), (107, 100, 147, 130)
+    for _ in range(5):
+        tracker.update(dets(real))
+    tracker.update(dets(real, dup, scores=[0.9, 0.5]))
+    out = tracker.update(dets(next_det))
+    if confirmed_first:
+        assert out.track_id.tolist() == [1]
+    else:  # the published single-stage assignment gives it to the newborn: track 1 is lost
+        assert out.track_id.tolist() == []

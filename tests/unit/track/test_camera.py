@@ -1,0 +1,83 @@
+"""CameraTracking (tracker + lines + events + metrics) and `edge analyze`'s --line parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from edge.commands.analyze import parse_line
+from edge.config import LineConfig, TrackerConfig
+from edge.metrics import EdgeMetrics
+from edge.track.camera import CameraTracking
+from edge.track.events import VehicleEvent
+from edge.types import Detections
+
+NAMES = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck"]
+
+
+def one(box: tuple[float, float, float, float], cls: int = 2) -> Detections:
+    return Detections(
+        xyxy=np.array([box], dtype=np.float32),
+        score=np.array([0.8], dtype=np.float32),
+        class_id=np.array([cls], dtype=np.int64),
+    )
+
+
+def test_crossing_and_track_end_become_events_and_metrics() -> None:
+    metrics = EdgeMetrics()
+    events: list[VehicleEvent] = []
+    line = LineConfig(name="gate", points=((0, 100), (400, 100)), directions=("down", "up"))
+    cam = CameraTracking("cam7", TrackerConfig(min_hits=2, max_age=2), [line], NAMES,
+                         events.append, metrics)  # fmt: skip
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for k in range(20):  # a truck driving down through y=100
+        cam.update(one((100, 40 + 6 * k, 140, 70 + 6 * k), cls=7), t0, frame=k)
+    for k in range(20, 24):
+        cam.update(Detections.empty(), t0, frame=k)
+    assert [(e.kind, e.track_id, e.class_name, e.line, e.direction) for e in events] == [
+        ("crossing", 1, "truck", "gate", "down"),
+        ("track_end", 1, "truck", None, None),
+    ]
+    assert events[0].frame is not None and 3 <= events[0].frame <= 6
+    assert cam.counts == {"gate": {"truck": {"down": 1}}}
+    value = metrics.registry.get_sample_value
+    labels = {"camera": "cam7", "line": "gate", "class": "truck", "direction": "down"}
+    assert value("edge_line_crossings_total", labels) == 1
+    assert value("edge_tracks_confirmed_total", {"camera": "cam7"}) == 1
+    assert value("edge_stage_seconds_count", {"camera": "cam7", "stage": "tracking"}) == 24
+    assert cam.finish() == []
+
+
+def test_finish_ends_live_tracks_with_an_event_carrying_the_plate() -> None:
+    events: list[VehicleEvent] = []
+    plates = {1: "AB123CD"}
+    cam = CameraTracking("c", TrackerConfig(min_hits=1), [], NAMES, events.append,
+                         plate_of=plates.get)  # fmt: skip
+    cam.update(one((0, 0, 10, 10)))
+    ended = cam.finish()
+    assert [s.track_id for s in ended] == [1]
+    assert [(e.kind, e.plate) for e in events] == [("track_end", "AB123CD")]
+
+
+def test_parse_line() -> None:
+    line = parse_line("north:120,140,300,140")
+    assert line.name == "north" and line.points == ((120, 140), (300, 140))
+    assert line.directions == ("in", "out")
+    assert parse_line("n:0,1.5,2,3:toward,away").directions == ("toward", "away")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("north", "expected NAME:x1,y1,x2,y2"),
+        ("north:1,2,3", "expected NAME:x1,y1,x2,y2"),
+        ("north:a,2,3,4", "coordinates must be numbers"),
+        ("north:1,2,1,2", "the two points of a line must differ"),
+        ("north:-1,2,3,4", "greater than or equal to 0"),
+    ],
+)
+def test_parse_line_errors_say_why(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_line(text)
