@@ -25,15 +25,20 @@ yolox-nano (ID switches per 100 track-frames, see tests/integration/track):
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from filterpy.kalman import KalmanFilter
 from scipy.optimize import linear_sum_assignment
 
 from edge.config import TrackerConfig
+from edge.track.kalman import (  # noqa: F401 - box_to_z, x_to_box re-exported for callers
+    box_to_z,
+    make_kalman,
+    predict_many,
+    update_many,
+    x_to_box,
+)
 from edge.types import Detections
 
 
@@ -91,38 +96,6 @@ def suppress_duplicates(dets: Detections, iou_threshold: float) -> np.ndarray:
     return np.sort(order[keep])
 
 
-def box_to_z(box: np.ndarray) -> np.ndarray:
-    """xyxy → measurement (cx, cy, area, aspect w/h) as a 4×1 column."""
-    x1, y1, x2, y2 = (float(v) for v in box[:4])
-    w, h = x2 - x1, y2 - y1
-    return np.array([[x1 + w / 2.0], [y1 + h / 2.0], [w * h], [w / h if h > 0 else 0.0]])
-
-
-def x_to_box(x: np.ndarray) -> np.ndarray:
-    """State (cx, cy, area, aspect, ...) → xyxy."""
-    cx, cy, area, aspect = x[:4, 0].tolist()
-    area, aspect = max(area, 0.0), max(aspect, 1e-6)
-    w = math.sqrt(area * aspect)
-    h = area / w if w > 0 else 0.0
-    return np.array([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0])
-
-
-def make_kalman(box: np.ndarray) -> KalmanFilter:
-    """The published SORT filter: constant velocity on centre and area, constant aspect."""
-    kf = KalmanFilter(dim_x=7, dim_z=4)
-    kf.F = np.eye(7)
-    kf.F[0, 4] = kf.F[1, 5] = kf.F[2, 6] = 1.0
-    kf.H = np.zeros((4, 7))
-    kf.H[:4, :4] = np.eye(4)
-    kf.R[2:, 2:] *= 10.0
-    kf.P[4:, 4:] *= 1000.0  # velocities are unknown at birth
-    kf.P *= 10.0
-    kf.Q[-1, -1] *= 0.01
-    kf.Q[4:, 4:] *= 0.01
-    kf.x[:4] = box_to_z(box)
-    return kf
-
-
 @dataclass(frozen=True, slots=True)
 class TrackSummary:
     """A confirmed track that ended (left the scene or the stream stopped)."""
@@ -164,24 +137,20 @@ class _Track:
         self.score = score
         self.last_box = box.astype(np.float64)
 
-    def predict(self) -> np.ndarray:
-        if self.kf.x[6, 0] + self.kf.x[2, 0] <= 0:  # area would turn negative
-            self.kf.x[6, 0] = 0.0
-        self.kf.predict()
+    def predicted(self) -> None:
+        """Bookkeeping of a predict step (the filter itself is stepped by `predict_many`)."""
         if self.time_since_update > 0:
             self.hit_streak = 0
         self.time_since_update += 1
-        return x_to_box(self.kf.x)
 
-    def update(self, box: np.ndarray, class_id: int, score: float, frame: int) -> None:
+    def matched(self, class_id: int, score: float, frame: int) -> None:
+        """Bookkeeping of an update step (the filter itself is updated by `update_many`)."""
         self.time_since_update = 0
         self.hits += 1
         self.hit_streak += 1
         self.classes[class_id] += 1
         self.score = score
         self.last_frame = frame
-        self.kf.update(box_to_z(box))
-        self.last_box = x_to_box(self.kf.x)
 
     @property
     def class_id(self) -> int:
@@ -238,16 +207,22 @@ class SortTracker:
             kept = suppress_duplicates(dets, self.duplicate_iou)
         boxes = np.asarray(dets.xyxy, dtype=np.float64)[kept]
         classes, scores = dets.class_id[kept], dets.score[kept]
-        predicted = np.array([t.predict() for t in self._tracks]).reshape(-1, 4)
+        predicted = predict_many([t.kf for t in self._tracks])
+        for t in self._tracks:
+            t.predicted()
         alive = np.all(np.isfinite(predicted), axis=1)
         if not alive.all():
             self._tracks = [t for t, ok in zip(self._tracks, alive, strict=True) if ok]
             predicted = predicted[alive]
         matches, new_dets = self._associate(boxes, predicted)
         owner: dict[int, _Track] = {}
-        for d, t in matches:
+        updated = update_many(
+            [self._tracks[t].kf for _, t in matches], boxes[[d for d, _ in matches]]
+        )
+        for (d, t), box in zip(matches, updated, strict=True):
             owner[d] = self._tracks[t]
-            owner[d].update(boxes[d], int(classes[d]), float(scores[d]), self.frame_count)
+            owner[d].matched(int(classes[d]), float(scores[d]), self.frame_count)
+            owner[d].last_box = box
         for d in new_dets:
             owner[d] = _Track(boxes[d], int(classes[d]), float(scores[d]), self.frame_count)
             self._tracks.append(owner[d])
