@@ -48,6 +48,11 @@ class CameraRuntime:
     """Confirmed tracks on the latest processed frame."""
     last_frame_size: tuple[int, int] | None = None
 
+    def plate_of(self, track_id: int) -> str | None:
+        """The best plate read so far for a track (for its events), if OCR runs."""
+        read = self.plates.best(track_id) if self.plates is not None else None
+        return read.text if read is not None else None
+
 
 class EdgeService:
     """The running service; also the `ServiceView` that the web app reads."""
@@ -123,7 +128,7 @@ class EdgeService:
                 )
                 rt.tracking = CameraTracking(
                     rt.config.id, self.config.tracker, rt.config.lines, names,
-                    emit=self.events.emit, metrics=self.metrics,
+                    emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
                 )  # fmt: skip
             self.batcher = Batcher(self.detector, self.config.detector, self.metrics)
             await self.events.start()
@@ -180,6 +185,7 @@ class EdgeService:
         tracked = rt.tracking.update(detected.detections, frame=frame.seq)
         rt.tracks = tracked.tracks
         if rt.plates is not None:
+            rt.plates.forget(s.track_id for s in tracked.ended)
             rt.plates.submit(frame, tracked.tracks)
         overlay = Overlay(
             camera_name=rt.config.display_name,

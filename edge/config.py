@@ -202,6 +202,16 @@ class TrackerConfig(Strict):
         default=3, ge=1, le=100, description="Matches before a track is confirmed."
     )
     iou_threshold: float = Field(default=0.3, gt=0, lt=1)
+    duplicate_iou: float | None = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="Drop overlapping boxes of different classes above this IoU; null: off.",
+    )
+    confirmed_first: bool = Field(
+        default=True,
+        description="Match confirmed tracks before tentative ones (fewer ID switches).",
+    )
 
 
 class WebhookConfig(Strict):

@@ -17,7 +17,8 @@ Results are delivered two ways, both optional:
   subscriber that falls behind loses its oldest results (counted as reason "queue_full").
 - `on_result`: a callback called on the event loop for every result, in order; it must be quick.
 
-Call `submit` and `set_streaming` from the event loop's thread only.
+Call `submit` and `set_streaming` from the event loop's thread only. The pure policy (deadline,
+capacity, latest-only slots, camera liveness) lives in `edge.infer.batch_policy`.
 """
 
 from __future__ import annotations
@@ -27,22 +28,27 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from edge.config import DetectorConfig
+from edge.infer.batch_policy import (
+    BatcherStats,
+    BatchOutcome,
+    CameraActivity,
+    LatestSlots,
+    Pending,
+    batch_capacity,
+    batch_deadline_s,
+)
 from edge.metrics import EdgeMetrics
 from edge.types import DetectedFrame, Detections, Frame
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FPS = 25.0
-"""Frame rate assumed for the deadline while no camera's rate is known."""
-MAX_ESTIMATED_FPS = 120.0
 RESULT_QUEUE_SIZE = 4
 
 
@@ -65,129 +71,6 @@ class FrameSource(Protocol):
     source_fps: float | None
 
     def frames(self) -> AsyncIterator[Frame]: ...
-
-
-def batch_deadline_s(
-    fps_values: Iterable[float | None], deadline_ms: float | None, default_fps: float = DEFAULT_FPS
-) -> float:
-    """Configured deadline, else one frame interval of the fastest camera whose rate is known."""
-    if deadline_ms is not None:
-        return deadline_ms / 1000.0
-    known = [f for f in fps_values if f is not None and f > 0]
-    return 1.0 / min(max(known) if known else default_fps, MAX_ESTIMATED_FPS)
-
-
-def batch_capacity(n_streaming: int, max_batch: int, dynamic_batch: bool) -> int:
-    """Frames that make a batch full: one per streaming camera, capped; 1 for a frozen model."""
-    if not dynamic_batch:
-        return 1
-    return max(1, min(n_streaming, max_batch))
-
-
-@dataclass(slots=True)
-class Pending:
-    frame: Frame
-    submitted_at: float
-    """When this frame reached the batcher (its queue wait starts here)."""
-    waiting_since: float
-    """When the camera's slot became occupied; a superseding frame keeps it, so the deadline of a
-    camera that keeps sending can never be pushed back."""
-
-
-class LatestSlots:
-    """At most one pending frame per camera: a newer frame replaces the older one."""
-
-    def __init__(self) -> None:
-        self._slots: dict[str, Pending] = {}
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    def __contains__(self, camera_id: object) -> bool:
-        return camera_id in self._slots
-
-    def put(self, frame: Frame, now: float) -> Frame | None:
-        """Store `frame`; return the frame it superseded, if any."""
-        old = self._slots.get(frame.camera_id)
-        since = old.waiting_since if old else now
-        self._slots[frame.camera_id] = Pending(frame, submitted_at=now, waiting_since=since)
-        return old.frame if old else None
-
-    def oldest_waiting_since(self) -> float | None:
-        return min((p.waiting_since for p in self._slots.values()), default=None)
-
-    def pop_stale(self, now: float, stale_s: float) -> list[Frame]:
-        """Remove and return frames received more than `stale_s` before `now`."""
-        stale = [c for c, p in self._slots.items() if now - p.frame.received_at > stale_s]
-        return [self._slots.pop(c).frame for c in stale]
-
-    def take(self, n: int) -> list[Pending]:
-        """Remove and return up to `n` frames, longest-waiting first (so nobody starves)."""
-        chosen = sorted(self._slots.values(), key=lambda p: p.waiting_since)[:n]
-        for p in chosen:
-            del self._slots[p.frame.camera_id]
-        return chosen
-
-
-@dataclass(slots=True)
-class CameraActivity:
-    """What the batcher knows of one camera's liveness and frame rate."""
-
-    enabled: bool = True
-    fps: float | None = None
-    """Rate given by `set_streaming` (the source's advertised rate)."""
-    last_submit: float | None = None
-    interval_ewma: float | None = None
-
-    def record_submit(self, now: float) -> None:
-        if self.last_submit is not None:
-            dt = now - self.last_submit
-            if dt > 0:
-                prev = self.interval_ewma
-                self.interval_ewma = dt if prev is None else 0.8 * prev + 0.2 * dt
-        self.last_submit = now
-
-    def rate(self) -> float | None:
-        if self.fps:
-            return self.fps
-        if self.interval_ewma:
-            return 1.0 / self.interval_ewma
-        return None
-
-    def is_streaming(self, now: float, stale_s: float) -> bool:
-        """Enabled and sent a frame recently (within the stale budget or 2.5 frame intervals)."""
-        if not self.enabled or self.last_submit is None:
-            return False
-        rate = self.rate()
-        window = max(stale_s, 2.5 / rate) if rate else stale_s
-        return now - self.last_submit <= window
-
-
-@dataclass(slots=True)
-class BatchOutcome:
-    detections: list[Detections | None]
-    """None where the frame could not be preprocessed."""
-    preprocess_s: list[float]
-    inference_s: float
-    postprocess_s: list[float]
-
-
-@dataclass(slots=True)
-class BatcherStats:
-    """Plain counters for tests and benchmarks (the Prometheus metrics carry the same facts)."""
-
-    submitted: int = 0
-    batches: int = 0
-    frames_inferred: int = 0
-    superseded: int = 0
-    stale: int = 0
-    errors: int = 0
-    result_queue_drops: int = 0
-    batch_sizes: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def mean_batch_size(self) -> float:
-        return self.frames_inferred / self.batches if self.batches else 0.0
 
 
 class ResultStream:
@@ -355,10 +238,14 @@ class Batcher:
         await self.stop()
 
     async def run(self) -> None:
-        """Form and run batches until cancelled; one batch in flight at a time."""
+        """Form and run batches until cancelled; one batch in flight at a time.
+
+        Run it through `start()`, or as a task of your own (`stop()` then cancels it too)."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-infer")
-        loop = asyncio.get_running_loop()
+        executor, loop = self._executor, asyncio.get_running_loop()
+        if self._task is None:
+            self._task = asyncio.current_task()
         while True:
             await self._wait_until_ready()
             batch = self._take_batch()
@@ -367,7 +254,7 @@ class Batcher:
             frames = [p.frame for p in batch]
             started = self._clock()
             try:
-                outcome = await loop.run_in_executor(self._executor, self._infer, frames)
+                outcome = await loop.run_in_executor(executor, self._infer, frames)
             except Exception:
                 log.exception("inference failed for cameras %s", [f.camera_id for f in frames])
                 for f in frames:

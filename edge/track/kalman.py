@@ -31,9 +31,13 @@ def box_to_z(box: np.ndarray) -> np.ndarray:
 def boxes_to_z(boxes: np.ndarray) -> np.ndarray:
     """n×4 xyxy → n×4×1 measurements."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    aspect = np.divide(w, h, out=np.zeros_like(w), where=h > 0)
-    return np.stack([b[:, 0] + w / 2.0, b[:, 1] + h / 2.0, w * h, aspect], axis=1)[:, :, None]
+    wh = b[:, 2:] - b[:, :2]
+    w, h = wh[:, 0], wh[:, 1]
+    z = np.empty((len(b), 4, 1))
+    z[:, :2, 0] = b[:, :2] + wh / 2.0
+    z[:, 2, 0] = w * h
+    z[:, 3, 0] = w / np.where(h > 0, h, np.inf)  # aspect 0 for a flat box, as box_to_z
+    return z
 
 
 def x_to_box(x: np.ndarray) -> np.ndarray:
@@ -47,12 +51,13 @@ def x_to_box(x: np.ndarray) -> np.ndarray:
 
 def xs_to_boxes(xs: np.ndarray) -> np.ndarray:
     """n×7×1 states → n×4 xyxy."""
-    cx, cy = xs[:, 0, 0], xs[:, 1, 0]
     area = np.maximum(xs[:, 2, 0], 0.0)
-    aspect = np.maximum(xs[:, 3, 0], 1e-6)
-    w = np.sqrt(area * aspect)
-    h = np.divide(area, w, out=np.zeros_like(w), where=w > 0)
-    return np.stack([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], axis=1)
+    w = np.sqrt(area * np.maximum(xs[:, 3, 0], 1e-6))
+    half = np.empty((len(xs), 2))
+    half[:, 0] = w / 2.0
+    half[:, 1] = area / np.maximum(w, 1e-300) / 2.0  # w = 0 only when area = 0
+    centre = xs[:, :2, 0]
+    return np.concatenate([centre - half, centre + half], axis=1)
 
 
 def make_kalman(box: np.ndarray) -> KalmanFilter:
@@ -97,13 +102,15 @@ def update_many(kfs: Sequence[KalmanFilter], boxes: np.ndarray) -> np.ndarray:
     zs = boxes_to_z(boxes)
     xs = np.stack([kf.x for kf in kfs])
     ps = np.stack([kf.P for kf in kfs])
-    h, r = kfs[0].H, kfs[0].R
-    y = zs - h @ xs
-    pht = ps @ h.T
-    s = h @ pht + r
+    r = kfs[0].R
+    # H = [I4 0] (make_kalman): H·x, P·Hᵀ, H·P·Hᵀ and K·H are slices, exactly as the products
+    y = zs - xs[:, :4]
+    pht = ps[:, :, :4]
+    s = pht[:, :4, :] + r
     k = pht @ np.linalg.inv(s)
     xs = xs + k @ y
-    i_kh = _I7 - k @ h
+    i_kh = np.tile(_I7, (len(kfs), 1, 1))
+    i_kh[:, :, :4] -= k
     ps = i_kh @ ps @ i_kh.transpose(0, 2, 1) + k @ r @ k.transpose(0, 2, 1)
     for kf, x, p, z in zip(kfs, xs, ps, zs, strict=True):
         kf.x = kf.x_post = x

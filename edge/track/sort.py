@@ -1,7 +1,8 @@
 """SORT multi-object tracking (Bewley et al. 2016, "Simple Online and Realtime Tracking").
 
 One `SortTracker` per camera. Each track is a filterpy `KalmanFilter` over the constant-velocity
-box state (cx, cy, area, aspect, vcx, vcy, varea), tuned exactly as in the published code;
+box state (cx, cy, area, aspect, vcx, vcy, varea), tuned exactly as in the published code and
+stepped for all tracks at once with filterpy's equations (`edge.track.kalman`);
 detections are associated to the tracks' predictions by IoU with the Hungarian algorithm
 (`scipy.optimize.linear_sum_assignment`), pairs below the IoU gate are rejected.
 
@@ -32,13 +33,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from edge.config import TrackerConfig
-from edge.track.kalman import (  # noqa: F401 - box_to_z, x_to_box re-exported for callers
-    box_to_z,
-    make_kalman,
-    predict_many,
-    update_many,
-    x_to_box,
-)
+from edge.track.kalman import make_kalman, predict_many, update_many
 from edge.types import Detections
 
 
@@ -174,16 +169,17 @@ class SortTracker:
     """Per-camera SORT; `update` once per frame (also with no detections) in frame order."""
 
     def __init__(
-        self,
-        config: TrackerConfig | None = None,
-        duplicate_iou: float | None = 0.7,
-        confirmed_first: bool = True,
+        self, config: TrackerConfig | None = None, confirmed_first: bool | None = None
     ) -> None:
-        """`duplicate_iou`: cross-class duplicate suppression threshold, None to switch it off;
+        """Parameters come from `config`; `confirmed_first` overrides the config's value.
+
+        `config.duplicate_iou`: cross-class duplicate suppression threshold (None: off);
         `confirmed_first=False` associates all tracks at once, as the published code does."""
         self.config = config or TrackerConfig()
-        self.duplicate_iou = duplicate_iou
-        self.confirmed_first = confirmed_first
+        self.duplicate_iou = self.config.duplicate_iou
+        self.confirmed_first = (
+            self.config.confirmed_first if confirmed_first is None else confirmed_first
+        )
         self._tracks: list[_Track] = []
         self._ended: list[TrackSummary] = []
         self._next_id = 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import time
@@ -283,3 +284,19 @@ async def test_max_batch_caps_batches_and_serves_longest_waiting_first(
         await async_wait_for(lambda: len(order) == 4, timeout=30)
     assert batcher.stats.batch_sizes == {2: 2}
     assert order == ["c", "a", "d", "b"]
+
+
+async def test_run_as_own_task_is_stopped_by_stop(
+    dynamic_model: Path, clip_images: dict[str, list[av.VideoFrame]]
+) -> None:
+    """The service runs `run()` in its own task group; `stop()` must still end it."""
+    metrics = EdgeMetrics()
+    det = detector_for(dynamic_model, metrics)
+    batcher = Batcher(det, det.config, metrics)
+    stream = batcher.subscribe("a")
+    task = asyncio.create_task(batcher.run())
+    batcher.submit(Frame("a", 0, None, time.monotonic(), clip_images[CLIPS[0]][0]))
+    assert (await anext(stream)).frame.seq == 0
+    await batcher.stop()
+    assert task.done()
+    assert [r async for r in stream] == []

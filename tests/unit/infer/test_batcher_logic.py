@@ -5,7 +5,7 @@ from __future__ import annotations
 import av
 import pytest
 
-from edge.infer.batcher import (
+from edge.infer.batch_policy import (
     DEFAULT_FPS,
     CameraActivity,
     LatestSlots,

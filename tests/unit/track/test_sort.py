@@ -6,15 +6,8 @@ import numpy as np
 import pytest
 
 from edge.config import TrackerConfig
-from edge.track.sort import (
-    SortTracker,
-    associate,
-    box_to_z,
-    iou_matrix,
-    make_kalman,
-    suppress_duplicates,
-    x_to_box,
-)
+from edge.track.kalman import box_to_z, make_kalman, x_to_box
+from edge.track.sort import SortTracker, associate, iou_matrix, suppress_duplicates
 from edge.types import Detections
 
 CAR, TRUCK = 2, 7

@@ -1,0 +1,141 @@
+"""Pure batching policy of the cross-camera `Batcher`: no asyncio, no threads, no clock of its own.
+
+Why a module of its own: these are the decisions (how long a batch may wait, how many frames make
+it full, which frame of a camera is kept, whether a camera still counts as streaming) that tests
+can check exactly with made-up timestamps, apart from the event-loop machinery in `batcher.py`. The plain
+result and counter records live here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from edge.types import Detections, Frame
+
+DEFAULT_FPS = 25.0
+"""Frame rate assumed for the deadline while no camera's rate is known."""
+MAX_ESTIMATED_FPS = 120.0
+
+
+def batch_deadline_s(
+    fps_values: Iterable[float | None], deadline_ms: float | None, default_fps: float = DEFAULT_FPS
+) -> float:
+    """Configured deadline, else one frame interval of the fastest camera whose rate is known."""
+    if deadline_ms is not None:
+        return deadline_ms / 1000.0
+    known = [f for f in fps_values if f is not None and f > 0]
+    return 1.0 / min(max(known) if known else default_fps, MAX_ESTIMATED_FPS)
+
+
+def batch_capacity(n_streaming: int, max_batch: int, dynamic_batch: bool) -> int:
+    """Frames that make a batch full: one per streaming camera, capped; 1 for a frozen model."""
+    if not dynamic_batch:
+        return 1
+    return max(1, min(n_streaming, max_batch))
+
+
+@dataclass(slots=True)
+class Pending:
+    frame: Frame
+    submitted_at: float
+    """When this frame reached the batcher (its queue wait starts here)."""
+    waiting_since: float
+    """When the camera's slot became occupied; a superseding frame keeps it, so the deadline of a
+    camera that keeps sending can never be pushed back."""
+
+
+class LatestSlots:
+    """At most one pending frame per camera: a newer frame replaces the older one."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, Pending] = {}
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, camera_id: object) -> bool:
+        return camera_id in self._slots
+
+    def put(self, frame: Frame, now: float) -> Frame | None:
+        """Store `frame`; return the frame it superseded, if any."""
+        old = self._slots.get(frame.camera_id)
+        since = old.waiting_since if old else now
+        self._slots[frame.camera_id] = Pending(frame, submitted_at=now, waiting_since=since)
+        return old.frame if old else None
+
+    def oldest_waiting_since(self) -> float | None:
+        return min((p.waiting_since for p in self._slots.values()), default=None)
+
+    def pop_stale(self, now: float, stale_s: float) -> list[Frame]:
+        """Remove and return frames received more than `stale_s` before `now`."""
+        stale = [c for c, p in self._slots.items() if now - p.frame.received_at > stale_s]
+        return [self._slots.pop(c).frame for c in stale]
+
+    def take(self, n: int) -> list[Pending]:
+        """Remove and return up to `n` frames, longest-waiting first (so nobody starves)."""
+        chosen = sorted(self._slots.values(), key=lambda p: p.waiting_since)[:n]
+        for p in chosen:
+            del self._slots[p.frame.camera_id]
+        return chosen
+
+
+@dataclass(slots=True)
+class CameraActivity:
+    """What the batcher knows of one camera's liveness and frame rate."""
+
+    enabled: bool = True
+    fps: float | None = None
+    """Rate given by `set_streaming` (the source's advertised rate)."""
+    last_submit: float | None = None
+    interval_ewma: float | None = None
+
+    def record_submit(self, now: float) -> None:
+        if self.last_submit is not None:
+            dt = now - self.last_submit
+            if dt > 0:
+                prev = self.interval_ewma
+                self.interval_ewma = dt if prev is None else 0.8 * prev + 0.2 * dt
+        self.last_submit = now
+
+    def rate(self) -> float | None:
+        if self.fps:
+            return self.fps
+        if self.interval_ewma:
+            return 1.0 / self.interval_ewma
+        return None
+
+    def is_streaming(self, now: float, stale_s: float) -> bool:
+        """Enabled and sent a frame recently (within the stale budget or 2.5 frame intervals)."""
+        if not self.enabled or self.last_submit is None:
+            return False
+        rate = self.rate()
+        window = max(stale_s, 2.5 / rate) if rate else stale_s
+        return now - self.last_submit <= window
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    detections: list[Detections | None]
+    """None where the frame could not be preprocessed."""
+    preprocess_s: list[float]
+    inference_s: float
+    postprocess_s: list[float]
+
+
+@dataclass(slots=True)
+class BatcherStats:
+    """Plain counters for tests and benchmarks (the Prometheus metrics carry the same facts)."""
+
+    submitted: int = 0
+    batches: int = 0
+    frames_inferred: int = 0
+    superseded: int = 0
+    stale: int = 0
+    errors: int = 0
+    result_queue_drops: int = 0
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.frames_inferred / self.batches if self.batches else 0.0
