@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -30,7 +30,7 @@ from edge.publish.web import create_app
 from edge.track.camera import CameraTracking
 from edge.track.events import EventBus, EventSink, JsonlSink, WebhookSink
 from edge.track.plates import PlateReader, PlateScheduler
-from edge.types import DetectedFrame, Detections
+from edge.types import DetectedFrame
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ class CameraRuntime:
     publisher: CameraPublisher
     tracking: CameraTracking | None = None
     plates: PlateScheduler | None = None
-    tracks: Detections = field(default_factory=Detections.empty)
-    """Confirmed tracks on the latest processed frame."""
     last_frame_size: tuple[int, int] | None = None
 
     def plate_of(self, track_id: int) -> str | None:
@@ -65,7 +63,6 @@ class EdgeService:
         self.batcher: Batcher | None = None
         self.events = EventBus(self._sinks(), self.metrics)
         self.url: str | None = None
-        self._plate_reader: PlateReader | None = None
         self.runtimes: dict[str, CameraRuntime] = {
             cam.id: CameraRuntime(
                 config=cam,
@@ -88,7 +85,7 @@ class EdgeService:
                     name=cam.display_name,
                     state=str(src.state),
                     url=cam.safe_url,
-                    fps=self._fps_of(cam.id),
+                    fps=self.metrics.fps_rates(cam.id),
                     source_fps=src.source_fps,
                     counts=rt.tracking.counts if rt.tracking else {},
                     viewers=rt.publisher.viewer_count,
@@ -106,9 +103,6 @@ class EdgeService:
         return self.detector is not None and any(
             rt.source.state == CameraState.STREAMING for rt in self.runtimes.values()
         )
-
-    def _fps_of(self, camera_id: str) -> dict[str, float]:
-        return self.metrics.fps_rates(camera_id)
 
     # ---- lifecycle ----
 
@@ -154,7 +148,6 @@ class EdgeService:
     async def _start_plates(self) -> None:
         reader = PlateReader()
         await asyncio.to_thread(reader.warm_up)
-        self._plate_reader = reader
         for rt in self.runtimes.values():
             rt.plates = PlateScheduler(rt.config.id, self.config.ocr, reader.read, self.metrics)
 
@@ -183,7 +176,6 @@ class EdgeService:
         frame = detected.frame
         rt.last_frame_size = (frame.width, frame.height)
         tracked = rt.tracking.update(detected.detections, frame=frame.seq)
-        rt.tracks = tracked.tracks
         if rt.plates is not None:
             rt.plates.forget(s.track_id for s in tracked.ended)
             rt.plates.submit(frame, tracked.tracks)

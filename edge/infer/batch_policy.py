@@ -2,8 +2,8 @@
 
 Why a module of its own: these are the decisions (how long a batch may wait, how many frames make
 it full, which frame of a camera is kept, whether a camera still counts as streaming) that tests
-can check exactly with made-up timestamps, apart from the event-loop machinery in `batcher.py`. The plain
-result and counter records live here too.
+can check exactly with made-up timestamps, apart from the event-loop machinery in
+`batcher.py`. The plain result and counter records live here too.
 """
 
 from __future__ import annotations
