@@ -66,7 +66,9 @@ class EdgeService:
         self.runtimes: dict[str, CameraRuntime] = {
             cam.id: CameraRuntime(
                 config=cam,
-                source=CameraSource(cam, config.ingest, self.metrics),
+                source=CameraSource(
+                    cam, config.ingest, self.metrics, realtime=cam.realtime, loop=cam.loop
+                ),
                 publisher=CameraPublisher(cam.id, config.stream, self.metrics, max_width=cam.width),
             )
             for cam in config.enabled_cameras

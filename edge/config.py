@@ -60,6 +60,11 @@ class CameraConfig(Strict):
         default=None, ge=64, le=7680, description="Processing/output width cap in pixels."
     )
     lines: list[LineConfig] = Field(default_factory=list)
+    realtime: bool = Field(
+        default=True,
+        description="Files only: play at recorded speed like a live camera (false: as taken).",
+    )
+    loop: bool = Field(default=False, description="Files only: start again at the end.")
 
     @field_validator("id")
     @classmethod
