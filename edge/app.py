@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ from edge.track.plates import PlateReader, PlateScheduler
 from edge.types import DetectedFrame
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The service cannot start (e.g. its port is taken); the message says why."""
 
 
 @dataclass(eq=False)
@@ -112,6 +117,7 @@ class EdgeService:
         """Run until cancelled (SIGTERM/SIGINT cancel it in `edge run`)."""
         runner: web.AppRunner | None = None
         try:
+            runner = await self._start_web()  # first: a busy port fails fast, /healthz answers
             self.detector = await asyncio.to_thread(self._load_detector)
             if self.config.ocr.enabled:
                 await self._start_plates()
@@ -128,7 +134,6 @@ class EdgeService:
                 )  # fmt: skip
             self.batcher = Batcher(self.detector, self.config.detector, self.metrics)
             await self.events.start()
-            runner = await self._start_web()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.batcher.run(), name="batcher")
                 for rt in self.runtimes.values():
@@ -159,7 +164,12 @@ class EdgeService:
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, server.host, server.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StartupError(f"cannot listen on {server.host}:{server.port}: {reason}") from None
         port = runner.addresses[0][1] if runner.addresses else server.port
         self.url = f"http://{server.host}:{port}/"
         log.info("edge serving %s (cameras: %s)", self.url, ", ".join(self.runtimes))
@@ -198,11 +208,11 @@ class EdgeService:
         if self.batcher is not None:
             await self.batcher.stop()
         for rt in self.runtimes.values():
-            if rt.tracking is not None:
-                rt.tracking.finish()
-            if rt.plates is not None:
+            if rt.plates is not None:  # a read still in flight belongs in the track-end events
                 with contextlib.suppress(Exception):
                     await rt.plates.drain()
+            if rt.tracking is not None:
+                rt.tracking.finish()
             with contextlib.suppress(Exception):
                 await rt.publisher.aclose()
         if runner is not None:

@@ -62,5 +62,11 @@ async def serve(config: EdgeConfig, started: asyncio.Event | None = None) -> Non
 
 def run(args: argparse.Namespace) -> int:
     config = load_or_exit(args.config, args.host, args.port)
-    asyncio.run(serve(config))
+    from edge.app import StartupError
+
+    try:
+        asyncio.run(serve(config))
+    except StartupError as exc:
+        print(f"edge: {exc}", file=sys.stderr)
+        return 1
     return 0
