@@ -35,18 +35,7 @@ from edge.metrics import EdgeMetrics
 from edge.publish.annotate import output_size
 from edge.publish.passthrough import PassthroughService
 from edge.publish.web import create_app
-from edge.testing import async_wait_for, free_port
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
+from edge.testing import CHROMIUM, CHROMIUM_ARGS, async_wait_for, free_port
 
 
 class RawFrameTrack(VideoStreamTrack):
@@ -163,7 +152,7 @@ async def run(args: argparse.Namespace) -> list[Result]:
         base_runner, base_url = await serve(baseline, stream)
         async with async_playwright() as p:
             browser = await p.chromium.launch(
-                executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
             )
             cases = [("shared", shared_url, n) for n in args.viewers]
             cases += [("per-viewer", base_url, n) for n in args.viewers if n > 0]

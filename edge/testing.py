@@ -16,6 +16,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's Chromium (never a browser downloaded by a test tool)."""
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # the closed network refuses Chromium's own connections
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
 
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1."""

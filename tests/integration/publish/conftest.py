@@ -25,19 +25,8 @@ from edge.ingest.source import CameraSource
 from edge.metrics import EdgeMetrics
 from edge.publish.passthrough import PassthroughService
 from edge.publish.web import create_app
-from edge.testing import async_wait_for, free_port
+from edge.testing import CHROMIUM, CHROMIUM_ARGS, async_wait_for, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 MAX_WIDTH = 640
 # cam1: 960×540 @ 29.97 → published at 640×360; cam2: 320×240 @ 25 stays 320×240 (no upscaling)
 CLIPS = {"cam1": "traffic_highway_overpass.mp4", "cam2": "traffic_highway_cctv.mp4"}
