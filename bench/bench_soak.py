@@ -44,7 +44,7 @@ def sample(svc: ServiceProcess) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=60.0, help="seconds left out of the fit")
+    parser.add_argument("--warmup", type=float, default=120.0, help="seconds left out of the fit")
     parser.add_argument("--interval", type=float, default=5.0)
     args = parser.parse_args()
 
@@ -88,15 +88,18 @@ def run_samples(
 
 def report(rows: list[tuple[float, float, float]], args: argparse.Namespace) -> None:
     data = np.array([r for r in rows if r[0] >= args.warmup])
-    if len(data) < 3:
+    if len(data) < 6:
         raise SystemExit("run longer than the warm-up to fit a slope")
     t_h, rss_mb = data[:, 0] / 3600, data[:, 1] / 1e6
+    half = len(data) // 2
     slope = float(np.polyfit(t_h, rss_mb, 1)[0])
+    slope_late = float(np.polyfit(t_h[half:], rss_mb[half:], 1)[0])
     fps = (data[-1, 2] - data[0, 2]) / (data[-1, 0] - data[0, 0])
     print(
         f"\nmachine: {os.cpu_count()} CPUs; {args.minutes:.0f} min, fit after {args.warmup:.0f} s\n"
         f"RSS after warm-up {rss_mb[0]:.1f} MB, at end {rss_mb[-1]:.1f} MB, "
-        f"max {rss_mb.max():.1f} MB; slope {slope:+.1f} MB/h; {fps:.1f} frames/s published"
+        f"max {rss_mb.max():.1f} MB; {fps:.1f} frames/s published\n"
+        f"slope after warm-up {slope:+.1f} MB/h; over the second half {slope_late:+.1f} MB/h"
     )
 
 
