@@ -313,13 +313,14 @@ def report(
             f"| {', '.join(f'{w.load:.2f}' for w in ws)} "
             f"| {', '.join(f'{w.rss_mb[0]:.0f}→{w.rss_mb[1]:.0f}' for w in ws)} |"
         )
-    sim = mean([w.sim_cpu for w in runs["b"] + runs["c"]])
+    live = "b" in runs
+    sim = mean([w.sim_cpu for w in runs["b"] + runs["c"]]) if live else 0.0
     fps = {k: mean([w.fps for w in ws]) for k, ws in runs.items()}
     ms = {k: mean([w.cpu_ms_per_frame for w in ws]) for k, ws in runs.items()}
     best = max(bare, key=lambda n: bare[n][0])
+    if live:
+        lines += ["", f"RTSP simulator CPU during (b)/(c): {sim:.2f} cores (not in this process)."]
     lines += [
-        "",
-        f"RTSP simulator CPU during (b)/(c): {sim:.2f} cores (not in this process's CPU).",
         "",
         "Ratios (means, same run):",
         f"- capacity, edge (d) / original loop (dc), {cameras} cameras: "
@@ -328,12 +329,15 @@ def report(
         f"{fps['d1'] / fps['dc']:.2f}×; batching (d) / (d1): {fps['d'] / fps['d1']:.2f}×",
         f"- CPU per processed frame, (d) / (dc): {ms['d'] / ms['dc']:.2f}× "
         f"({ms['d']:.1f} vs {ms['dc']:.1f} ms)",
-        f"- 4 live cameras, edge (b) / original loop (c): {fps['b'] / fps['c']:.2f}× "
-        "(supply-limited, see supply column)",
         f"- bare ORT best batch ({best}) / batch 1: {bare[best][0] / bare[1][0]:.2f}× img/s, "
         f"{(bare[best][0] / bare[best][1]) / (bare[1][0] / bare[1][1]):.2f}× img per CPU-second",
         f"- edge (d) / bare ORT at batch {best}: {fps['d'] / bare[best][0]:.2f}",
     ]
+    if live:
+        lines.append(
+            f"- 4 live cameras, edge (b) / original loop (c): {fps['b'] / fps['c']:.2f}× "
+            "(supply-limited, see supply column)"
+        )
     return "\n".join(lines)
 
 
@@ -359,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, default=8, help="paced file cameras in (d)")
     parser.add_argument("--ort-seconds", type=float, default=2.0, help="per bare ORT batch size")
     parser.add_argument("--out", type=Path, help="also write the markdown report (if quiet)")
+    parser.add_argument(
+        "--no-rtsp", action="store_true", help="skip (b)/(c) (machines without GStreamer, e.g. GPU)"
+    )
     args = parser.parse_args(argv)
     info = machine()
     load_start = load_average()
@@ -370,8 +377,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(check.describe())
         print("(a) bare ONNX Runtime ...", flush=True)
         bare = bench_ort(model, sample_inputs(model), [1, 2, 4, 8], args.ort_seconds)
-        print("(b), (c) on 4 live simulated RTSP cameras ...", flush=True)
-        runs = asyncio.run(run_live(model, args.seconds, args.rounds))
+        runs: dict[str, list[Window]] = {}
+        if not args.no_rtsp:
+            print("(b), (c) on 4 live simulated RTSP cameras ...", flush=True)
+            runs = asyncio.run(run_live(model, args.seconds, args.rounds))
         print(f"(d), (d1), (dc) on {args.cameras} paced file cameras ...", flush=True)
         runs |= asyncio.run(run_capacity(model, args.cameras, args.seconds, args.rounds))
     info["load_end"] = f"{load_average():.2f}"
