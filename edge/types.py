@@ -37,6 +37,17 @@ class Frame:
     def height(self) -> int:
         return int(self.image.height)
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        """Pickle the picture's planes, so that a stage can move to a worker process.
+
+        `av.VideoFrame` itself does not pickle. The planes travel in the decoder's own format
+        (no colour conversion); `received_at` stays valid as the monotonic clock is system-wide.
+        """
+        image = self.image
+        fmt = image.format.name if image.format.name in _PICKLED_FORMATS else "yuv420p"
+        planes = image.to_ndarray(format=fmt)
+        return _rebuild_frame, (self.camera_id, self.seq, self.pts, self.received_at, fmt, planes)
+
     def to_bgr(self, width: int | None = None, height: int | None = None) -> np.ndarray:
         """The picture as an H×W×3 uint8 BGR array, scaled during the colour conversion."""
         w = width or self.width
@@ -44,6 +55,15 @@ class Frame:
         if (w, h) == (self.width, self.height):
             return self.image.to_ndarray(format="bgr24")
         return self.image.reformat(width=w, height=h, format="bgr24").to_ndarray()
+
+
+_PICKLED_FORMATS = frozenset({"yuv420p", "yuvj420p", "nv12", "gray", "rgb24", "bgr24"})
+
+
+def _rebuild_frame(
+    camera_id: str, seq: int, pts: float | None, received_at: float, fmt: str, planes: np.ndarray
+) -> Frame:
+    return Frame(camera_id, seq, pts, received_at, av.VideoFrame.from_ndarray(planes, format=fmt))
 
 
 def _empty_boxes() -> np.ndarray:
