@@ -19,3 +19,14 @@ def assets() -> Path:
 @pytest.fixture(scope="session")
 def model_path(assets: Path) -> Path:
     return assets / "models" / "yolox_nano.onnx"
+
+
+@pytest.fixture(scope="session")
+def dynamic_model(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared YOLOX model made batch-dynamic by `edge model prepare`'s code, verified."""
+    from edge.infer.prepare import prepare_model
+
+    out = tmp_path_factory.mktemp("models") / "yolox_nano_dyn.onnx"
+    _, check = prepare_model(model_path, out)
+    assert check.ok, check.describe()
+    return out

@@ -148,16 +148,6 @@ def assert_agree() -> Callable[[object, object, str], None]:
     return agree
 
 
-@pytest.fixture(scope="session")
-def dynamic_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edge.infer.prepare import prepare_model
-
-    out = tmp_path_factory.mktemp("models") / "yolox_nano_dyn.onnx"
-    _, check = prepare_model(YOLOX, out)
-    assert check.ok, check.describe()
-    return out
-
-
 def bake_decode(src: Path, dst: Path, layout: str) -> Path:
     """YOLOX with its grid decode (and an RGB 0-1 → BGR 0-255 input adapter) inside the graph.
 

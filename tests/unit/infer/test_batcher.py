@@ -17,21 +17,12 @@ from edge.assets import asset
 from edge.config import DetectorConfig
 from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
-from edge.infer.prepare import prepare_model
 from edge.metrics import EdgeMetrics
 from edge.testing import async_wait_for
 from edge.types import DetectedFrame, Frame
 
 YOLOX = asset("models", "yolox_nano.onnx")
 CLIPS = ["traffic_highway_cctv.mp4", "traffic_highway_overpass.mp4", "car-detection.mp4"]
-
-
-@pytest.fixture(scope="module")
-def dynamic_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("batcher-model") / "yolox_nano_dyn.onnx"
-    _, check = prepare_model(YOLOX, out)
-    assert check.ok, check.describe()
-    return out
 
 
 @pytest.fixture(scope="module")
