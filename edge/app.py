@@ -31,7 +31,7 @@ from edge.publish.web import create_app
 from edge.track.camera import CameraTracking
 from edge.track.events import EventBus, EventSink, JsonlSink, WebhookSink
 from edge.track.plates import PlateReader, PlateScheduler
-from edge.types import DetectedFrame
+from edge.types import DetectedFrame, Detections
 
 log = logging.getLogger(__name__)
 
@@ -184,13 +184,19 @@ class EdgeService:
                 log.exception("camera %s: processing a frame failed", rt.config.id)
 
     def _process(self, rt: CameraRuntime, detected: DetectedFrame) -> None:
-        assert rt.tracking is not None and self.detector is not None
+        assert rt.tracking is not None
         frame = detected.frame
         rt.last_frame_size = (frame.width, frame.height)
         tracked = rt.tracking.update(detected.detections, frame=frame.seq)
         if rt.plates is not None:
             rt.plates.forget(s.track_id for s in tracked.ended)
             rt.plates.submit(frame, tracked.tracks)
+        if rt.publisher.is_watched:  # drawing inputs only when someone watches this camera
+            self._publish(rt, detected, tracked.tracks)
+        self.metrics.observe_end_to_end(rt.config.id, time.monotonic() - frame.received_at)
+
+    def _publish(self, rt: CameraRuntime, detected: DetectedFrame, tracks: Detections) -> None:
+        assert rt.tracking is not None and self.detector is not None
         overlay = Overlay(
             camera_name=rt.config.display_name,
             class_names=self.detector.class_names,
@@ -198,8 +204,7 @@ class EdgeService:
             plates={tid: p.text for tid, p in rt.plates.plates.items()} if rt.plates else {},
             clock=time.time(),
         )
-        rt.publisher.publish(frame, tracked.tracks, overlay)
-        self.metrics.observe_end_to_end(rt.config.id, time.monotonic() - frame.received_at)
+        rt.publisher.publish(detected.frame, tracks, overlay)
 
     async def _shutdown(self, runner: web.AppRunner | None) -> None:
         for rt in self.runtimes.values():

@@ -120,6 +120,13 @@ def reshape_frozen_to_one(graph: onnx.GraphProto) -> list[onnx.TensorProto]:
     return frozen
 
 
+def is_batch_frozen(graph: onnx.GraphProto) -> bool:
+    """Batch literally 1 in the input or in a `Reshape` constant (`edge model prepare` fixes it)."""
+    init_names = {t.name for t in graph.initializer}
+    image = next(i for i in graph.input if i.name not in init_names)
+    return _dims(image)[0] == 1 or bool(reshape_frozen_to_one(graph))
+
+
 def class_names_for(model: onnx.ModelProto, num_classes: int) -> tuple[str, ...]:
     """Names from the export's metadata (Ultralytics writes `names`), else COCO for 80 classes."""
     meta = {p.key: p.value for p in model.metadata_props}
@@ -174,5 +181,5 @@ def recognise(
         input_name=inputs[0].name,
         output_name=out_value.name,
         input_size=h if h is not None and h == w else None,
-        frozen_batch=in_dims[0] == 1 or bool(reshape_frozen_to_one(graph)),
+        frozen_batch=is_batch_frozen(graph),
     )

@@ -20,7 +20,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from edge.infer.layout import reshape_frozen_to_one
+from edge.infer.layout import is_batch_frozen, reshape_frozen_to_one
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,7 @@ def ensure_dynamic(model_path: str | Path, cache_dir: str | Path) -> Path:
     per model and reused at every start; a copy that fails the batch check is deleted and refused.
     """
     src = Path(model_path)
-    model = onnx.load(str(src), load_external_data=False)
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    if dims and not dims[0].dim_value and not reshape_frozen_to_one(model.graph):
+    if not is_batch_frozen(onnx.load(str(src), load_external_data=False).graph):
         return src
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
     dst = Path(cache_dir) / f"{src.stem}.dynamic-{digest}.onnx"
