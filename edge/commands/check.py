@@ -18,10 +18,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        print_problems(exc)
         print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
         return 2
     cams = config.enabled_cameras
     print(f"{args.config}: OK ({len(cams)} enabled camera(s), model {config.detector.model.name})")
     return 0
+
+
+def print_problems(exc: ConfigError) -> None:
+    """One `path.to.field: reason` line per problem on stderr (shared by `check` and `run`)."""
+    for problem in exc.problems:
+        print(problem, file=sys.stderr)

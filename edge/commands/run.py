@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 
+from edge.commands.check import print_problems
 from edge.config import ConfigError, EdgeConfig, load_config
 
 DEFAULT_CONFIG = "configs/cameras.yaml"
@@ -34,8 +35,7 @@ def load_or_exit(path: str, host: str | None = None, port: int | None = None) ->
         if port is not None:
             config.server.port = port
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        print_problems(exc)
         raise SystemExit(2) from None
     return config
 
