@@ -166,9 +166,15 @@ class DetectorConfig(Strict):
     cuda: CudaOptions = Field(default_factory=CudaOptions)
     tensorrt: TensorRTOptions = Field(default_factory=TensorRTOptions)
     preprocess: PreprocessOptions = Field(default_factory=PreprocessOptions)
+    workers: int = Field(
+        default=0, ge=0, le=64,
+        description="Batches run at once on the one session; 0 = one per CPU core (at most 8) "
+        "on the CPU provider, 1 on CUDA/TensorRT.",
+    )  # fmt: skip
     threads: int = Field(
-        default=0, ge=0, le=256, description="ORT intra-op threads; 0 = ORT default."
-    )
+        default=0, ge=0, le=256,
+        description="ORT intra-op threads per batch; 0 = cores / workers on CPU, ORT's on GPU.",
+    )  # fmt: skip
 
     @field_validator("model")
     @classmethod

@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,8 +190,10 @@ def _process(
     frames = 0
     last_pts = 0.0
     with open(out / "frames.jsonl", "w", encoding="utf-8") as fh:
-        for frame in read_frames(source, camera_id):
-            dets = detector.detect([frame])[0]
+        frames_in = read_frames(source, camera_id)
+        if max_frames is not None:
+            frames_in = islice(frames_in, max(max_frames, 0))
+        for frame, dets in detector.detect_stream(frames_in):
             pts = frame.pts if frame.pts is not None else last_pts
             last_pts = pts
             tracking.update(dets, started + timedelta(seconds=pts), frame.seq)
@@ -208,8 +211,6 @@ def _process(
             }  # fmt: skip
             fh.write(json.dumps(record, separators=(",", ":")) + "\n")
             frames += 1
-            if max_frames is not None and frames >= max_frames:
-                break
     tracking.finish(started + timedelta(seconds=last_pts), frames - 1)
     return {
         "source": redact_url(source),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,17 +30,6 @@ def detector_config(config: Path | None, model: Path | None) -> Any:
     return DetectorConfig.model_validate(data)
 
 
-def _chunks(frames: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for frame in frames:
-        chunk.append(frame)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def frame_record(index: int, pts: float | None, dets: Any, class_names: list[str]) -> dict:
     return {
         "frame": index,
@@ -59,11 +48,10 @@ def frame_record(index: int, pts: float | None, dets: Any, class_names: list[str
 
 def _write_all(detector: Any, frames: Iterable[Any], out: IO[str]) -> int:
     count = 0
-    for chunk in _chunks(frames, detector.max_batch):
-        for frame, dets in zip(chunk, detector.detect(chunk), strict=True):
-            out.write(json.dumps(frame_record(frame.seq, frame.pts, dets, detector.class_names)))
-            out.write("\n")
-            count += 1
+    for frame, dets in detector.detect_stream(frames):
+        out.write(json.dumps(frame_record(frame.seq, frame.pts, dets, detector.class_names)))
+        out.write("\n")
+        count += 1
     return count
 
 

@@ -8,7 +8,7 @@ can check exactly with made-up timestamps, apart from the event-loop machinery i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from edge.types import Detections, Frame
@@ -28,11 +28,15 @@ def batch_deadline_s(
     return 1.0 / min(max(known) if known else default_fps, MAX_ESTIMATED_FPS)
 
 
-def batch_capacity(n_streaming: int, max_batch: int, dynamic_batch: bool) -> int:
-    """Frames that make a batch full: one per streaming camera, capped; 1 for a frozen model."""
+def batch_capacity(
+    n_streaming: int, max_batch: int, dynamic_batch: bool, free_workers: int = 1
+) -> int:
+    """Frames that make a batch full: the streaming cameras shared out over the free workers
+    (so that they run side by side instead of one waiting), capped; 1 for a frozen model."""
     if not dynamic_batch:
         return 1
-    return max(1, min(n_streaming, max_batch))
+    share = -(-n_streaming // max(1, free_workers))  # ceiling
+    return max(1, min(share, max_batch))
 
 
 @dataclass(slots=True)
@@ -64,17 +68,22 @@ class LatestSlots:
         self._slots[frame.camera_id] = Pending(frame, submitted_at=now, waiting_since=since)
         return old.frame if old else None
 
-    def oldest_waiting_since(self) -> float | None:
-        return min((p.waiting_since for p in self._slots.values()), default=None)
+    def waiting(self, busy: Collection[str] = ()) -> list[Pending]:
+        """Pending frames of cameras not in `busy` (those with a frame in a running batch)."""
+        return [p for c, p in self._slots.items() if c not in busy]
+
+    def oldest_waiting_since(self, busy: Collection[str] = ()) -> float | None:
+        return min((p.waiting_since for p in self.waiting(busy)), default=None)
 
     def pop_stale(self, now: float, stale_s: float) -> list[Frame]:
         """Remove and return frames received more than `stale_s` before `now`."""
         stale = [c for c, p in self._slots.items() if now - p.frame.received_at > stale_s]
         return [self._slots.pop(c).frame for c in stale]
 
-    def take(self, n: int) -> list[Pending]:
-        """Remove and return up to `n` frames, longest-waiting first (so nobody starves)."""
-        chosen = sorted(self._slots.values(), key=lambda p: p.waiting_since)[:n]
+    def take(self, n: int, busy: Collection[str] = ()) -> list[Pending]:
+        """Remove and return up to `n` frames of cameras not in `busy`, longest-waiting first (so
+        nobody starves)."""
+        chosen = sorted(self.waiting(busy), key=lambda p: p.waiting_since)[:n]
         for p in chosen:
             del self._slots[p.frame.camera_id]
         return chosen

@@ -8,9 +8,11 @@ interval of the fastest camera), and drops frames that got too old instead of qu
 slow or dead camera therefore costs the others at most one deadline, and memory is bounded by one
 pending frame per camera plus the small per-subscriber result queues.
 
-Inference (preprocess + infer + postprocess) runs in one dedicated worker thread, one batch at a
-time, so the event loop never blocks. Each batch holds at most one frame per camera and batches run
-in order, so results reach each camera in frame order.
+Inference (preprocess + infer + postprocess) runs in worker threads, so the event loop never
+blocks: `detector.workers` batches at once on the one session (one per CPU core on a CPU, where
+single-threaded batches side by side beat one batch spread over every core; one on a GPU). The
+pending cameras are shared out over the free workers. A camera never has two frames in running
+batches, so results reach each camera in frame order.
 
 Results are delivered two ways, both optional:
 - `subscribe(camera_id)`: an async iterator of `DetectedFrame` with a bounded latest-only queue; a
@@ -57,6 +59,7 @@ class BatchDetector(Protocol):
 
     is_dynamic_batch: bool
     max_batch: int
+    workers: int
     class_names: list[str]
 
     def preprocess(self, frame: Frame) -> tuple[np.ndarray, Any]: ...
@@ -133,7 +136,11 @@ class Batcher:
         self._wake = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._busy: set[str] = set()
+        """Cameras with a frame in a running batch."""
         self.max_batch = min(config.max_batch, max(1, int(getattr(detector, "max_batch", 1))))
+        self.workers = max(1, int(getattr(detector, "workers", 1)))
         if not detector.is_dynamic_batch:
             log.info(
                 "detector model has a frozen batch of 1: running one frame per batch; "
@@ -182,14 +189,21 @@ class Batcher:
         return [c for c, a in self._cameras.items() if a.is_streaming(now, self.config.stale_s)]
 
     def capacity(self) -> int:
-        """Frames that make the next batch full."""
-        n = len(self.streaming_cameras())
-        return batch_capacity(n, self.max_batch, self.detector.is_dynamic_batch)
+        """Frames that make the next batch full: its share of the streaming cameras that have no
+        frame in a running batch."""
+        n = len([c for c in self.streaming_cameras() if c not in self._busy])
+        free = max(1, self.workers - len(self._running))
+        return batch_capacity(n, self.max_batch, self.detector.is_dynamic_batch, free)
 
     def deadline_s(self) -> float:
         now, stale_s = self._clock(), self.config.stale_s
         rates = [a.rate() for a in self._cameras.values() if a.is_streaming(now, stale_s)]
         return batch_deadline_s(rates, self.config.deadline_ms)
+
+    @property
+    def in_flight(self) -> int:
+        """Frames in running batches (one per busy camera)."""
+        return len(self._busy)
 
     @property
     def pending(self) -> int:
@@ -213,16 +227,17 @@ class Batcher:
 
     async def start(self) -> None:
         if self._task is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-infer")
             self._task = asyncio.create_task(self.run(), name="edge-batcher")
 
     async def stop(self) -> None:
-        """Stop batching, wait for the batch in flight, end every result stream."""
+        """Stop batching, wait for the batches in flight, end every result stream."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for t in [task, *self._running]:
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        self._busy.clear()  # a batch cancelled before it started never cleared its cameras
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, True)
             self._executor = None
@@ -238,55 +253,72 @@ class Batcher:
         await self.stop()
 
     async def run(self) -> None:
-        """Form and run batches until cancelled; one batch in flight at a time.
+        """Form batches and start them on free workers until cancelled.
 
         Run it through `start()`, or as a task of your own (`stop()` then cancels it too)."""
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-infer")
-        executor, loop = self._executor, asyncio.get_running_loop()
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="edge-infer")
         if self._task is None:
             self._task = asyncio.current_task()
         while True:
             await self._wait_until_ready()
-            batch = self._take_batch()
-            if not batch:
-                continue
-            frames = [p.frame for p in batch]
-            started = self._clock()
-            try:
-                outcome = await loop.run_in_executor(executor, self._infer, frames)
-            except Exception:
-                log.exception("inference failed for cameras %s", [f.camera_id for f in frames])
-                for f in frames:
-                    self._count_drop(f.camera_id, "error")
-                continue
-            self._deliver(batch, started, outcome)
+            capacity = self.capacity()
+            batch = self._take_batch(capacity)
+            if batch:
+                cameras = [p.frame.camera_id for p in batch]
+                self._busy.update(cameras)
+                task = asyncio.create_task(self._run_batch(batch, capacity, self._executor))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    async def _run_batch(
+        self, batch: list[Pending], capacity: int, executor: ThreadPoolExecutor
+    ) -> None:
+        cameras = [p.frame.camera_id for p in batch]
+        started = self._clock()
+        outcome: BatchOutcome | None = None
+        try:
+            loop = asyncio.get_running_loop()
+            outcome = await loop.run_in_executor(executor, self._infer, [p.frame for p in batch])
+        except Exception:
+            log.exception("inference failed for cameras %s", cameras)
+        finally:
+            # The worker is free and the cameras may be batched again. Nothing awaits between
+            # here and the delivery below, so no later frame of theirs can overtake these.
+            self._running.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._busy.difference_update(cameras)
+            self._wake.set()
+        if outcome is None:
+            for cam in cameras:
+                self._count_drop(cam, "error")
+        else:
+            self._deliver(batch, started, capacity, outcome)
 
     async def _wait_until_ready(self) -> None:
-        """Return when the pending frames fill a batch or the oldest has waited one deadline."""
+        """Return when a worker is free and the pending frames of idle cameras fill a batch, or the
+        oldest of them has waited one deadline."""
         while True:
-            if not self._slots:
+            since = self._slots.oldest_waiting_since(self._busy)
+            if since is not None and len(self._running) < self.workers:
+                if len(self._slots.waiting(self._busy)) >= self.capacity():
+                    return
+                remaining = since + self.deadline_s() - self._clock()
+                if remaining <= 0:
+                    return
                 self._wake.clear()
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), remaining)
                 continue
-            if len(self._slots) >= self.capacity():
-                return
-            since = self._slots.oldest_waiting_since()
-            assert since is not None
-            remaining = since + self.deadline_s() - self._clock()
-            if remaining <= 0:
-                return
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), remaining)
+            await self._wake.wait()
 
-    def _take_batch(self) -> list[Pending]:
-        """Drop stale frames, then take up to one batch of the rest."""
+    def _take_batch(self, capacity: int) -> list[Pending]:
+        """Drop stale frames, then take up to one batch of the idle cameras' frames."""
         now = self._clock()
         for frame in self._slots.pop_stale(now, self.config.stale_s):
             self.stats.stale += 1
             self._count_drop(frame.camera_id, "stale")
-        return self._slots.take(self.capacity())
+        return self._slots.take(capacity, self._busy)
 
     def _count_drop(self, camera_id: str, reason: str) -> None:
         if reason == "superseded":
@@ -332,7 +364,9 @@ class Batcher:
 
     # ---- delivery (event loop) ----
 
-    def _deliver(self, batch: list[Pending], started: float, outcome: BatchOutcome) -> None:
+    def _deliver(
+        self, batch: list[Pending], started: float, capacity: int, outcome: BatchOutcome
+    ) -> None:
         m, done = self.metrics, self._clock()
         for p, d in zip(batch, outcome.detections, strict=True):
             if d is None:
@@ -341,7 +375,7 @@ class Batcher:
         if not n:
             return
         m.batch_size.observe(n)
-        m.batch_fill_ratio.observe(min(1.0, n / max(1, self.capacity())))
+        m.batch_fill_ratio.observe(min(1.0, n / capacity))
         if getattr(self.detector, "metrics", None) is not m:  # Detector.infer records it itself
             m.batch_inference_seconds.observe(outcome.inference_s)
         self.stats.batches += 1

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnx
@@ -23,7 +24,7 @@ from edge.config import DetectorConfig
 from edge.infer.layout import LayoutError, ModelLayout, recognise
 from edge.infer.letterbox import Color, Letterbox, letterbox_bgr, letterbox_frame
 from edge.infer.postprocess import PostprocessParams, postprocess
-from edge.infer.providers import create_session
+from edge.infer.providers import create_session, run_plan
 from edge.metrics import EdgeMetrics
 from edge.types import Detections, Frame
 
@@ -69,6 +70,8 @@ class Detector:
         if self.layout.input_size and self.layout.input_size != config.input_size:
             log.info("model %s fixes its input at %d px", config.model.name, self.input_size)
         self.is_dynamic_batch = not self.layout.frozen_batch
+        self.workers = run_plan(config, self.provider).workers
+        self._pool: ThreadPoolExecutor | None = None
         self.max_batch = config.max_batch if self.is_dynamic_batch else 1
         if not self.is_dynamic_batch and config.max_batch > 1:
             log.warning("%s; running one frame at a time", frozen_batch_message(config.model))
@@ -130,7 +133,8 @@ class Detector:
         )  # fmt: skip
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """The session's raw output for an N×3×S×S batch; call from one worker thread."""
+        """The session's raw output for an N×3×S×S batch; up to `workers` threads may call it at
+        once."""
         expected = (3, self.input_size, self.input_size)
         if batch.ndim != 4 or batch.shape[1:] != expected:
             raise ValueError(f"batch must be N×{'×'.join(map(str, expected))}, got {batch.shape}")
@@ -162,21 +166,36 @@ class Detector:
     # -- whole pipeline -----------------------------------------------------------------------
 
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
-        """Detections for each frame, run in batches of at most `max_batch`."""
-        results: list[Detections] = []
-        for i in range(0, len(frames), self.max_batch):
-            chunk = frames[i : i + self.max_batch]
-            cams = [f.camera_id for f in chunk]
-            results += self._run_chunk([lambda f=f: self.preprocess(f) for f in chunk], cams)
-        return results
+        """Detections for each frame, in batches of at most `max_batch`, `workers` at once."""
+        jobs = [lambda f=f: self.preprocess(f) for f in frames]
+        return self._run_jobs(jobs, [f.camera_id for f in frames])
 
     def detect_bgr(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        results: list[Detections] = []
-        for i in range(0, len(images), self.max_batch):
-            chunk = images[i : i + self.max_batch]
-            jobs = [lambda im=im: self.preprocess_bgr(im) for im in chunk]
-            results += self._run_chunk(jobs, [None] * len(chunk))
-        return results
+        jobs = [lambda im=im: self.preprocess_bgr(im) for im in images]
+        return self._run_jobs(jobs, [None] * len(images))
+
+    def detect_stream(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Detections]]:
+        """(frame, detections) for a stream of frames, in order, in chunks that keep every
+        worker busy (for files: `edge detect`, `edge analyze`)."""
+        chunk: list[Frame] = []
+        for frame in frames:
+            chunk.append(frame)
+            if len(chunk) == self.max_batch * self.workers:
+                yield from zip(chunk, self.detect(chunk), strict=True)
+                chunk = []
+        if chunk:
+            yield from zip(chunk, self.detect(chunk), strict=True)
+
+    def _run_jobs(self, jobs: list, cameras: list[str | None]) -> list[Detections]:
+        n = self.max_batch
+        chunks = [(jobs[i : i + n], cameras[i : i + n]) for i in range(0, len(jobs), n)]
+        if len(chunks) > 1 and self.workers > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="edge-detect")
+            parts = list(self._pool.map(lambda c: self._run_chunk(*c), chunks))
+        else:
+            parts = [self._run_chunk(*c) for c in chunks]
+        return [d for part in parts for d in part]
 
     def _run_chunk(self, jobs: list, cameras: list[str | None]) -> list[Detections]:
         tensors, boxes = [], []

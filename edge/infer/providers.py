@@ -7,6 +7,8 @@ first one asked for, because "it silently ran on the CPU" is the classic deploym
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ ORT_NAMES = {
     "cpu": "CPUExecutionProvider",
 }
 SHORT_NAMES = {v: k for k, v in ORT_NAMES.items()}
+MAX_AUTO_WORKERS = 8
 
 
 def provider_options(name: str, config: DetectorConfig) -> dict[str, Any]:
@@ -66,10 +69,60 @@ def _preload_gpu_libraries() -> None:
             log.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """How the one session is driven: batches at once, and ORT intra-op threads for each."""
+
+    workers: int
+    threads: int
+    """0 leaves ONNX Runtime's own default."""
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def run_plan(config: DetectorConfig, provider: str, cores: int | None = None) -> RunPlan:
+    """Concurrent batches and threads per batch for `provider`, unless the config sets them.
+
+    Why several single-threaded batches on a CPU: ONNX Runtime splits each of a small YOLO's layers
+    across its threads and loses a quarter to a third of every core to keeping them in step (2-core
+    box: 118 images per CPU-second on one thread, 75-100 on two; BENCHMARKS.md). Independent
+    batches side by side, one thread each, keep every core busy without that loss, on the same
+    session (its `run` is thread-safe). A GPU runs one batch at a time and wants ORT's threads."""
+    cores = cores or cpu_cores()
+    on_gpu = provider in ("cuda", "tensorrt")
+    workers = config.workers or (1 if on_gpu else min(cores, MAX_AUTO_WORKERS))
+    threads = config.threads or (0 if on_gpu else max(1, cores // workers))
+    return RunPlan(workers, threads)
+
+
+def _session(
+    model: str | Path | bytes, config: DetectorConfig, providers: list[str], threads: int
+) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    # Spinning worker threads starve the decode threads on small boxes (seen on 2 cores: decoded
+    # FPS fell from 25 to 20-30 % below the source); sleeping costs little at batch granularity.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(
+        model if isinstance(model, bytes) else str(model),
+        sess_options=options,
+        providers=[(ORT_NAMES[p], provider_options(p, config)) for p in providers],
+    )
+
+
 def create_session(
     model: str | Path | bytes, config: DetectorConfig, label: str = "model"
 ) -> tuple[ort.InferenceSession, str]:
-    """A session on the first usable provider; returns it and our short provider name."""
+    """A session on the first usable provider, threaded per `run_plan`; returns it and our short
+    provider name."""
     wanted = requested_providers(config)
     if any(p in ("cuda", "tensorrt") for p in wanted):
         _preload_gpu_libraries()
@@ -78,21 +131,15 @@ def create_session(
     missing = [p for p in wanted if ORT_NAMES[p] not in available]
     if config.tensorrt.enabled and "tensorrt" in usable:
         Path(config.tensorrt.engine_cache_dir).expanduser().mkdir(parents=True, exist_ok=True)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if config.threads:
-        options.intra_op_num_threads = config.threads
-    # Spinning worker threads starve the decode threads on small boxes (seen on 2 cores: decoded
-    # FPS fell from 25 to 20-30 % below the source); sleeping costs little at batch granularity.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(
-        model if isinstance(model, bytes) else str(model),
-        sess_options=options,
-        providers=[(ORT_NAMES[p], provider_options(p, config)) for p in usable],
-    )
+    threads = run_plan(config, usable[0]).threads
+    session = _session(model, config, usable, threads)
     active = SHORT_NAMES.get(session.get_providers()[0], session.get_providers()[0])
+    if run_plan(config, active).threads != threads:  # a GPU failed: thread the CPU as planned
+        session = _session(model, config, ["cpu"], run_plan(config, "cpu").threads)
+    plan = run_plan(config, active)
+    how = f"{plan.workers} batch(es) at once, {plan.threads or 'ORT default'} thread(s) each"
     if active == wanted[0]:
-        log.info("ONNX Runtime runs %s on provider %s", label, active)
+        log.info("ONNX Runtime runs %s on provider %s (%s)", label, active, how)
     else:
         why = (
             f"{', '.join(missing)} not available in this onnxruntime build"
@@ -100,9 +147,7 @@ def create_session(
             else f"{wanted[0]} failed to initialise"
         )
         log.info(
-            "ONNX Runtime runs %s on provider %s (fallback: %s; install the 'gpu' extra for CUDA)",
-            label,
-            active,
-            why,
-        )
+            "ONNX Runtime runs %s on provider %s (%s; fallback: %s; install the 'gpu' extra for "
+            "CUDA)", label, active, how, why,
+        )  # fmt: skip
     return session, active

@@ -64,8 +64,10 @@ class Pipeline:
 
 @contextlib.asynccontextmanager
 async def pipeline(model: Path, **detector: object) -> AsyncIterator[Pipeline]:
-    """Sources for the 4 cameras feeding one batcher; results recorded per camera (seq numbers)."""
+    """Sources for the 4 cameras feeding one batcher; results recorded per camera (seq numbers).
+    One worker unless a test asks for more, so batch sizes do not depend on the core count."""
     cams: Cameras = detector.pop("cameras")  # type: ignore[assignment]
+    detector.setdefault("workers", 1)
     metrics = EdgeMetrics()
     det = Detector(DetectorConfig(model=model, **detector), metrics)  # type: ignore[arg-type]
     batcher = Batcher(det, det.config, metrics)
@@ -77,9 +79,11 @@ async def pipeline(model: Path, **detector: object) -> AsyncIterator[Pipeline]:
     def record(result: DetectedFrame) -> None:
         pipe.results[result.frame.camera_id].append(result.frame.seq)
         pipe.max_pending = max(pipe.max_pending, batcher.pending)
-        # every frame submitted was inferred, dropped (counted) or is still pending: none queued
+        # every frame submitted was inferred, dropped (counted), is pending or in a running batch:
+        # none queued
         s = batcher.stats
         gone = s.frames_inferred + s.superseded + s.stale + s.errors + batcher.pending
+        gone += batcher.in_flight
         if s.submitted != gone:
             pipe.unaccounted.append(s.submitted - gone)
 
@@ -98,15 +102,19 @@ async def pipeline(model: Path, **detector: object) -> AsyncIterator[Pipeline]:
         await batcher.stop()
 
 
-async def test_four_cameras_are_batched_together(cameras: Cameras, dynamic_model: Path) -> None:
-    async with pipeline(dynamic_model, cameras=cameras) as pipe:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_four_cameras_are_batched_together(
+    cameras: Cameras, dynamic_model: Path, workers: int
+) -> None:
+    """One worker batches all 4 cameras; two (the CPU plan on 2 cores) share them out."""
+    async with pipeline(dynamic_model, cameras=cameras, workers=workers) as pipe:
         await async_wait_for(lambda: all(pipe.count(c) >= 15 for c in CAMERAS), timeout=60)
         stats = pipe.batcher.stats
         for camera in CAMERAS:
             seqs = pipe.results[camera]
             assert seqs == sorted(set(seqs)), f"{camera}: results out of order"
     assert max(stats.batch_sizes) > 1, stats
-    assert stats.mean_batch_size > 1.5, stats
+    assert stats.mean_batch_size > 1.5 / workers, stats
     assert pipe.max_pending <= len(CAMERAS)
     assert pipe.unaccounted == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,28 @@ def test_frozen_model_refuses_batches_but_runs_one_by_one(cctv: list) -> None:
     with pytest.raises(FrozenBatchError, match="edge model prepare"):
         det.infer(batch)
     assert len(det.detect(cctv[:3])) == 3
+
+
+def test_workers_run_chunks_side_by_side_with_the_same_results(
+    cctv: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the frozen model (batch 1) and 2 workers, `detect` runs the frames on two threads
+    at once, and `detect_stream` returns every frame in order with one worker's results."""
+    two, one = detector(config={"workers": 2}), detector(config={"workers": 1})
+    threads: set[str] = set()
+    run = two._run_chunk
+
+    def spy(*chunk: object) -> object:
+        threads.add(threading.current_thread().name)
+        return run(*chunk)
+
+    monkeypatch.setattr(two, "_run_chunk", spy)
+    streamed = list(two.detect_stream(iter(cctv)))
+    assert [f for f, _ in streamed] == cctv
+    assert len(threads) == 2 and all(t.startswith("edge-detect") for t in threads), threads
+    for (_, a), b in zip(streamed, one.detect(cctv), strict=True):
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+        np.testing.assert_array_equal(a.class_id, b.class_id)
 
 
 def test_io_binding_path_gives_the_plain_results(dynamic_model: Path, cctv: list) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,8 +53,10 @@ def sample(metrics: EdgeMetrics, name: str, **labels: str) -> float:
 
 def detector_for(model: Path, metrics: EdgeMetrics, **overrides: object) -> Detector:
     """A generous stale budget unless a test sets one: a loaded CI box must not turn a slow first
-    inference into dropped frames in tests that are about something else."""
+    inference into dropped frames in tests that are about something else. One worker unless a
+    test sets more, so that batch sizes do not depend on the machine's core count."""
     overrides.setdefault("stale_s", 10.0)
+    overrides.setdefault("workers", 1)
     return Detector(DetectorConfig(model=model, **overrides), metrics)
 
 
@@ -291,3 +294,79 @@ async def test_run_as_own_task_is_stopped_by_stop(
     await batcher.stop()
     assert task.done()
     assert [r async for r in stream] == []
+
+
+class Rendezvous:
+    """A real detector whose `infer` calls must meet in pairs: a batch run alone (not side by side
+    with another) breaks the barrier and fails."""
+
+    def __init__(self, det: Detector, parties: int) -> None:
+        self.det = det
+        self.barrier = threading.Barrier(parties, timeout=20)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.det, name)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self.barrier.wait()
+        return self.det.infer(batch)
+
+
+async def test_two_workers_run_two_batches_side_by_side(
+    dynamic_model: Path, clip_images: dict[str, list[av.VideoFrame]]
+) -> None:
+    """4 cameras, 2 workers: the cameras are shared out (2 + 2) and both batches run at once."""
+    metrics = EdgeMetrics()
+    det = detector_for(dynamic_model, metrics, workers=2)
+    assert det.workers == 2
+    meeting = Rendezvous(det, parties=2)
+    results: list[DetectedFrame] = []
+    async with Batcher(meeting, det.config, metrics, on_result=results.append) as batcher:
+        for i in range(4):
+            image = clip_images[CLIPS[i % 3]][2]
+            batcher.submit(Frame(f"cam{i}", 0, None, time.monotonic(), image))
+        await async_wait_for(lambda: len(results) + batcher.stats.errors >= 4, timeout=30)
+    assert batcher.stats.errors == 0, "a batch ran alone: the barrier broke"
+    assert batcher.stats.batch_sizes == {2: 2}
+    assert sorted(r.frame.camera_id for r in results) == ["cam0", "cam1", "cam2", "cam3"]
+
+
+async def test_two_workers_keep_each_camera_in_order(
+    dynamic_model: Path, clip_images: dict[str, list[av.VideoFrame]]
+) -> None:
+    """A camera never has frames in two running batches, so its results stay in frame order."""
+    metrics = EdgeMetrics()
+    det = detector_for(dynamic_model, metrics, workers=2)
+    running: dict[str, int] = {}
+    clashes: list[str] = []
+    lock = threading.Lock()
+    original = det.preprocess
+
+    def preprocess(frame: Frame) -> tuple[np.ndarray, object]:
+        with lock:
+            running[frame.camera_id] = running.get(frame.camera_id, 0) + 1
+            if running[frame.camera_id] > 1:
+                clashes.append(frame.camera_id)
+        try:
+            time.sleep(0.005)  # widen the window a second batch of this camera would hit
+            return original(frame)
+        finally:
+            with lock:
+                running[frame.camera_id] -= 1
+
+    det.preprocess = preprocess  # type: ignore[method-assign]
+    seen: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+    async with Batcher(det, det.config, metrics) as batcher:
+        streams = {cam: batcher.subscribe(cam, maxsize=100) for cam in seen}
+        feeds = {cam: make_frames(clip_images[CLIPS[i]], cam) for i, cam in enumerate(seen)}
+        for _ in range(12):
+            for frames in feeds.values():
+                batcher.submit(fresh(next(frames)))
+            await asyncio.sleep(0.01)
+        await async_wait_for(lambda: batcher.pending == 0 and not batcher._running, timeout=30)
+    assert clashes == []
+    for cam, stream in streams.items():
+        seen[cam] = [r.frame.seq async for r in stream]
+        assert seen[cam] == sorted(set(seen[cam])), cam
+        assert seen[cam][-1] == 11, cam
+    assert batcher.stats.frames_inferred == 36 - batcher.stats.superseded

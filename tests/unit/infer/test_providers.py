@@ -1,9 +1,20 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
+
+from edge.assets import asset
 from edge.config import DetectorConfig
-from edge.infer.providers import provider_options, requested_providers
+from edge.infer.providers import (
+    RunPlan,
+    cpu_cores,
+    create_session,
+    provider_options,
+    requested_providers,
+    run_plan,
+)
 
 
 def test_cuda_options_are_the_original_apps() -> None:
@@ -27,3 +38,31 @@ def test_tensorrt_only_when_enabled_and_cpu_always_last(tmp_path: Path) -> None:
     trt = provider_options("tensorrt", cfg)
     assert trt["trt_engine_cache_enable"] is True
     assert trt["trt_engine_cache_path"] == str(tmp_path / "trt") and trt["trt_fp16_enable"] is True
+
+
+@pytest.mark.parametrize(
+    ("provider", "cores", "settings", "expected"),
+    [
+        ("cpu", 2, {}, RunPlan(workers=2, threads=1)),  # one single-threaded batch per core
+        ("cpu", 16, {}, RunPlan(workers=8, threads=2)),  # at most 8 workers; cores shared out
+        ("cpu", 1, {}, RunPlan(workers=1, threads=1)),
+        ("cuda", 16, {}, RunPlan(workers=1, threads=0)),  # a GPU: one batch, ORT's threads
+        ("tensorrt", 2, {}, RunPlan(workers=1, threads=0)),
+        ("cpu", 2, {"workers": 1}, RunPlan(workers=1, threads=2)),  # the pre-worker behaviour
+        ("cpu", 4, {"threads": 3}, RunPlan(workers=4, threads=3)),
+        ("cuda", 4, {"workers": 2, "threads": 1}, RunPlan(workers=2, threads=1)),
+    ],
+)
+def test_run_plan(provider: str, cores: int, settings: dict, expected: RunPlan) -> None:
+    assert run_plan(DetectorConfig(**settings), provider, cores=cores) == expected
+
+
+def test_session_is_threaded_as_planned(caplog: pytest.LogCaptureFixture) -> None:
+    """The plan reaches ONNX Runtime and the one provider log line names it."""
+    caplog.set_level(logging.INFO, logger="edge.infer.providers")
+    model = asset("models", "yolox_nano.onnx")
+    session, provider = create_session(model, DetectorConfig(workers=2))
+    assert provider == "cpu"
+    assert session.get_session_options().intra_op_num_threads == max(1, cpu_cores() // 2)
+    lines = [r.getMessage() for r in caplog.records if "ONNX Runtime runs" in r.getMessage()]
+    assert len(lines) == 1 and "2 batch(es) at once" in lines[0], lines
