@@ -10,10 +10,11 @@ All on the same machine in one run, so the ratios mean something:
   (d) capacity: N cameras (default 8) made from the shared clips played by
       CameraSource(realtime=True, loop=True) — paced like live cameras but with no RTSP encoder
       on the same cores — sending more than either pipeline can take. Edge's pipeline as
-      configured by default (Batcher, dynamic model, max_batch 8, `workers` and `threads` auto)
-      vs. the same with one batch at a time on ORT's default threads (d1) vs. the original loop
-      over the same N sources, with ORT's default session options as the original app created
-      it (dc) and with thread spinning off as edge runs it (dc0); the faster is the baseline.
+      configured by default (Batcher, dynamic model, `workers`, `threads`, `max_batch` chosen by
+      provider) vs. the same with one batch of up to 8 at a time on ORT's default threads (d1,
+      edge's previous design) vs. the original loop over the same N sources, with ORT's default
+      session options as the original app created it (dc) and with thread spinning off as edge
+      runs it (dc0); the faster is the baseline.
 The original loop, as the original app did it: one camera after another, its latest frame,
 full-size BGR (`to_ndarray(format="bgr24")`), cv2 letterbox resize, batch-1 inference of the
 original (frozen-batch) model file, postprocess. It runs in one thread; decode runs in the
@@ -70,7 +71,7 @@ LABELS = {
     "b": "(b) edge, 4 live RTSP cameras: CameraSource → Batcher (defaults)",
     "c": "(c) original loop, same 4 live RTSP cameras",
     "d": "(d) edge, {n} paced file cameras: CameraSource → Batcher (defaults: {plan})",
-    "d1": "(d1) same, one batch at a time on ORT's default threads",
+    "d1": "(d1) same, one batch (max 8) at a time on ORT's default threads",
     "dc": "(dc) original loop over the same {n} paced file cameras, ORT defaults",
     "dc0": "(dc0) same original loop, ORT thread spinning off",
 }
@@ -306,7 +307,8 @@ async def run_capacity(
     for i in range(rounds):
         print(f"  round {i + 1}/{rounds}: (d) (d1) (dc) (dc0), {cameras} cameras", flush=True)
         out["d"].append(await run_pipeline("d", urls, True, model, seconds))
-        out["d1"].append(await run_pipeline("d1", urls, True, model, seconds, workers=1))
+        one = {"workers": 1, "max_batch": 8}  # edge's previous design
+        out["d1"].append(await run_pipeline("d1", urls, True, model, seconds, **one))
         out["dc"].append(await run_original("dc", urls, True, seconds))
         out["dc0"].append(await run_original("dc0", urls, True, seconds, spinning=False))
     return out

@@ -148,7 +148,7 @@ class EdgeService:
 
     def _load_detector(self) -> Detector:
         cfg = self.config.detector
-        if cfg.auto_prepare and cfg.max_batch > 1:
+        if cfg.auto_prepare and cfg.max_batch != 1:  # unset: batches of 2 or more
             cfg = cfg.model_copy(update={"model": ensure_dynamic(cfg.model, cfg.prepared_dir)})
         return Detector(cfg, self.metrics)
 

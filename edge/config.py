@@ -150,7 +150,11 @@ class DetectorConfig(Strict):
     conf: float = Field(default=0.25, gt=0, lt=1)
     iou: float = Field(default=0.50, gt=0, le=1)
     max_det: int = Field(default=30, ge=1, le=1000)
-    max_batch: int = Field(default=8, ge=1, le=64)
+    max_batch: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Frames per batch at most; unset = 8 on a GPU, 2 on a CPU (where one "
+        "single-threaded batch runs per core and bigger ones cost more per image).",
+    )  # fmt: skip
     deadline_ms: float | None = Field(
         default=None,
         gt=0,

@@ -198,7 +198,8 @@ class EdgeMetrics:
         )
         self.batch_fill_ratio = Histogram(
             "edge_batch_fill_ratio",
-            "Batch size over the number of streaming cameras (capped).",
+            "Batch size over the frames that fill it (its worker's share of the idle streaming "
+            "cameras, capped).",
             buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0),
             registry=r,
         )
@@ -336,12 +337,12 @@ class EdgeMetrics:
         if fps is not None and fps > 0:
             self.source_fps.labels(camera=camera).set(fps)
 
-    def set_provider(self, provider: str, **details: str) -> None:
+    def set_provider(self, provider: str, **details: object) -> None:
         """`edge_onnx_info{provider=...}`: which execution provider really runs."""
         self.provider.info({"provider": provider, **{k: str(v) for k, v in details.items()}})
 
     def observe_batch(self, size: int, streaming: int, seconds: float) -> None:
-        """One inference batch: its size, fill (size over streaming cameras) and run time."""
+        """One inference batch: its size, fill (size over the frames that fill it) and run time."""
         self.batch_size.observe(size)
         self.batch_fill_ratio.observe(min(1.0, size / max(1, streaming)))
         self.batch_inference_seconds.observe(seconds)

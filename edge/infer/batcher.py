@@ -139,7 +139,7 @@ class Batcher:
         self._running: set[asyncio.Task[None]] = set()
         self._busy: set[str] = set()
         """Cameras with a frame in a running batch."""
-        self.max_batch = min(config.max_batch, max(1, int(getattr(detector, "max_batch", 1))))
+        self.max_batch = max(1, int(getattr(detector, "max_batch", 1)))
         self.workers = max(1, int(getattr(detector, "workers", 1)))
         if not detector.is_dynamic_batch:
             log.info(

@@ -70,10 +70,11 @@ class Detector:
         if self.layout.input_size and self.layout.input_size != config.input_size:
             log.info("model %s fixes its input at %d px", config.model.name, self.input_size)
         self.is_dynamic_batch = not self.layout.frozen_batch
-        self.workers = run_plan(config, self.provider).workers
+        self.plan = run_plan(config, self.provider)
+        self.workers = self.plan.workers
         self._pool: ThreadPoolExecutor | None = None
-        self.max_batch = config.max_batch if self.is_dynamic_batch else 1
-        if not self.is_dynamic_batch and config.max_batch > 1:
+        self.max_batch = self.plan.max_batch if self.is_dynamic_batch else 1
+        if not self.is_dynamic_batch and self.plan.max_batch > 1:
             log.warning("%s; running one frame at a time", frozen_batch_message(config.model))
         color, unit, center = FAMILY_PREPROCESS[self.family]
         pre = config.preprocess
@@ -87,7 +88,9 @@ class Detector:
         on_gpu = self.provider in ("cuda", "tensorrt")
         self.io_binding = on_gpu if io_binding is None else io_binding
         self._device = ("cuda", config.cuda.device_id) if on_gpu else ("cpu", 0)
-        self.metrics.provider.info({"provider": self.provider, "family": self.family})
+        self.metrics.set_provider(
+            self.provider, family=self.family, workers=self.workers, threads=self.plan.threads
+        )
         log.info(
             "detector %s: family %s, %d classes, input %d px, batch %s, %s %s",
             config.model.name, self.family, len(self.class_names), self.input_size,

@@ -25,6 +25,8 @@ ORT_NAMES = {
 }
 SHORT_NAMES = {v: k for k, v in ORT_NAMES.items()}
 MAX_AUTO_WORKERS = 8
+GPU_MAX_BATCH = 8
+CPU_MAX_BATCH = 2
 
 
 def provider_options(name: str, config: DetectorConfig) -> dict[str, Any]:
@@ -76,6 +78,7 @@ class RunPlan:
     workers: int
     threads: int
     """0 leaves ONNX Runtime's own default."""
+    max_batch: int
 
 
 def cpu_cores() -> int:
@@ -93,12 +96,15 @@ def run_plan(config: DetectorConfig, provider: str, cores: int | None = None) ->
     across its threads and loses a quarter to a third of every core to keeping them in step (2-core
     box: 118 images per CPU-second on one thread, 75-100 on two; BENCHMARKS.md). Independent
     batches side by side, one thread each, keep every core busy without that loss, on the same
-    session (its `run` is thread-safe). A GPU runs one batch at a time and wants ORT's threads."""
+    session (its `run` is thread-safe). On one thread a batch of 8 costs 10-25 % more per image
+    than a batch of 1 or 2 (activations outgrow the caches), so CPU batches stay small. A GPU
+    runs one batch at a time, as large as the cameras fill, and wants ORT's threads."""
     cores = cores or cpu_cores()
     on_gpu = provider in ("cuda", "tensorrt")
     workers = config.workers or (1 if on_gpu else min(cores, MAX_AUTO_WORKERS))
     threads = config.threads or (0 if on_gpu else max(1, cores // workers))
-    return RunPlan(workers, threads)
+    max_batch = config.max_batch or (GPU_MAX_BATCH if on_gpu else CPU_MAX_BATCH)
+    return RunPlan(workers, threads, max_batch)
 
 
 def _session(

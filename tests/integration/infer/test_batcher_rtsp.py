@@ -65,9 +65,11 @@ class Pipeline:
 @contextlib.asynccontextmanager
 async def pipeline(model: Path, **detector: object) -> AsyncIterator[Pipeline]:
     """Sources for the 4 cameras feeding one batcher; results recorded per camera (seq numbers).
-    One worker unless a test asks for more, so batch sizes do not depend on the core count."""
+    One worker and batches of up to 8 (the GPU plan) unless a test says otherwise, so that batch
+    sizes do not depend on the machine's provider or core count."""
     cams: Cameras = detector.pop("cameras")  # type: ignore[assignment]
     detector.setdefault("workers", 1)
+    detector.setdefault("max_batch", 8)
     metrics = EdgeMetrics()
     det = Detector(DetectorConfig(model=model, **detector), metrics)  # type: ignore[arg-type]
     batcher = Batcher(det, det.config, metrics)
@@ -102,12 +104,14 @@ async def pipeline(model: Path, **detector: object) -> AsyncIterator[Pipeline]:
         await batcher.stop()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "max_batch"), [(1, 8), (2, 2)])
 async def test_four_cameras_are_batched_together(
-    cameras: Cameras, dynamic_model: Path, workers: int
+    cameras: Cameras, dynamic_model: Path, workers: int, max_batch: int
 ) -> None:
-    """One worker batches all 4 cameras; two (the CPU plan on 2 cores) share them out."""
-    async with pipeline(dynamic_model, cameras=cameras, workers=workers) as pipe:
+    """One worker (the GPU plan) batches all 4 cameras; two (the CPU plan on 2 cores) share
+    them out."""
+    plan = {"workers": workers, "max_batch": max_batch}
+    async with pipeline(dynamic_model, cameras=cameras, **plan) as pipe:
         await async_wait_for(lambda: all(pipe.count(c) >= 15 for c in CAMERAS), timeout=60)
         stats = pipe.batcher.stats
         for camera in CAMERAS:

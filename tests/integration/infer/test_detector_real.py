@@ -51,7 +51,7 @@ def test_preprocess_is_letterboxed_model_sized_bgr(cctv: list) -> None:
 
 
 def test_batch_of_8_equals_8_single_runs(dynamic_model: Path, cctv: list) -> None:
-    det = detector(dynamic_model)
+    det = detector(dynamic_model, config={"max_batch": 8})
     assert det.is_dynamic_batch and det.max_batch == 8
     batch = np.stack([det.preprocess(f)[0] for f in cctv])
     together = det.infer(batch)
@@ -128,9 +128,9 @@ def test_one_log_line_names_the_provider(caplog: pytest.LogCaptureFixture) -> No
     assert det.provider == ("cuda" if has_cuda else "cpu")
     if not has_cuda:
         assert "fallback" in lines[0] and "cuda" in lines[0]
-    info = metrics.registry.get_sample_value(
-        "edge_onnx_info", {"provider": det.provider, "family": "yolox"}
-    )
+    labels = {"provider": det.provider, "family": "yolox", "workers": str(det.workers)}
+    labels["threads"] = str(det.plan.threads)
+    info = metrics.registry.get_sample_value("edge_onnx_info", labels)
     assert info == 1.0
 
 

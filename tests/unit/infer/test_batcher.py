@@ -53,10 +53,12 @@ def sample(metrics: EdgeMetrics, name: str, **labels: str) -> float:
 
 def detector_for(model: Path, metrics: EdgeMetrics, **overrides: object) -> Detector:
     """A generous stale budget unless a test sets one: a loaded CI box must not turn a slow first
-    inference into dropped frames in tests that are about something else. One worker unless a
-    test sets more, so that batch sizes do not depend on the machine's core count."""
+    inference into dropped frames in tests that are about something else. One worker and batches
+    of up to 8 (the GPU plan) unless a test says otherwise, so that batch sizes do not depend on
+    the machine's provider or core count."""
     overrides.setdefault("stale_s", 10.0)
     overrides.setdefault("workers", 1)
+    overrides.setdefault("max_batch", 8)
     return Detector(DetectorConfig(model=model, **overrides), metrics)
 
 

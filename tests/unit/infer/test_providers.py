@@ -43,14 +43,14 @@ def test_tensorrt_only_when_enabled_and_cpu_always_last(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("provider", "cores", "settings", "expected"),
     [
-        ("cpu", 2, {}, RunPlan(workers=2, threads=1)),  # one single-threaded batch per core
-        ("cpu", 16, {}, RunPlan(workers=8, threads=2)),  # at most 8 workers; cores shared out
-        ("cpu", 1, {}, RunPlan(workers=1, threads=1)),
-        ("cuda", 16, {}, RunPlan(workers=1, threads=0)),  # a GPU: one batch, ORT's threads
-        ("tensorrt", 2, {}, RunPlan(workers=1, threads=0)),
-        ("cpu", 2, {"workers": 1}, RunPlan(workers=1, threads=2)),  # the pre-worker behaviour
-        ("cpu", 4, {"threads": 3}, RunPlan(workers=4, threads=3)),
-        ("cuda", 4, {"workers": 2, "threads": 1}, RunPlan(workers=2, threads=1)),
+        ("cpu", 2, {}, RunPlan(2, 1, 2)),  # one small single-threaded batch per core
+        ("cpu", 16, {}, RunPlan(8, 2, 2)),  # at most 8 workers; the cores shared out
+        ("cpu", 1, {}, RunPlan(1, 1, 2)),
+        ("cuda", 16, {}, RunPlan(1, 0, 8)),  # a GPU: one big batch at a time, ORT's threads
+        ("tensorrt", 2, {}, RunPlan(1, 0, 8)),
+        ("cpu", 2, {"workers": 1, "max_batch": 8}, RunPlan(1, 2, 8)),  # the one-worker design
+        ("cpu", 4, {"threads": 3}, RunPlan(4, 3, 2)),
+        ("cuda", 4, {"workers": 2, "threads": 1, "max_batch": 4}, RunPlan(2, 1, 4)),
     ],
 )
 def test_run_plan(provider: str, cores: int, settings: dict, expected: RunPlan) -> None:
