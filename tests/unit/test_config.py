@@ -55,6 +55,14 @@ def test_defaults_mirror_the_original_app() -> None:
             "detector.model: file not found: /no/such.onnx",
         ),
         (base(detector={"cuda": {"device": 0}}), "detector.cuda.device: unknown key"),
+        (
+            base(detector={"workers": -1}),
+            "detector.workers: Input should be greater than or equal to 0",
+        ),
+        (
+            base(detector={"max_batch": 0}),
+            "detector.max_batch: Input should be greater than or equal to 1",
+        ),
         (base(server={"port": 70000}), "server.port: Input should be less than or equal to 65535"),
         ({"cameras": []}, "cameras: List should have at least 1 item"),
         ({}, "cameras: Field required"),
