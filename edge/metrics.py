@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -336,6 +337,17 @@ class EdgeMetrics:
         """The rate the camera advertises; the FPS alert compares the decoded rate with it."""
         if fps is not None and fps > 0:
             self.source_fps.labels(camera=camera).set(fps)
+
+    def count_detections(
+        self, camera: str, class_ids: np.ndarray, class_names: Sequence[str]
+    ) -> None:
+        """One frame's detections, by class name."""
+        if not len(class_ids):
+            return
+        ids, counts = np.unique(class_ids, return_counts=True)
+        for cid, n in zip(ids.tolist(), counts.tolist(), strict=True):
+            name = class_names[cid] if 0 <= cid < len(class_names) else str(cid)
+            self.detections.labels(camera=camera, **{"class": name}).inc(n)
 
     def set_provider(self, provider: str, **details: object) -> None:
         """`edge_onnx_info{provider=...}`: which execution provider really runs."""

@@ -391,17 +391,8 @@ class Batcher:
             m.observe_stage(cam, "postprocess", outcome.postprocess_s[i])
             m.frames_inferred.labels(camera=cam).inc()
             m.tick_fps(cam, "inferred")
-            self._count_detections(cam, dets)
+            m.count_detections(cam, dets.class_id, self.detector.class_names)
             self._publish(DetectedFrame(pending.frame, dets, inferred_at=done))
-
-    def _count_detections(self, camera_id: str, dets: Detections) -> None:
-        if not len(dets):
-            return
-        names = self.detector.class_names
-        ids, counts = np.unique(dets.class_id, return_counts=True)
-        for cid, count in zip(ids.tolist(), counts.tolist(), strict=True):
-            name = names[cid] if 0 <= cid < len(names) else str(cid)
-            self.metrics.detections.labels(camera=camera_id, **{"class": name}).inc(count)
 
     def _publish(self, result: DetectedFrame) -> None:
         cam = result.frame.camera_id

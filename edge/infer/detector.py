@@ -217,17 +217,11 @@ class Detector:
             start = time.perf_counter()
             dets = self.postprocess(raw[k], lb)
             self._observe(cam, "postprocess", time.perf_counter() - start)
-            self._count(cam, dets)
+            if cam is not None:
+                self.metrics.count_detections(cam, dets.class_id, self.class_names)
             out.append(dets)
         return out
 
     def _observe(self, camera: str | None, stage: str, seconds: float) -> None:
         if camera is not None:
             self.metrics.observe_stage(camera, stage, seconds)
-
-    def _count(self, camera: str | None, dets: Detections) -> None:
-        if camera is None or not len(dets):
-            return
-        ids, counts = np.unique(dets.class_id, return_counts=True)
-        for cid, n in zip(ids.tolist(), counts.tolist(), strict=True):
-            self.metrics.detections.labels(camera=camera, **{"class": self.class_names[cid]}).inc(n)

@@ -94,11 +94,11 @@ def run_plan(config: DetectorConfig, provider: str, cores: int | None = None) ->
 
     Why several single-threaded batches on a CPU: ONNX Runtime splits each of a small YOLO's layers
     across its threads and loses a quarter to a third of every core to keeping them in step (2-core
-    box: 118 images per CPU-second on one thread, 75-100 on two; BENCHMARKS.md). Independent
-    batches side by side, one thread each, keep every core busy without that loss, on the same
-    session (its `run` is thread-safe). On one thread a batch of 8 costs 10-25 % more per image
-    than a batch of 1 or 2 (activations outgrow the caches), so CPU batches stay small. A GPU
-    runs one batch at a time, as large as the cameras fill, and wants ORT's threads."""
+    box: about 130 images per CPU-second on one thread, 74-116 on two; BENCHMARKS.md).
+    Independent batches side by side, one thread each, keep every core busy without that loss, on
+    the same session (its `run` is thread-safe). On one thread a batch of 8 costs 20-30 % more per
+    image than a batch of 1 or 2 (activations outgrow the caches), so CPU batches stay small. A
+    GPU runs one batch at a time, as large as the cameras fill, and wants ORT's threads."""
     cores = cores or cpu_cores()
     on_gpu = provider in ("cuda", "tensorrt")
     workers = config.workers or (1 if on_gpu else min(cores, MAX_AUTO_WORKERS))

@@ -7,14 +7,12 @@ checked before the service starts (duplicate ids, bad URLs, missing model) is ch
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge.assets import assets_dir
 from edge.redact import redact_url, register_secret
@@ -313,114 +311,3 @@ class EdgeConfig(Strict):
     @property
     def enabled_cameras(self) -> list[CameraConfig]:
         return [c for c in self.cameras if c.enabled]
-
-
-class ConfigError(Exception):
-    """A config that cannot be used; `problems` holds one `path.to.field: reason` per line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_env(text: str) -> str:
-    """Replace `${VAR}` and `${VAR:-default}`; `${EDGE_ASSETS}` defaults to the shared assets."""
-
-    def sub(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        if name == "EDGE_ASSETS":
-            return str(assets_dir())
-        raise ConfigError([f"${{{name}}}: environment variable is not set"])
-
-    return _VAR.sub(sub, text)
-
-
-def _expand_tree(node: Any) -> Any:
-    if isinstance(node, str):
-        return expand_env(node)
-    if isinstance(node, list):
-        return [_expand_tree(x) for x in node]
-    if isinstance(node, dict):
-        return {k: _expand_tree(v) for k, v in node.items()}
-    return node
-
-
-def _format_error(err: Any, data: Any) -> str:
-    loc = list(err["loc"])
-    parts: list[str] = []
-    node = data
-    for item in loc:
-        if isinstance(item, int) and isinstance(node, list) and item < len(node):
-            elem = node[item]
-            label = (
-                elem.get("id")
-                if isinstance(elem, dict) and isinstance(elem.get("id"), str)
-                else None
-            )
-            parts[-1:] = [f"{parts[-1]}[{item}]" if parts else f"[{item}]"]
-            if label:
-                parts[-1] += f"({label})"
-            node = elem
-            continue
-        parts.append(str(item))
-        node = node.get(item) if isinstance(node, dict) else None
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    return redact_url(f"{'.'.join(parts) or 'config'}: {msg}")
-
-
-def parse_config(data: Any, base_dir: Path | None = None) -> EdgeConfig:
-    """Validate an already-loaded YAML tree; relative model paths resolve against `base_dir`."""
-    if not isinstance(data, dict):
-        raise ConfigError(["config: must be a mapping with a 'cameras' list"])
-    data = _expand_tree(data)
-    det = data.get("detector")
-    if base_dir is not None and isinstance(det, dict) and isinstance(det.get("model"), str):
-        model = Path(det["model"]).expanduser()
-        if not model.is_absolute():
-            det["model"] = str((base_dir / model).resolve())
-    problems = _duplicate_ids(data)
-    try:
-        config = EdgeConfig.model_validate(data)
-    except ValidationError as exc:
-        found = [_format_error(e, data) for e in exc.errors()]
-        raise ConfigError(problems + [p for p in found if p not in problems]) from None
-    if problems:
-        raise ConfigError(problems)
-    return config
-
-
-def _duplicate_ids(data: dict[str, Any]) -> list[str]:
-    """Found on the raw tree so that a duplicate is reported even beside other errors."""
-    cams = data.get("cameras")
-    if not isinstance(cams, list):
-        return []
-    ids = [c.get("id") for c in cams if isinstance(c, dict) and isinstance(c.get("id"), str)]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    return [f"cameras: duplicate camera ids: {', '.join(dupes)}"] if dupes else []
-
-
-def load_config(path: str | Path) -> EdgeConfig:
-    """Read, expand `${VARS}` and validate a YAML config file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"config: cannot read {path}: {exc.strerror}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(
-            [f"config: invalid YAML{where}: {getattr(exc, 'problem', exc)}"]
-        ) from None
-    return parse_config(data, base_dir=path.resolve().parent)
