@@ -8,7 +8,7 @@ import yaml
 
 from edge.config import COCO_VEHICLES, ConfigError, expand_env, load_config, parse_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def base(**over: Any) -> dict[str, Any]:
