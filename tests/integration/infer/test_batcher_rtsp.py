@@ -153,14 +153,20 @@ async def test_stale_frames_are_dropped_instead_of_queued(
     assert pipe.unaccounted == []
 
 
+@pytest.mark.parametrize(("workers", "max_batch"), [(1, 8), (2, 2)])
 async def test_frozen_camera_does_not_stall_the_others(
-    cameras: Cameras, dynamic_model: Path
+    cameras: Cameras, dynamic_model: Path, workers: int, max_batch: int
 ) -> None:
-    async with pipeline(dynamic_model, cameras=cameras, deadline_ms=40) as pipe:
+    """With either plan (one worker: the GPU's; two: the CPU's on 2 cores) a camera that hangs
+    drops out of the batches within the stale budget and the others go on."""
+    plan = {"workers": workers, "max_batch": max_batch, "deadline_ms": 40}
+    async with pipeline(dynamic_model, cameras=cameras, **plan) as pipe:
         await async_wait_for(lambda: all(pipe.count(c) >= 5 for c in CAMERAS), timeout=60)
         cameras.lone.pause()  # cam3 hangs: TCP open, nothing arrives
         try:
-            await async_wait_for(lambda: pipe.batcher.capacity() == 3, timeout=10)
+            streaming = pipe.batcher.streaming_cameras
+            await async_wait_for(lambda: "cam3" not in streaming(), timeout=10)
+            assert sorted(streaming()) == sorted(MAIN_CLIPS)
             before = {c: pipe.count(c) for c in CAMERAS}
             await async_wait_for(
                 lambda: all(pipe.count(c) >= before[c] + 15 for c in MAIN_CLIPS), timeout=30
@@ -168,7 +174,8 @@ async def test_frozen_camera_does_not_stall_the_others(
             # at most a frame or two that were already in the socket when it froze
             assert pipe.count("cam3") <= before["cam3"] + 2
             sizes = pipe.batcher.stats.batch_sizes
-            assert sizes.get(3, 0) > 0, sizes
+            if workers == 1:
+                assert sizes.get(3, 0) > 0, sizes  # the 3 live cameras batched together
         finally:
             cameras.lone.resume()
         # the camera comes back into the batches once it sends again
