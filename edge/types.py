@@ -7,10 +7,32 @@ stage can never change what another stage is still reading.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
+
+_reformatters = threading.local()
+
+
+def convert(
+    image: av.VideoFrame, width: int | None = None, height: int | None = None, fmt: str = "bgr24"
+) -> np.ndarray:
+    """`image` as an array of `fmt`, scaled during the colour conversion; safe to call on the
+    same picture from several threads at once, and after a fork.
+
+    Why not `image.reformat(...)`: PyAV keeps one swscale context per frame, and two threads
+    converting the same frame at once (the inference workers, the plate reader, the publisher)
+    deadlock in it (seen: two threads, two sizes, hung within 6000 conversions). One reformatter
+    per thread shares nothing. Single-threaded swscale, because a context with scaler threads
+    hangs a forked child that uses or frees it (the threads stay behind in the parent); the
+    pipeline's parallelism is across cameras anyway."""
+    reformatter = getattr(_reformatters, "value", None)
+    if reformatter is None:
+        reformatter = _reformatters.value = VideoReformatter()
+    return reformatter.reformat(image, width, height, fmt, threads=1).to_ndarray()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +67,12 @@ class Frame:
         """
         image = self.image
         fmt = image.format.name if image.format.name in _PICKLED_FORMATS else "yuv420p"
-        planes = image.to_ndarray(format=fmt)
+        planes = convert(image, fmt=fmt)
         return _rebuild_frame, (self.camera_id, self.seq, self.pts, self.received_at, fmt, planes)
 
     def to_bgr(self, width: int | None = None, height: int | None = None) -> np.ndarray:
         """The picture as an H×W×3 uint8 BGR array, scaled during the colour conversion."""
-        w = width or self.width
-        h = height or self.height
-        if (w, h) == (self.width, self.height):
-            return self.image.to_ndarray(format="bgr24")
-        return self.image.reformat(width=w, height=h, format="bgr24").to_ndarray()
+        return convert(self.image, width or self.width, height or self.height)
 
 
 _PICKLED_FORMATS = frozenset({"yuv420p", "yuvj420p", "nv12", "gray", "rgb24", "bgr24"})

@@ -374,10 +374,8 @@ class Batcher:
         n = sum(d is not None for d in outcome.detections)
         if not n:
             return
-        m.batch_size.observe(n)
-        m.batch_fill_ratio.observe(min(1.0, n / capacity))
-        if getattr(self.detector, "metrics", None) is not m:  # Detector.infer records it itself
-            m.batch_inference_seconds.observe(outcome.inference_s)
+        recorded = getattr(self.detector, "metrics", None) is m  # by Detector.infer
+        m.observe_batch(n, capacity, None if recorded else outcome.inference_s)
         self.stats.batches += 1
         self.stats.frames_inferred += n
         self.stats.batch_sizes[n] = self.stats.batch_sizes.get(n, 0) + 1

@@ -13,6 +13,8 @@ import av
 import cv2
 import numpy as np
 
+from edge.types import convert
+
 Color = Literal["rgb", "bgr"]
 
 
@@ -70,7 +72,7 @@ def letterbox_frame(
     """A decoded frame as a model input tensor, resized during the colour conversion."""
     lb = fit(int(image.width), int(image.height), size, center)
     fmt = "rgb24" if color == "rgb" else "bgr24"
-    small = image.reformat(width=lb.new_w, height=lb.new_h, format=fmt).to_ndarray()
+    small = convert(image, lb.new_w, lb.new_h, fmt)
     return _to_tensor(small, lb, size, pad_value, unit_scale), lb
 
 

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import itertools
 import pickle
+import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 import av
 import numpy as np
 import pytest
 
+from edge.assets import asset
+from edge.infer.letterbox import letterbox_frame
 from edge.types import Detections, Frame
 
 
@@ -52,3 +57,30 @@ def test_detections_validate_shapes(n: int) -> None:
         Detections(np.zeros((n, 4), np.float32), np.zeros(n + 1, np.float32), np.zeros(n))
     with pytest.raises(ValueError, match="xyxy"):
         Detections(np.zeros((n, 5), np.float32), np.zeros(n, np.float32), np.zeros(n))
+
+
+def test_one_picture_converted_from_two_threads_at_once() -> None:
+    """The inference workers, the plate reader and the publisher may convert the same decoded
+    frame at the same moment at different sizes; PyAV's own per-frame converter deadlocks then."""
+    with av.open(str(asset("video", "traffic_highway_overpass.mp4"))) as container:
+        images = itertools.islice(container.decode(video=0), 3)
+        frames = [Frame("cam", i, None, 0.0, im) for i, im in enumerate(images)]
+    shapes: list[set[tuple[int, ...]]] = [set(), set()]
+
+    def model_input(i: int) -> None:  # as an inference worker does
+        shapes[0].add(letterbox_frame(frames[i % 3].image, 416, "bgr", False)[0].shape)
+
+    def viewer(i: int) -> None:  # as the publisher does
+        shapes[1].add(frames[i % 3].to_bgr(640, 360).shape)
+
+    def loop(convert: Callable[[int], None]) -> None:
+        for i in range(3000):
+            convert(i)
+
+    threads = [threading.Thread(target=loop, args=(f,), daemon=True) for f in (model_input, viewer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "conversions deadlocked"
+    assert shapes == [{(3, 416, 416)}, {(360, 640, 3)}]

@@ -42,7 +42,7 @@ def served_metrics() -> Iterator[tuple[EdgeMetrics, str]]:
     m.set_provider("CPUExecutionProvider")
     for stage in STAGES:
         m.observe_stage("cam-up", stage, 0.01)
-    m.observe_batch(size=1, streaming=1, seconds=0.05)
+    m.observe_batch(size=1, capacity=1, seconds=0.05)
     m.observe_end_to_end("cam-up", 0.1)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=m.registry)
