@@ -134,18 +134,22 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
+def providers() -> list[str]:
+    """CUDA when this onnxruntime build has it, else the CPU (both rows of a run use the same)."""
+    wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    return [p for p in wanted if p in ort.get_available_providers()]
+
+
 def bench_ort(
     model: Path, inputs: np.ndarray, batches: list[int], seconds: float, workers: int, threads: int
 ) -> dict[int, tuple[float, float]]:
     """(img/s, CPU cores used) of a bare session (CPU provider, or CUDA when ORT has it) with
     `workers` threads each running batches on it, `threads` intra-op threads (0: ORT's default)."""
-    wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
-    providers = [p for p in wanted if p in ort.get_available_providers()]
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the Detector
     if threads:
         options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(model), options, providers=providers)
+    session = ort.InferenceSession(str(model), options, providers=providers())
     name = session.get_inputs()[0].name
     out: dict[int, tuple[float, float]] = {}
     for n in batches:
@@ -229,12 +233,10 @@ async def run_pipeline(
 
 def original_session(model: Path, spinning: bool) -> ort.InferenceSession:
     """As the original app built it: default session options (spinning on), or spinning off."""
-    wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
-    providers = [p for p in wanted if p in ort.get_available_providers()]
     options = ort.SessionOptions()
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(model), options, providers=providers)
+    return ort.InferenceSession(str(model), options, providers=providers())
 
 
 def original_loop(

@@ -24,7 +24,7 @@ from edge.config import DetectorConfig
 from edge.infer.layout import LayoutError, ModelLayout, recognise
 from edge.infer.letterbox import Color, Letterbox, letterbox_bgr, letterbox_frame
 from edge.infer.postprocess import PostprocessParams, postprocess
-from edge.infer.providers import create_session, run_plan
+from edge.infer.providers import create_session
 from edge.metrics import EdgeMetrics
 from edge.types import Detections, Frame
 
@@ -62,7 +62,9 @@ class Detector:
         """`io_binding`: None binds I/O on CUDA/TensorRT only; True forces it (also on CPU)."""
         self.config = config
         self.metrics = metrics or EdgeMetrics()
-        self.session, self.provider = create_session(config.model, config, label=config.model.name)
+        self.session, self.provider, self.plan = create_session(
+            config.model, config, label=config.model.name
+        )
         self.layout = self._recognise(onnx.load(str(config.model), load_external_data=False))
         self.family = self.layout.family
         self.class_names = list(self.layout.class_names)
@@ -70,7 +72,6 @@ class Detector:
         if self.layout.input_size and self.layout.input_size != config.input_size:
             log.info("model %s fixes its input at %d px", config.model.name, self.input_size)
         self.is_dynamic_batch = not self.layout.frozen_batch
-        self.plan = run_plan(config, self.provider)
         self.workers = self.plan.workers
         self._pool: ThreadPoolExecutor | None = None
         self.max_batch = self.plan.max_batch if self.is_dynamic_batch else 1

@@ -126,9 +126,9 @@ def _session(
 
 def create_session(
     model: str | Path | bytes, config: DetectorConfig, label: str = "model"
-) -> tuple[ort.InferenceSession, str]:
-    """A session on the first usable provider, threaded per `run_plan`; returns it and our short
-    provider name."""
+) -> tuple[ort.InferenceSession, str, RunPlan]:
+    """A session on the first usable provider, threaded per `run_plan`; returns it, our short
+    provider name and the plan for the provider that really runs."""
     wanted = requested_providers(config)
     if any(p in ("cuda", "tensorrt") for p in wanted):
         _preload_gpu_libraries()
@@ -140,9 +140,9 @@ def create_session(
     threads = run_plan(config, usable[0]).threads
     session = _session(model, config, usable, threads)
     active = SHORT_NAMES.get(session.get_providers()[0], session.get_providers()[0])
-    if run_plan(config, active).threads != threads:  # a GPU failed: thread the CPU as planned
-        session = _session(model, config, ["cpu"], run_plan(config, "cpu").threads)
     plan = run_plan(config, active)
+    if plan.threads != threads:  # a GPU failed: thread the CPU as planned
+        session = _session(model, config, ["cpu"], plan.threads)
     how = f"{plan.workers} batch(es) at once, {plan.threads or 'ORT default'} thread(s) each"
     if active == wanted[0]:
         log.info("ONNX Runtime runs %s on provider %s (%s)", label, active, how)
@@ -156,4 +156,4 @@ def create_session(
             "ONNX Runtime runs %s on provider %s (%s; fallback: %s; install the 'gpu' extra for "
             "CUDA)", label, active, how, why,
         )  # fmt: skip
-    return session, active
+    return session, active, plan

@@ -61,8 +61,8 @@ def test_session_is_threaded_as_planned(caplog: pytest.LogCaptureFixture) -> Non
     """The plan reaches ONNX Runtime and the one provider log line names it."""
     caplog.set_level(logging.INFO, logger="edge.infer.providers")
     model = asset("models", "yolox_nano.onnx")
-    session, provider = create_session(model, DetectorConfig(workers=2))
-    assert provider == "cpu"
+    session, provider, plan = create_session(model, DetectorConfig(workers=2))
+    assert provider == "cpu" and plan == run_plan(DetectorConfig(workers=2), "cpu")
     assert session.get_session_options().intra_op_num_threads == max(1, cpu_cores() // 2)
     lines = [r.getMessage() for r in caplog.records if "ONNX Runtime runs" in r.getMessage()]
     assert len(lines) == 1 and "2 batch(es) at once" in lines[0], lines
