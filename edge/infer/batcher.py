@@ -10,8 +10,9 @@ pending frame per camera plus the small per-subscriber result queues.
 
 Inference (preprocess + infer + postprocess) runs in worker threads, so the event loop never
 blocks: `detector.workers` batches at once on the one session (one per CPU core on a CPU, where
-single-threaded batches side by side beat one batch spread over every core; one on a GPU). The
-pending cameras are shared out over the free workers. A camera never has two frames in running
+single-threaded batches side by side beat one batch spread over every core; two on a GPU, where
+one prepares its frames while the other runs). The pending cameras are shared out over the free
+workers. A camera never has two frames in running
 batches, so results reach each camera in frame order.
 
 Results are delivered two ways, both optional:

@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from edge.config import DetectorConfig
 from edge.infer.layout import LayoutError, ModelLayout, recognise
@@ -88,7 +87,6 @@ class Detector:
         )  # fmt: skip
         on_gpu = self.provider in ("cuda", "tensorrt")
         self.io_binding = on_gpu if io_binding is None else io_binding
-        self._device = ("cuda", config.cuda.device_id) if on_gpu else ("cpu", 0)
         self.metrics.set_provider(
             self.provider, family=self.family, workers=self.workers, threads=self.plan.threads
         )
@@ -154,12 +152,13 @@ class Detector:
         return self.session.run([self.layout.output_name], {self.layout.input_name: batch})[0]
 
     def _run_bound(self, batch: np.ndarray) -> np.ndarray:
-        """IOBinding: the whole batch is copied to the device once, the output back once."""
-        device, device_id = self._device
+        """IOBinding: ORT copies the whole batch to the device once and the output back once, both
+        inside its run, which releases the GIL. Copies made from Python (`OrtValue` on the device,
+        `update_inplace`, `numpy()`) hold the GIL, serialise the workers, and hung 3-4 concurrent
+        workers on an H200 when the device buffers were reused (BENCHMARKS.md, "GPU")."""
         binding = self.session.io_binding()
-        value = ort.OrtValue.ortvalue_from_numpy(batch, device, device_id)
-        binding.bind_ortvalue_input(self.layout.input_name, value)
-        binding.bind_output(self.layout.output_name, device, device_id)
+        binding.bind_cpu_input(self.layout.input_name, batch)
+        binding.bind_output(self.layout.output_name, "cpu")
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 

@@ -25,6 +25,7 @@ ORT_NAMES = {
 }
 SHORT_NAMES = {v: k for k, v in ORT_NAMES.items()}
 MAX_AUTO_WORKERS = 8
+GPU_WORKERS = 2
 GPU_MAX_BATCH = 8
 CPU_MAX_BATCH = 2
 
@@ -39,6 +40,7 @@ def provider_options(name: str, config: DetectorConfig) -> dict[str, Any]:
             "gpu_mem_limit": c.gpu_mem_limit,
             "cudnn_conv_algo_search": c.cudnn_conv_algo_search,
             "do_copy_in_default_stream": c.do_copy_in_default_stream,
+            "use_tf32": int(c.tf32),
         }
     if name == "tensorrt":
         t = config.tensorrt
@@ -97,11 +99,13 @@ def run_plan(config: DetectorConfig, provider: str, cores: int | None = None) ->
     box: about 130 images per CPU-second on one thread, 74-116 on two; BENCHMARKS.md).
     Independent batches side by side, one thread each, keep every core busy without that loss, on
     the same session (its `run` is thread-safe). On one thread a batch of 8 costs 20-30 % more per
-    image than a batch of 1 or 2 (activations outgrow the caches), so CPU batches stay small. A
-    GPU runs one batch at a time, as large as the cameras fill, and wants ORT's threads."""
+    image than a batch of 1 or 2 (activations outgrow the caches), so CPU batches stay small. On a
+    GPU the model takes a fraction of a batch's time and the CPU's letterbox and postprocess the
+    rest, so two workers overlap one batch's CPU work with the other's inference (H200, 32
+    cameras: 1.55× one worker; BENCHMARKS.md), with batches as large as the cameras fill."""
     cores = cores or cpu_cores()
     on_gpu = provider in ("cuda", "tensorrt")
-    workers = config.workers or (1 if on_gpu else min(cores, MAX_AUTO_WORKERS))
+    workers = config.workers or (GPU_WORKERS if on_gpu else min(cores, MAX_AUTO_WORKERS))
     threads = config.threads or (0 if on_gpu else max(1, cores // workers))
     max_batch = config.max_batch or (GPU_MAX_BATCH if on_gpu else CPU_MAX_BATCH)
     return RunPlan(workers, threads, max_batch)
@@ -150,10 +154,9 @@ def create_session(
         why = (
             f"{', '.join(missing)} not available in this onnxruntime build"
             if missing
-            else f"{wanted[0]} failed to initialise"
+            else f"{wanted[0]} failed to initialise, see ONNX Runtime's error above"
         )
-        log.info(
-            "ONNX Runtime runs %s on provider %s (%s; fallback: %s; install the 'gpu' extra for "
-            "CUDA)", label, active, how, why,
-        )  # fmt: skip
+        if active == "cpu" and "cuda" in missing:
+            why += "; install the 'gpu' extra for CUDA"
+        log.info("ONNX Runtime runs %s on provider %s (%s; fallback: %s)", label, active, how, why)
     return session, active, plan

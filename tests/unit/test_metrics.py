@@ -203,7 +203,14 @@ def test_gpu_collector_matches_hardware() -> None:
     if _nvml_usable():
         assert collector is not None
         assert {"edge_gpu_memory_used_bytes", "edge_gpu_utilization_ratio"} <= names
-        assert (registry.get_sample_value("edge_gpu_memory_total_bytes", {"gpu": "0"}) or 0) > 0
+        samples = {
+            s.name: s for f in registry.collect() for s in f.samples if s.labels.get("gpu") == "0"
+        }
+        assert (
+            samples["edge_gpu_memory_total_bytes"].value > 0
+            and samples["edge_gpu_memory_total_bytes"].labels["model"]
+        )
+        assert 0 <= samples["edge_gpu_utilization_ratio"].value <= 1
     else:
         assert collector is None
         assert not names & set(GPU_METRIC_NAMES)

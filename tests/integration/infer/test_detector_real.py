@@ -98,10 +98,15 @@ def test_workers_run_chunks_side_by_side_with_the_same_results(
 
 
 def test_io_binding_path_gives_the_plain_results(dynamic_model: Path, cctv: list) -> None:
-    bound, plain = detector(dynamic_model, io_binding=True), detector(dynamic_model)
+    """Also where a GPU is: both on the one provider; kept buffers never leak between batches."""
+    bound = detector(dynamic_model, io_binding=True)
+    plain = detector(dynamic_model, io_binding=False, config={"providers": [bound.provider]})
     assert bound.io_binding and not plain.io_binding
-    batch = np.stack([plain.preprocess(f)[0] for f in cctv[:4]])
-    np.testing.assert_allclose(bound.infer(batch), plain.infer(batch), atol=1e-5)
+    tensors = np.stack([plain.preprocess(f)[0] for f in cctv])
+    first = tensors[:4].copy()
+    for batch in (first, tensors[4:8], tensors[:2], tensors[2:6]):  # shapes new and reused
+        np.testing.assert_allclose(bound.infer(batch), plain.infer(batch), atol=1e-5)
+    np.testing.assert_array_equal(first, tensors[:4])  # the caller's array is never written
 
 
 @pytest.mark.skipif(

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Everything worth knowing on a lent GPU machine, in one bounded run (BENCHMARKS.md, "GPU"):
+# the detector's tests on CUDA, bench_gpu (agreement, IOBinding, FP16, workers, TensorRT) and
+# bench_detector's capacity run against the original loop. Each step has its own time limit so
+# that one hung step still leaves the others' output; the log goes to OUT_DIR/gpu.log.
+# Usage, from the repo root after `source ~/edge-gpu/install.sh`:  bench/gpu_check.sh OUT_DIR
+set -uo pipefail
+out=${1:?usage: bench/gpu_check.sh OUT_DIR}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+step() {
+  local limit=$1
+  shift
+  echo "=== $* (limit ${limit} s, $(date +%T))"
+  timeout "$limit" "$@"
+  echo "=== rc $? ($(date +%T))"
+}
+{
+  step 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  step 70 python3 -m pytest -q -p no:cacheprovider tests/integration/infer/test_binding.py \
+    tests/integration/infer/test_detector_real.py tests/unit/test_metrics.py
+  step 100 python3 -m bench.bench_gpu --seconds 1
+  step 100 python3 -m bench.bench_detector --no-rtsp --cameras 32 --seconds 4 --rounds 1 \
+    --alt workers=4 --ort-seconds 1 --out "$out/bench_detector.md"
+} 2>&1 | grep --line-buffered -v "No registered plugin EP device" | tee "$out/gpu.log"
