@@ -12,8 +12,8 @@ Inference (preprocess + infer + postprocess) runs in worker threads, so the even
 blocks: `detector.workers` batches at once on the one session (one per CPU core on a CPU, where
 single-threaded batches side by side beat one batch spread over every core; two on a GPU, where
 one prepares its frames while the other runs). The pending cameras are shared out over the free
-workers. A camera never has two frames in running
-batches, so results reach each camera in frame order.
+workers. A camera never has two frames in running batches, so results reach each camera in frame
+order.
 
 Results are delivered two ways, both optional:
 - `subscribe(camera_id)`: an async iterator of `DetectedFrame` with a bounded latest-only queue; a

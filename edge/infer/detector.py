@@ -153,9 +153,9 @@ class Detector:
 
     def _run_bound(self, batch: np.ndarray) -> np.ndarray:
         """IOBinding: ORT copies the whole batch to the device once and the output back once, both
-        inside its run, which releases the GIL. Copies made from Python (`OrtValue` on the device,
-        `update_inplace`, `numpy()`) hold the GIL, serialise the workers, and hung 3-4 concurrent
-        workers on an H200 when the device buffers were reused (BENCHMARKS.md, "GPU")."""
+        inside its run, which releases the GIL. Device buffers handled from Python instead (a
+        device `OrtValue` per batch) were no faster than a plain run on an H200, and reusing them
+        (`update_inplace`) hung 3-4 concurrent workers there (BENCHMARKS.md, GPU section)."""
         binding = self.session.io_binding()
         binding.bind_cpu_input(self.layout.input_name, batch)
         binding.bind_output(self.layout.output_name, "cpu")

@@ -98,7 +98,8 @@ def test_workers_run_chunks_side_by_side_with_the_same_results(
 
 
 def test_io_binding_path_gives_the_plain_results(dynamic_model: Path, cctv: list) -> None:
-    """Also where a GPU is: both on the one provider; kept buffers never leak between batches."""
+    """Also where a GPU is: both on one provider; batch sizes new and repeated; the caller's
+    array is left as it was."""
     bound = detector(dynamic_model, io_binding=True)
     plain = detector(dynamic_model, io_binding=False, config={"providers": [bound.provider]})
     assert bound.io_binding and not plain.io_binding
