@@ -15,10 +15,8 @@ All on the same machine in one run, so the ratios mean something:
       a time on ORT's default threads, edge's previous design) vs. the original loop over the
       same N sources, with ORT's default session options as the original app created it (dc) and
       with thread spinning off as edge runs it (dc0); the faster is the baseline.
-The original loop, as the original app did it: one camera after another, its latest frame,
-full-size BGR (`to_ndarray(format="bgr24")`), cv2 letterbox resize, batch-1 inference of the
-original (frozen-batch) model file, postprocess. It runs in one thread; decode runs in the
-CameraSource threads for every variant, so the original loop gets decode/infer overlap for free.
+The original loop is `bench.original_loop`. Decode runs in the CameraSource threads for every
+variant, so the original loop gets decode/infer overlap for free.
 Live variants alternate over `--rounds` rounds so that a change in background load hits them
 alike. The 1-minute load average is recorded before every window; the report is marked
 unpublishable (and `--out` is not written) when it exceeds 0.75 per core at the start.
@@ -31,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import sys
 import tempfile
 import threading
@@ -47,6 +43,8 @@ import onnxruntime as ort
 if __package__ in (None, ""):  # `python bench/bench_detector.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.original_loop import original_loop, original_session
+from bench.probes import cpu_seconds, load_average, machine, providers, rss_mb
 from edge.assets import asset
 from edge.config import CameraConfig, DetectorConfig, IngestConfig
 from edge.infer.batcher import Batcher
@@ -65,7 +63,6 @@ LIVE_CLIPS = {
     "cam3": "traffic_highway_cctv.mp4",  # 320×240 @ 25
 }
 FILE_CLIPS = ["traffic_highway_overpass.mp4", "traffic_highway_cctv.mp4", "car-detection.mp4"]
-TICK = os.sysconf("SC_CLK_TCK")
 MAX_QUIET_LOAD = 0.75 * cpu_cores()  # 1.5 on the 2-core box
 LABELS = {
     "b": "(b) edge, 4 live RTSP cameras: CameraSource → Batcher (defaults)",
@@ -95,49 +92,6 @@ class Window:
     @property
     def cpu_ms_per_frame(self) -> float:
         return 1000 * self.cpu / self.fps if self.fps else float("nan")
-
-
-def machine() -> dict[str, str]:
-    model = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": model,
-        "nproc": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
-        "providers": ", ".join(ort.get_available_providers()),
-    }
-
-
-def load_average() -> float:
-    with open("/proc/loadavg", encoding="utf-8") as f:
-        return float(f.read().split()[0])
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
-
-
-def providers() -> list[str]:
-    """CUDA when this onnxruntime build has it, else the CPU (both rows of a run use the same)."""
-    wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
-    return [p for p in wanted if p in ort.get_available_providers()]
 
 
 def bench_ort(
@@ -236,38 +190,6 @@ async def run_pipeline(
             for s in sources:
                 await s.stop()
             await asyncio.gather(*feeds, return_exceptions=True)
-
-
-def original_session(model: Path, spinning: bool) -> ort.InferenceSession:
-    """As the original app built it: default session options (spinning on), or spinning off."""
-    options = ort.SessionOptions()
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(model), options, providers=providers())
-
-
-def original_loop(
-    det: Detector, session: ort.InferenceSession, sources: list[CameraSource],
-    stop: threading.Event, done: list[int],
-) -> None:  # fmt: skip
-    """The original app: cameras in turn, batch 1, full-size BGR, cv2 letterbox, infer."""
-    last: dict[str, int] = {}
-    name = session.get_inputs()[0].name
-    while not stop.is_set():
-        fresh = 0
-        for source in sources:
-            frame = source.latest()
-            if frame is None or last.get(source.camera_id) == frame.seq:
-                continue
-            last[source.camera_id] = frame.seq
-            bgr = frame.image.to_ndarray(format="bgr24")
-            tensor, letterbox = det.preprocess_bgr(bgr)
-            raw = session.run(None, {name: tensor[None]})[0]
-            det.postprocess(raw[0], letterbox)
-            done[0] += 1
-            fresh += 1
-        if not fresh:
-            time.sleep(0.001)
 
 
 async def run_original(
