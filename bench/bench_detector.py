@@ -172,7 +172,7 @@ def make_sources(urls: dict[str, str], metrics: EdgeMetrics, paced: bool) -> lis
 
 async def run_pipeline(
     name: str, urls: dict[str, str], paced: bool, model: Path, seconds: float,
-    sim_pid: int | None = None, **config: int,
+    sim_pid: int | None = None, **config: int | str,
 ) -> Window:  # fmt: skip
     """Edge: CameraSource threads → Batcher → Detector in the Batcher's worker threads."""
     metrics = EdgeMetrics()
@@ -230,7 +230,7 @@ async def run_live(model: Path, seconds: float, rounds: int) -> dict[str, list[W
 
 
 async def run_capacity(
-    model: Path, cameras: int, seconds: float, rounds: int, alt: dict[str, int]
+    model: Path, cameras: int, seconds: float, rounds: int, alt: dict[str, int | str]
 ) -> dict[str, list[Window]]:
     """(d), (d1), (dc) on `cameras` paced file sources, alternating."""
     urls = {f"f{i}": str(asset("video", FILE_CLIPS[i % len(FILE_CLIPS)])) for i in range(cameras)}
@@ -244,18 +244,24 @@ async def run_capacity(
     return out
 
 
-ALT_PLAN = {"workers": 1, "max_batch": 8}
+ALT_PLAN: dict[str, int | str] = {"workers": 1, "max_batch": 8}
 """(d1) by default: edge's previous design, one batch of up to 8 at a time."""
 
 
-def plan_arg(text: str) -> dict[str, int]:
-    """`workers=2,max_batch=8` → {"workers": 2, "max_batch": 8} (detector settings of (d1))."""
-    plan = dict(ALT_PLAN)
+def plan_arg(text: str) -> dict[str, int | str]:
+    """`workers=2,letterbox=rect` → detector settings of (d1); unset workers/max_batch: 0/None
+    (the defaults) once any setting is given."""
+    plan: dict[str, int | str] = {}
     for part in filter(None, text.split(",")):
-        key, _, value = part.partition("=")
-        if key.strip() not in ("workers", "threads", "max_batch") or not value.strip().isdigit():
-            raise argparse.ArgumentTypeError(f"expected workers|threads|max_batch=N, got {part!r}")
-        plan[key.strip()] = int(value)
+        key, _, value = (p.strip() for p in part.partition("="))
+        if key in ("workers", "threads", "max_batch") and value.isdigit():
+            plan[key] = int(value)
+        elif key == "letterbox" and value in ("square", "rect"):
+            plan[key] = value
+        else:
+            raise argparse.ArgumentTypeError(
+                f"expected workers|threads|max_batch=N or letterbox=square|rect, got {part!r}"
+            )
     return plan
 
 

@@ -355,7 +355,7 @@ class Batcher:
         if not kept:
             return BatchOutcome(dets, pre_s, 0.0, post_s)
         t = time.perf_counter()
-        raw = det.infer(np.stack(inputs))
+        raw = det.infer_each(inputs)
         infer_s = time.perf_counter() - t
         for row, (i, letterbox) in enumerate(zip(kept, boxes, strict=True)):
             t = time.perf_counter()

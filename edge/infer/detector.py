@@ -15,14 +15,16 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import onnx
 
 from edge.config import DetectorConfig
 from edge.infer.layout import LayoutError, ModelLayout, recognise
-from edge.infer.letterbox import Color, Letterbox, letterbox_bgr, letterbox_frame
+from edge.infer.letterbox import STRIDE, Color, Letterbox, letterbox_bgr, letterbox_frame
 from edge.infer.postprocess import PostprocessParams, postprocess
+from edge.infer.prepare import free_input_size
 from edge.infer.providers import create_session
 from edge.metrics import EdgeMetrics
 from edge.types import Detections, Frame
@@ -61,8 +63,12 @@ class Detector:
         """`io_binding`: None binds I/O on CUDA/TensorRT only; True forces it (also on CPU)."""
         self.config = config
         self.metrics = metrics or EdgeMetrics()
+        self.rect = config.letterbox == "rect"
+        source: Path | bytes = config.model
+        if self.rect:  # the session must accept pictures of other sizes than the export's
+            source = free_input_size(onnx.load(str(config.model))).SerializeToString()
         self.session, self.provider, self.plan = create_session(
-            config.model, config, label=config.model.name
+            source, config, label=config.model.name
         )
         self.layout = self._recognise(onnx.load(str(config.model), load_external_data=False))
         self.family = self.layout.family
@@ -87,6 +93,8 @@ class Detector:
         )  # fmt: skip
         on_gpu = self.provider in ("cuda", "tensorrt")
         self.io_binding = on_gpu if io_binding is None else io_binding
+        if self.rect:
+            self._check_rect()
         self.metrics.set_provider(
             self.provider, family=self.family, workers=self.workers, threads=self.plan.threads
         )
@@ -110,6 +118,32 @@ class Detector:
         shape = self.session.run(None, {inp.name: probe})[0].shape
         return recognise(model, self.config.family, output_shape=tuple(shape))
 
+    def _check_rect(self) -> None:
+        """Refuse rect letterboxing for a graph that does not compute other input sizes: its
+        anchors must scale with the picture's area (a decode grid baked for one size fails or
+        keeps the square's count)."""
+        s = self.input_size
+        h = max(STRIDE, -(-s // 2 // STRIDE) * STRIDE)
+        counts = []
+        for shape in ((s, s), (h, s)):
+            probe = np.full((1, 3, *shape), 114, dtype=np.float32)
+            try:
+                out = self.session.run(None, {self.layout.input_name: probe})[0]
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0][:160]
+                raise ValueError(self._rect_refusal(f"it fails at {h}×{s}: {first}")) from None
+            counts.append(out.shape[2] if self.family == "yolov8" else out.shape[1])
+        if counts[1] * s != counts[0] * h:
+            raise ValueError(
+                self._rect_refusal(f"{counts[1]} anchors at {h}×{s}, {counts[0]} at {s}²")
+            )
+
+    def _rect_refusal(self, why: str) -> str:
+        return (
+            f"detector.letterbox: rect needs a model that takes other input sizes than "
+            f"{self.input_size}², and {self.config.model.name} does not ({why}); use square"
+        )
+
     def _class_ids(self, names: Sequence[str]) -> np.ndarray:
         unknown = [n for n in names if n not in self.class_names]
         if unknown:
@@ -125,27 +159,49 @@ class Detector:
         """3×S×S float32 at model resolution, resized during the colour conversion."""
         return letterbox_frame(
             frame.image, self.input_size, self.color, self.unit_scale,
-            self.config.preprocess.pad_value, self.center_pad,
+            self.config.preprocess.pad_value, self.center_pad, self.rect,
         )  # fmt: skip
 
     def preprocess_bgr(self, img: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         return letterbox_bgr(
             img, self.input_size, self.color, self.unit_scale,
-            self.config.preprocess.pad_value, self.center_pad,
+            self.config.preprocess.pad_value, self.center_pad, self.rect,
         )  # fmt: skip
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """The session's raw output for an N×3×S×S batch; up to `workers` threads may call it at
         once."""
-        expected = (3, self.input_size, self.input_size)
-        if batch.ndim != 4 or batch.shape[1:] != expected:
-            raise ValueError(f"batch must be N×{'×'.join(map(str, expected))}, got {batch.shape}")
+        s = self.input_size
+        if not (batch.ndim == 4 and batch.shape[1] == 3 and self._fits(*batch.shape[2:])):
+            want = (
+                f"N×3×H×W, H and W multiples of {STRIDE} up to {s}" if self.rect else f"N×3×{s}×{s}"
+            )
+            raise ValueError(f"batch must be {want}, got {batch.shape}")
         if batch.shape[0] > 1 and not self.is_dynamic_batch:
             raise FrozenBatchError(frozen_batch_message(self.config.model))
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         start = time.perf_counter()
         out = self._run_bound(batch) if self.io_binding else self._run_plain(batch)
         self.metrics.batch_inference_seconds.observe(time.perf_counter() - start)
+        return out
+
+    def _fits(self, h: int, w: int) -> bool:
+        s = self.input_size
+        if not self.rect:
+            return h == w == s
+        return 0 < h <= s and 0 < w <= s and h % STRIDE == 0 and w % STRIDE == 0
+
+    def infer_each(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The raw output of each prepared picture; pictures of one size run as one batch (with a
+        rect letterbox, cameras of different aspect ratios make different sizes)."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for k, tensor in enumerate(tensors):
+            groups.setdefault(tensor.shape, []).append(k)
+        out: list[np.ndarray] = [np.empty(0)] * len(tensors)
+        for members in groups.values():
+            raw = self.infer(np.stack([tensors[k] for k in members]))
+            for row, k in enumerate(members):
+                out[k] = raw[row]
         return out
 
     def _run_plain(self, batch: np.ndarray) -> np.ndarray:
@@ -209,7 +265,7 @@ class Detector:
             boxes.append(lb)
             self._observe(cam, "preprocess", time.perf_counter() - start)
         start = time.perf_counter()
-        raw = self.infer(np.stack(tensors))
+        raw = self.infer_each(tensors)
         per_frame = (time.perf_counter() - start) / len(tensors)
         out = []
         for k, (lb, cam) in enumerate(zip(boxes, cameras, strict=True)):

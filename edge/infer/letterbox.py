@@ -1,7 +1,12 @@
-"""Letterboxing: fit a picture into the model's square input without distorting it.
+"""Letterboxing: fit a picture into the model's input without distorting it.
 
 The resize happens while PyAV converts the decoded frame's colours (`reformat`), so a full-size BGR
 copy is never made; only the model-sized picture is padded and turned into a CHW float tensor.
+
+Square (the default) pads to the model's S×S input, as the model was exported. Rect pads only to
+the next multiple of the model's largest stride (32), as Ultralytics' `auto` letterbox does: a
+16:9 camera at S = 416 becomes 416×256, 62 % of the square's pixels and of the model's work
+(BENCHMARKS.md); detections differ from the square's only where the padding touched them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import numpy as np
 from edge.types import convert
 
 Color = Literal["rgb", "bgr"]
+STRIDE = 32
+"""A rect input's sides are multiples of this: the largest stride of P5 YOLO models."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +34,9 @@ class Letterbox:
     pad_y: int
     src_w: int
     src_h: int
+    in_w: int | None = None
+    """The padded model input's width; None: the model's square size."""
+    in_h: int | None = None
 
     @property
     def new_w(self) -> int:
@@ -37,24 +47,29 @@ class Letterbox:
         return max(1, round(self.src_h * self.scale))
 
 
-def fit(src_w: int, src_h: int, size: int, center: bool) -> Letterbox:
-    """The geometry: scale by the tighter side, pad the rest (top-left like YOLOX, or centred)."""
+def fit(src_w: int, src_h: int, size: int, center: bool, rect: bool = False) -> Letterbox:
+    """The geometry: scale by the tighter side, pad the rest (top-left like YOLOX, or centred) to
+    S×S, or with `rect` only to the next multiple of `STRIDE` on each side."""
     if src_w <= 0 or src_h <= 0:
         raise ValueError(f"picture must have a positive size, got {src_w}×{src_h}")
     scale = min(size / src_w, size / src_h)
     new_w = max(1, round(src_w * scale))
     new_h = max(1, round(src_h * scale))
-    pad_x = (size - new_w) // 2 if center else 0
-    pad_y = (size - new_h) // 2 if center else 0
-    return Letterbox(scale=scale, pad_x=pad_x, pad_y=pad_y, src_w=src_w, src_h=src_h)
+    in_w, in_h = size, size
+    if rect:
+        in_w, in_h = (min(size, -(-n // STRIDE) * STRIDE) for n in (new_w, new_h))
+    pad_x = (in_w - new_w) // 2 if center else 0
+    pad_y = (in_h - new_h) // 2 if center else 0
+    return Letterbox(scale, pad_x, pad_y, src_w, src_h, in_w, in_h)
 
 
 def _to_tensor(
     picture: np.ndarray, lb: Letterbox, size: int, pad_value: int, unit_scale: bool
 ) -> np.ndarray:
-    """Place an H×W×3 uint8 picture on a padded 3×S×S float32 canvas, scaled to 0–1 if asked."""
+    """Place an H×W×3 uint8 picture on its padded 3×H×W float32 canvas, scaled to 0–1 if asked."""
     factor = 1.0 / 255.0 if unit_scale else 1.0
-    out = np.full((3, size, size), pad_value * factor, dtype=np.float32)
+    shape = (3, lb.in_h or size, lb.in_w or size)
+    out = np.full(shape, pad_value * factor, dtype=np.float32)
     h, w = picture.shape[:2]
     region = out[:, lb.pad_y : lb.pad_y + h, lb.pad_x : lb.pad_x + w]
     np.multiply(picture.transpose(2, 0, 1), factor, out=region, casting="unsafe")
@@ -68,9 +83,10 @@ def letterbox_frame(
     unit_scale: bool,
     pad_value: int = 114,
     center: bool = False,
+    rect: bool = False,
 ) -> tuple[np.ndarray, Letterbox]:
     """A decoded frame as a model input tensor, resized during the colour conversion."""
-    lb = fit(int(image.width), int(image.height), size, center)
+    lb = fit(int(image.width), int(image.height), size, center, rect)
     fmt = "rgb24" if color == "rgb" else "bgr24"
     small = convert(image, lb.new_w, lb.new_h, fmt)
     return _to_tensor(small, lb, size, pad_value, unit_scale), lb
@@ -83,11 +99,12 @@ def letterbox_bgr(
     unit_scale: bool,
     pad_value: int = 114,
     center: bool = False,
+    rect: bool = False,
 ) -> tuple[np.ndarray, Letterbox]:
     """An H×W×3 BGR uint8 array as a model input tensor (for callers that already hold BGR)."""
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"expected an H×W×3 uint8 BGR image, got {img.shape} {img.dtype}")
-    lb = fit(img.shape[1], img.shape[0], size, center)
+    lb = fit(img.shape[1], img.shape[0], size, center, rect)
     small = cv2.resize(img, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
     if color == "rgb":
         small = small[:, :, ::-1]

@@ -26,27 +26,28 @@ class PostprocessParams:
     """Class ids to keep (an int array), None for every class."""
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def yolox_grid(
-    input_size: int, strides: tuple[int, ...] = YOLOX_STRIDES
+    height: int, width: int | None = None, strides: tuple[int, ...] = YOLOX_STRIDES
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Anchor-point centres (A×2, x then y) and strides (A×1) in YOLOX's output order."""
+    """Anchor-point centres (A×2, x then y) and strides (A×1) in YOLOX's output order, for a
+    height×width input (square when `width` is None)."""
+    width = height if width is None else width
     grids, steps = [], []
     for s in strides:
-        n = input_size // s
-        ys, xs = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        ys, xs = np.meshgrid(np.arange(height // s), np.arange(width // s), indexing="ij")
         grids.append(np.stack((xs, ys), axis=-1).reshape(-1, 2))
-        steps.append(np.full((n * n, 1), s))
+        steps.append(np.full((xs.size, 1), s))
     return np.concatenate(grids).astype(np.float32), np.concatenate(steps).astype(np.float32)
 
 
-def decode_yolox(raw: np.ndarray, input_size: int) -> np.ndarray:
+def decode_yolox(raw: np.ndarray, height: int, width: int | None = None) -> np.ndarray:
     """Raw YOLOX `A×(5+C)` → the YOLOv5 layout (cx, cy, w, h in input pixels, obj, classes)."""
-    grid, stride = yolox_grid(input_size)
+    grid, stride = yolox_grid(height, width)
     if raw.shape[0] != grid.shape[0]:
         raise ValueError(
-            f"YOLOX output has {raw.shape[0]} anchor points, a {input_size} px input gives "
-            f"{grid.shape[0]}"
+            f"YOLOX output has {raw.shape[0]} anchor points, a {height}×{width or height} px "
+            f"input gives {grid.shape[0]}"
         )
     out = raw.astype(np.float32, copy=True)
     out[:, :2] = (raw[:, :2] + grid) * stride
@@ -130,7 +131,8 @@ def postprocess(
         rows = raw.T
         boxes_cxcywh, obj, class_scores = rows[:, :4], None, rows[:, 4:]
     else:
-        rows = decode_yolox(raw, input_size) if family == "yolox" else raw
+        h, w = letterbox.in_h or input_size, letterbox.in_w or input_size
+        rows = decode_yolox(raw, h, w) if family == "yolox" else raw
         boxes_cxcywh, obj, class_scores = rows[:, :4], rows[:, 4], rows[:, 5:]
     idx, score, cls = best_class(class_scores, obj, params)
     boxes = cxcywh_to_xyxy(np.asarray(boxes_cxcywh[idx], dtype=np.float32))

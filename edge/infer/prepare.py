@@ -73,6 +73,29 @@ def make_batch_dynamic(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     return out, len(frozen)
 
 
+def free_input_size(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose input height and width are symbolic, so that rect-letterboxed pictures can
+    run; every output dim but the batch becomes symbolic too and stale shapes are dropped. Whether
+    the graph really computes other sizes is the caller's to check: one that bakes its decode
+    grid for the exported size fails at any other."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    init_names = {t.name for t in graph.initializer}
+    picture = next(v for v in graph.input if v.name not in init_names)
+    dims = picture.type.tensor_type.shape.dim
+    for i, name in ((2, "height"), (3, "width")):
+        dims[i].Clear()
+        dims[i].dim_param = name
+    for value in graph.output:
+        for i, dim in enumerate(value.type.tensor_type.shape.dim):
+            if i > 0:
+                dim.Clear()
+                dim.dim_param = f"{value.name}_{i}"
+    del graph.value_info[:]
+    return out
+
+
 def convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """Weights and activations in FP16, inputs and outputs kept float32 (callers see no change)."""
     from onnxconverter_common import float16

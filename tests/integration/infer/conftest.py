@@ -7,6 +7,7 @@ decode built with plain loops, and a textbook greedy per-class NMS loop.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -38,15 +39,27 @@ def read_clip(name: str, count: int, step: int = 1) -> list[Frame]:
     return out
 
 
-def reference_grid() -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=8)
+def reference_grid(height: int = SIZE, width: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
     cells, strides = [], []
     for stride in (8, 16, 32):
-        n = SIZE // stride
-        for y in range(n):
-            for x in range(n):
+        for y in range(height // stride):
+            for x in range(width // stride):
                 cells.append((x, y))
                 strides.append(stride)
     return np.array(cells, dtype=np.float64), np.array(strides, dtype=np.float64)
+
+
+def any_size_session(path: Path) -> ort.InferenceSession:
+    """The untouched YOLOX file with its input's height and width declared free (and nothing
+    else declared), so that it runs pictures of other sizes than 416²."""
+    model = onnx.load(str(path))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "h", "w"
+    for dim in model.graph.output[0].type.tensor_type.shape.dim:
+        dim.dim_param = "d"
+    del model.graph.value_info[:]
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def reference_iou(a: list[float], b: list[float]) -> float:
@@ -62,26 +75,30 @@ class Reference:
 
     def __init__(self, conf: float = 0.25, iou: float = 0.5, max_det: int = 30) -> None:
         self.session = ort.InferenceSession(str(YOLOX), providers=["CPUExecutionProvider"])
-        self.grid, self.strides = reference_grid()
+        self.any_size = any_size_session(YOLOX)
         self.conf, self.iou, self.max_det = conf, iou, max_det
 
     def __call__(
-        self, frame: Frame, rgb_model: bool = False
+        self, frame: Frame, rgb_model: bool = False, rect: bool = False
     ) -> list[tuple[list[float], int, float]]:
         """rgb_model: the frame is converted to RGB (swscale's RGB and BGR scalers round
-        differently), letterboxed centred as YOLOv5/v8 do, then flipped back for YOLOX."""
+        differently), letterboxed centred as YOLOv5/v8 do, then flipped back for YOLOX.
+        rect: the canvas is only as large as the next multiples of 32 of the resized picture."""
         w, h = frame.width, frame.height
         r = min(SIZE / w, SIZE / h)
         nw, nh = round(w * r), round(h * r)
-        px, py = ((SIZE - nw) // 2, (SIZE - nh) // 2) if rgb_model else (0, 0)
-        canvas = np.full((SIZE, SIZE, 3), 114, dtype=np.uint8)
+        cw, ch = (math.ceil(nw / 32) * 32, math.ceil(nh / 32) * 32) if rect else (SIZE, SIZE)
+        px, py = ((cw - nw) // 2, (ch - nh) // 2) if rgb_model else (0, 0)
+        canvas = np.full((ch, cw, 3), 114, dtype=np.uint8)
         if rgb_model:
             rgb = frame.image.reformat(width=nw, height=nh, format="rgb24").to_ndarray()
             canvas[py : py + nh, px : px + nw] = rgb[:, :, ::-1]
         else:
             canvas[py : py + nh, px : px + nw] = frame.to_bgr(nw, nh)
         x = canvas.transpose(2, 0, 1)[None].astype(np.float32)
-        raw = self.session.run(None, {"images": x})[0][0].astype(np.float64)
+        session = self.any_size if rect else self.session
+        raw = session.run(None, {"images": x})[0][0].astype(np.float64)
+        grid, strides = reference_grid(ch, cw)
         cands = []
         for k in range(raw.shape[0]):
             row = raw[k]
@@ -89,8 +106,8 @@ class Reference:
             score = row[4] * row[5 + cls]
             if score <= self.conf or cls not in VEHICLES:
                 continue
-            s = self.strides[k]
-            cx, cy = (row[0] + self.grid[k, 0]) * s, (row[1] + self.grid[k, 1]) * s
+            s = strides[k]
+            cx, cy = (row[0] + grid[k, 0]) * s, (row[1] + grid[k, 1]) * s
             bw, bh = math.exp(row[2]) * s, math.exp(row[3]) * s
             box = [(cx - bw / 2 - px) / r, (cy - bh / 2 - py) / r]
             box += [(cx + bw / 2 - px) / r, (cy + bh / 2 - py) / r]

@@ -104,13 +104,15 @@ async def pipeline(model: Path, **detector: object) -> AsyncIterator[Pipeline]:
         await batcher.stop()
 
 
-@pytest.mark.parametrize(("workers", "max_batch"), [(1, 8), (2, 2)])
+@pytest.mark.parametrize(
+    ("workers", "max_batch", "letterbox"), [(1, 8, "square"), (2, 2, "square"), (1, 8, "rect")]
+)
 async def test_four_cameras_are_batched_together(
-    cameras: Cameras, dynamic_model: Path, workers: int, max_batch: int
+    cameras: Cameras, dynamic_model: Path, workers: int, max_batch: int, letterbox: str
 ) -> None:
     """One worker (the GPU plan) batches all 4 cameras; two (the CPU plan on 2 cores) share
-    them out."""
-    plan = {"workers": workers, "max_batch": max_batch}
+    them out. With a rect letterbox the 4:3 and 16:9 cameras share batches but not inputs."""
+    plan = {"workers": workers, "max_batch": max_batch, "letterbox": letterbox}
     async with pipeline(dynamic_model, cameras=cameras, **plan) as pipe:
         await async_wait_for(lambda: all(pipe.count(c) >= 15 for c in CAMERAS), timeout=60)
         stats = pipe.batcher.stats

@@ -22,6 +22,31 @@ def test_fit_geometry(w: int, h: int, center: bool, expected: tuple) -> None:
     assert (lb.scale, lb.pad_x, lb.pad_y, lb.new_w, lb.new_h) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    ("w", "h", "center", "expected"),
+    [
+        (960, 540, False, (0, 0, 416, 256)),  # 16:9: 416×234 on 416×256
+        (960, 540, True, (0, 11, 416, 256)),
+        (320, 240, False, (0, 0, 416, 320)),  # 4:3: 416×312 on 416×320
+        (540, 960, True, (11, 0, 256, 416)),  # portrait
+        (416, 416, False, (0, 0, 416, 416)),
+        (2000, 1, False, (0, 0, 416, 32)),  # never under one stride
+    ],
+)
+def test_fit_rect_pads_to_the_next_stride(w: int, h: int, center: bool, expected: tuple) -> None:
+    square, rect = fit(w, h, 416, center), fit(w, h, 416, center, rect=True)
+    assert (rect.pad_x, rect.pad_y, rect.in_w, rect.in_h) == expected
+    assert (rect.scale, rect.new_w, rect.new_h) == (square.scale, square.new_w, square.new_h)
+    assert (square.in_w, square.in_h) == (416, 416)
+
+
+def test_rect_tensor_has_the_padded_size() -> None:
+    img = np.full((540, 960, 3), 200, np.uint8)
+    tensor, lb = letterbox_bgr(img, 416, "bgr", False, rect=True)
+    assert tensor.shape == (3, 256, 416) and (lb.new_w, lb.new_h) == (416, 234)
+    assert (tensor[:, :234] == 200).all() and (tensor[:, 234:] == 114).all()
+
+
 def test_fit_refuses_empty_picture() -> None:
     with pytest.raises(ValueError, match="positive"):
         fit(0, 10, 416, False)

@@ -72,6 +72,18 @@ def test_yolox_grid_order_and_decode() -> None:
         decode_yolox(raw[:10], 64)
 
 
+def test_yolox_grid_of_a_rect_input_runs_row_by_row() -> None:
+    grid, stride = yolox_grid(32, 64)  # 32 high, 64 wide: stride 8 is 4 rows of 8 cells
+    assert grid.shape == (32 + 8 + 2, 2) and stride[31, 0] == 8 and stride[32, 0] == 16
+    assert grid[7].tolist() == [7, 0] and grid[8].tolist() == [0, 1]
+    assert grid[-2:].tolist() == [[0, 0], [1, 0]]  # stride 32: one row of two
+    raw = np.zeros((42, 7), np.float32)
+    lb = Letterbox(scale=1.0, pad_x=0, pad_y=0, src_w=64, src_h=30, in_w=64, in_h=32)
+    raw[8, [0, 1, 4, 5]] = [0.5, 0.5, 1.0, 0.9]  # an 8 px object centred in cell (0, 1)
+    dets = postprocess(raw, "yolox", 999, lb, params())  # the letterbox's size wins
+    np.testing.assert_allclose(dets.xyxy, [[0, 8, 8, 16]], atol=1e-5)
+
+
 def _v5_rows(rows: list[tuple[float, ...]], classes: int = 3) -> np.ndarray:
     out = np.zeros((len(rows), 5 + classes), np.float32)
     for i, (cx, cy, w, h, obj, c, s) in enumerate(rows):
