@@ -99,8 +99,9 @@ class Detector:
             self.provider, family=self.family, workers=self.workers, threads=self.plan.threads
         )
         log.info(
-            "detector %s: family %s, %d classes, input %d px, batch %s, %s %s",
+            "detector %s: family %s, %d classes, input %d px (%s letterbox), batch %s, %s %s",
             config.model.name, self.family, len(self.class_names), self.input_size,
+            config.letterbox,
             f"dynamic (max {self.max_batch})" if self.is_dynamic_batch else "frozen at 1",
             self.color.upper(), "0-1" if self.unit_scale else "0-255",
         )  # fmt: skip
