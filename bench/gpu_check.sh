@@ -4,6 +4,7 @@
 # bench_detector's capacity run against the original loop. Each step has its own time limit so
 # that one hung step still leaves the others' output; the log goes to OUT_DIR/gpu.log.
 # Usage, from the repo root after `source ~/edge-gpu/install.sh`:  bench/gpu_check.sh OUT_DIR
+# (about 9 minutes at most: give the run a timeout_s of 600)
 set -uo pipefail
 out=${1:?usage: bench/gpu_check.sh OUT_DIR}
 mkdir -p "$out"
@@ -17,9 +18,12 @@ step() {
 }
 {
   step 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  step 70 python3 -m pytest -q -p no:cacheprovider tests/integration/infer/test_binding.py \
-    tests/integration/infer/test_detector_real.py tests/unit/test_metrics.py
-  step 100 python3 -m bench.bench_gpu --seconds 1
-  step 100 python3 -m bench.bench_detector --no-rtsp --cameras 32 --seconds 4 --rounds 1 \
-    --alt workers=4 --ort-seconds 1 --out "$out/bench_detector.md"
+  step 120 python3 -m pytest -q -p no:cacheprovider tests/integration/infer/test_binding.py \
+    tests/integration/infer/test_detector_real.py tests/integration/infer/test_rect_letterbox.py \
+    tests/unit/test_metrics.py
+  step 120 python3 -m bench.bench_gpu --seconds 1
+  for alt in workers=4 letterbox=rect; do
+    step 150 python3 -m bench.bench_detector --no-rtsp --cameras 32 --seconds 4 --rounds 1 \
+      --alt "$alt" --ort-seconds 1 --out "$out/bench_detector_${alt/=/_}.md"
+  done
 } 2>&1 | grep --line-buffered -v "No registered plugin EP device" | tee "$out/gpu.log"
