@@ -157,7 +157,8 @@ class Detector:
     # -- stages -------------------------------------------------------------------------------
 
     def preprocess(self, frame: Frame) -> tuple[np.ndarray, Letterbox]:
-        """3×S×S float32 at model resolution, resized during the colour conversion."""
+        """3×S×S float32 at model resolution (3×H×W with a rect letterbox), resized during the
+        colour conversion."""
         return letterbox_frame(
             frame.image, self.input_size, self.color, self.unit_scale,
             self.config.preprocess.pad_value, self.center_pad, self.rect,
@@ -170,8 +171,8 @@ class Detector:
         )  # fmt: skip
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """The session's raw output for an N×3×S×S batch; up to `workers` threads may call it at
-        once."""
+        """The session's raw output for an N×3×S×S batch (N×3×H×W with a rect letterbox); up to
+        `workers` threads may call it at once."""
         s = self.input_size
         if not (batch.ndim == 4 and batch.shape[1] == 3 and self._fits(*batch.shape[2:])):
             want = (
