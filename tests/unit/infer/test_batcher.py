@@ -7,7 +7,7 @@ import dataclasses
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import av
@@ -299,8 +299,8 @@ async def test_run_as_own_task_is_stopped_by_stop(
 
 
 class Rendezvous:
-    """A real detector whose `infer` calls must meet in pairs: a batch run alone (not side by side
-    with another) breaks the barrier and fails."""
+    """A real detector whose batches (`infer_each`, the batcher's call) must meet in pairs: a batch
+    run alone (not side by side with another) breaks the barrier and fails."""
 
     def __init__(self, det: Detector, parties: int) -> None:
         self.det = det
@@ -309,9 +309,9 @@ class Rendezvous:
     def __getattr__(self, name: str) -> object:
         return getattr(self.det, name)
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer_each(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
         self.barrier.wait()
-        return self.det.infer(batch)
+        return self.det.infer_each(tensors)
 
 
 async def test_two_workers_run_two_batches_side_by_side(
