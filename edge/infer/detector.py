@@ -64,13 +64,16 @@ class Detector:
         self.config = config
         self.metrics = metrics or EdgeMetrics()
         self.rect = config.letterbox == "rect"
+        # Read once: the layout needs the graph; a rect session the weights too, in a copy whose
+        # input accepts pictures of other sizes than the export's.
+        model = onnx.load(str(config.model), load_external_data=self.rect)
         source: Path | bytes = config.model
-        if self.rect:  # the session must accept pictures of other sizes than the export's
-            source = free_input_size(onnx.load(str(config.model))).SerializeToString()
+        if self.rect:
+            source = free_input_size(model).SerializeToString()
         self.session, self.provider, self.plan = create_session(
             source, config, label=config.model.name
         )
-        self.layout = self._recognise(onnx.load(str(config.model), load_external_data=False))
+        self.layout = self._recognise(model)
         self.family = self.layout.family
         self.class_names = list(self.layout.class_names)
         self.input_size = self.layout.input_size or config.input_size
