@@ -199,7 +199,8 @@ async def run_original(
     """The original loop in one thread, reading the latest frame of each CameraSource."""
     metrics = EdgeMetrics()
     original = asset("models", "yolox_nano.onnx")
-    det = Detector(DetectorConfig(model=original, workers=1), metrics)  # pre/postprocess only
+    # pre/postprocess only, square as the original app letterboxed
+    det = Detector(DetectorConfig(model=original, workers=1, letterbox="square"), metrics)
     session = original_session(original, spinning)
     sources = make_sources(urls, metrics, paced)
     stop, done = threading.Event(), [0]
@@ -337,10 +338,10 @@ def report(
 
 
 def sample_inputs(model: Path) -> np.ndarray:
-    """Eight real letterboxed frames from the clips, as the detector prepares them."""
+    """Eight real frames from the clips, letterboxed to the model's 416² as the detector does."""
     import av
 
-    det = Detector(DetectorConfig(model=model), EdgeMetrics())
+    det = Detector(DetectorConfig(model=model, letterbox="square"), EdgeMetrics())
     tensors = []
     for clip in LIVE_CLIPS.values():
         with av.open(str(asset("video", clip))) as container:
@@ -382,7 +383,10 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }
         default = Detector(DetectorConfig(model=model), EdgeMetrics())
-        plan = f"{default.workers} workers, max_batch {default.max_batch}"
+        plan = (
+            f"{default.workers} workers, max_batch {default.max_batch}, "
+            f"{'rect' if default.rect else 'square'} letterbox"
+        )
         runs: dict[str, list[Window]] = {}
         if not args.no_rtsp:
             print("(b), (c) on 4 live simulated RTSP cameras ...", flush=True)

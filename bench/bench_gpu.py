@@ -7,10 +7,12 @@ exits 2. All in one run on one machine:
   (b) `Detector.infer` alone on CUDA at batch 1, 8, 32 of prepared tensors, FP32 and FP16, with
       IOBinding (edge's default on a GPU) and with a plain `session.run`;
   (c) `Detector.detect` (preprocess from the decoded picture + infer + postprocess) over decoded
-      frames, 1, 2 and 4 workers, FP32 and FP16: what one process can push through the GPU;
+      frames, square and rect letterbox, 1, 2 and 4 workers: what one process can push through
+      the GPU (FP16 too with `--all`);
   (d) TensorRT asked for: which provider runs and the one log line that says why.
 
-Run: `python -m bench.bench_gpu [--seconds 2] [--frames 64]` (about 1-2 min on an H100/H200).
+Run: `python -m bench.bench_gpu [--seconds 2] [--frames 64] [--all]` (about 1-2 min on an H100/H200;
+without `--all`, FP16 and TensorRT, settled in runs G1-G2, are left out).
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         default="cuda",
         help="cpu: a dry run of this script where there is no GPU",
     )
+    parser.add_argument("--all", action="store_true", help="FP16 and TensorRT too")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     gpu = args.provider
@@ -128,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = Report()
     lines.append(f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())})")
     with tempfile.TemporaryDirectory() as tmp:
-        models = {"fp32": Path(tmp) / "dyn.onnx", "fp16": Path(tmp) / "dyn16.onnx"}
+        models = {"fp32": Path(tmp) / "dyn.onnx"}
+        if args.all:
+            models["fp16"] = Path(tmp) / "dyn16.onnx"
         for kind, path in models.items():
             _, check = prepare_model(asset("models", "yolox_nano.onnx"), path, fp16=kind == "fp16")
             lines.append(f"prepare {kind}: {check.describe()}")
@@ -138,13 +143,13 @@ def main(argv: list[str] | None = None) -> int:
             det = detector(path, gpu)
             lines.append(f"- {gpu.upper()} {kind}: {agreement(det.detect(frames), cpu)}")
 
-        lines += ["", f"(b) Detector.infer on {gpu.upper()}, prepared tensors, img/s"]
+        lines += ["", f"(b) Detector.infer on {gpu.upper()}, prepared 416² tensors, img/s"]
         lines.append("| model | batch | IOBinding | plain run | IOBinding / plain |")
         lines.append("|---|---:|---:|---:|---:|")
-        probe = detector(models["fp32"], "cpu")
+        probe = detector(models["fp32"], "cpu", letterbox="square")
         tensors = np.stack([probe.preprocess(f)[0] for f in frames[:32]])
         for kind, path in models.items():
-            bound, plain = detector(path, gpu), detector(path, gpu)
+            bound, plain = (detector(path, gpu, letterbox="square") for _ in range(2))
             bound.io_binding, plain.io_binding = True, False
             for n in (1, 8, 32):
                 batch = np.ascontiguousarray(tensors[np.arange(n) % len(tensors)])
@@ -154,14 +159,17 @@ def main(argv: list[str] | None = None) -> int:
 
         stages = "preprocess + infer + postprocess"
         lines += ["", f"(c) Detector.detect on {gpu.upper()} ({stages}), batch ≤ 8"]
-        lines.append("| model | workers | frames/s |")
-        lines.append("|---|---:|---:|")
+        lines.append("| model | letterbox | workers | frames/s |")
+        lines.append("|---|---|---:|---:|")
         for kind, path in models.items():
-            for workers in (1, 2, 4):
-                det = detector(path, gpu, workers=workers, max_batch=8)
-                fps = len(frames) * rate(lambda d=det: d.detect(frames), args.seconds)
-                lines.append(f"| {kind} | {workers} | {fps:.0f} |")
+            for box in ("square", "rect"):
+                for workers in (1, 2, 4):
+                    det = detector(path, gpu, workers=workers, max_batch=8, letterbox=box)
+                    fps = len(frames) * rate(lambda d=det: d.detect(frames), args.seconds)
+                    lines.append(f"| {kind} | {box} | {workers} | {fps:.0f} |")
 
+        if not args.all:
+            return 0
         lines += ["", "(d) TensorRT asked for (engine cache in a temporary folder)"]
         records: list[str] = []
         handler = logging.Handler()

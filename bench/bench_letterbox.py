@@ -50,7 +50,7 @@ def main() -> int:
         model = Path(tmp) / "dyn.onnx"
         prepare_model(asset("models", "yolox_nano.onnx"), model)
         one = {"providers": ["cpu"], "workers": 1, "threads": 1, "max_batch": 2}
-        square = Detector(DetectorConfig(model=model, **one))  # type: ignore[arg-type]
+        square = Detector(DetectorConfig(model=model, letterbox="square", **one))  # type: ignore[arg-type]
         rect = Detector(DetectorConfig(model=model, letterbox="rect", **one))  # type: ignore[arg-type]
         print("(a) CPU ms per picture, one ORT thread, batch 2")
         for h in (416, 320, 256):

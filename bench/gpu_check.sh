@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything worth knowing on a lent GPU machine, in one bounded run (BENCHMARKS.md, "GPU"):
-# the detector's tests on CUDA, bench_gpu (agreement, IOBinding, FP16, workers, TensorRT) and
+# the detector's tests on CUDA, bench_gpu (agreement, IOBinding, letterbox and workers) and
 # bench_detector's capacity run against the original loop. Each step has its own time limit so
 # that one hung step still leaves the others' output; the log goes to OUT_DIR/gpu.log.
 # Usage, from the repo root after `source ~/edge-gpu/install.sh`:  bench/gpu_check.sh OUT_DIR
@@ -13,16 +13,16 @@ step() {
   local limit=$1
   shift
   echo "=== $* (limit ${limit} s, $(date +%T))"
-  timeout "$limit" "$@"
+  timeout -k 5 "$limit" "$@"
   echo "=== rc $? ($(date +%T))"
 }
 {
   step 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  step 120 python3 -m pytest -q -p no:cacheprovider tests/integration/infer/test_binding.py \
+  step 120 python3 -m pytest -q --durations=6 -p no:cacheprovider tests/integration/infer/test_binding.py \
     tests/integration/infer/test_detector_real.py tests/integration/infer/test_rect_letterbox.py \
     tests/unit/test_metrics.py
-  step 120 python3 -m bench.bench_gpu --seconds 1
-  for alt in workers=4 letterbox=rect; do
+  step 100 python3 -m bench.bench_gpu --seconds 1
+  for alt in letterbox=square workers=4; do
     step 150 python3 -m bench.bench_detector --no-rtsp --cameras 32 --seconds 4 --rounds 1 \
       --alt "$alt" --ort-seconds 1 --out "$out/bench_detector_${alt/=/_}.md"
   done

@@ -16,17 +16,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--config", type=Path, help="cameras.yaml whose detector section to use")
     p.add_argument("--model", type=Path, help="ONNX model (overrides the config's)")
     p.add_argument("--out", type=Path, metavar="FILE.jsonl", help="output file (default stdout)")
+    p.add_argument(
+        "--letterbox",
+        choices=("square", "rect"),
+        help="default: the config's, where auto means square here (the exported model's own "
+        "input, so the output matches it exactly); rect reproduces the service's detections",
+    )
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.set_defaults(func=run)
 
 
-def detector_config(config: Path | None, model: Path | None) -> Any:
-    """The detector section of `config` (or the defaults), with `model` swapped in."""
+def detector_config(config: Path | None, model: Path | None, letterbox: str | None = None) -> Any:
+    """The detector section of `config` (or the defaults), with `model` swapped in and an `auto`
+    letterbox made square."""
     from edge.config import DetectorConfig, load_config
 
     data = load_config(config).detector.model_dump() if config else {}
     if model is not None:
         data["model"] = model.expanduser().resolve()
+    if letterbox is not None or data.get("letterbox", "auto") == "auto":
+        data["letterbox"] = letterbox or "square"
     return DetectorConfig.model_validate(data)
 
 
@@ -65,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.ingest.video_file import read_frames
 
     try:
-        detector = Detector(detector_config(args.config, args.model))
+        detector = Detector(detector_config(args.config, args.model, args.letterbox))
     except ConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 2

@@ -173,12 +173,13 @@ class DetectorConfig(Strict):
     cuda: CudaOptions = Field(default_factory=CudaOptions)
     tensorrt: TensorRTOptions = Field(default_factory=TensorRTOptions)
     preprocess: PreprocessOptions = Field(default_factory=PreprocessOptions)
-    letterbox: Literal["square", "rect"] = Field(
-        default="square",
-        description="square: pad to input_size², as the model was exported (detections match "
-        "the reference exactly); rect: pad only to the next multiple of 32, so a 16:9 camera costs "
-        "62 % of the model's work (99 % of boxes the same; YOLOX-type models whose graph takes "
-        "other sizes).",
+    letterbox: Literal["auto", "square", "rect"] = Field(
+        default="auto",
+        description="rect: pad only to the next multiple of 32, so a 16:9 camera costs 62 % of "
+        "the model's work (99 % of boxes the same; needs a graph that takes other sizes, as "
+        "YOLOX's does); square: pad to input_size², as the model was exported; auto: rect where "
+        "the model's graph allows it, square otherwise (and in `edge detect`, whose output "
+        "matches the exported model exactly).",
     )
     workers: int = Field(
         default=0, ge=0, le=64,

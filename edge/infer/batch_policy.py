@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from edge.types import Detections, Frame
+from edge.types import Frame
 
 DEFAULT_FPS = 25.0
 """Frame rate assumed for the deadline while no camera's rate is known."""
@@ -121,15 +121,6 @@ class CameraActivity:
         rate = self.rate()
         window = max(stale_s, 2.5 / rate) if rate else stale_s
         return now - self.last_submit <= window
-
-
-@dataclass(slots=True)
-class BatchOutcome:
-    detections: list[Detections | None]
-    """None where the frame could not be preprocessed."""
-    preprocess_s: list[float]
-    inference_s: float
-    postprocess_s: list[float]
 
 
 @dataclass(slots=True)

@@ -33,22 +33,24 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from functools import partial
+from typing import Protocol
 
 import numpy as np
 
 from edge.config import DetectorConfig
 from edge.infer.batch_policy import (
     BatcherStats,
-    BatchOutcome,
     CameraActivity,
     LatestSlots,
     Pending,
     batch_capacity,
     batch_deadline_s,
 )
+from edge.infer.detector import BatchOutcome, Prepare
+from edge.infer.letterbox import Letterbox
 from edge.metrics import EdgeMetrics
-from edge.types import DetectedFrame, Detections, Frame
+from edge.types import DetectedFrame, Frame
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,10 @@ class BatchDetector(Protocol):
     workers: int
     class_names: list[str]
 
-    def preprocess(self, frame: Frame) -> tuple[np.ndarray, Any]: ...
-    def infer_each(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]: ...
-    def postprocess(self, raw: np.ndarray, letterbox: Any) -> Detections: ...
+    def preprocess(self, frame: Frame) -> tuple[np.ndarray, Letterbox]: ...
+    def run_batch(
+        self, jobs: Sequence[Prepare], skip_bad: Callable[[int], None] | None = None
+    ) -> BatchOutcome: ...
 
 
 class FrameSource(Protocol):
@@ -333,35 +336,15 @@ class Batcher:
     # ---- worker thread ----
 
     def _infer(self, frames: Sequence[Frame]) -> BatchOutcome:
-        """Preprocess, infer and postprocess one batch (runs in the worker thread).
+        """One batch, in the worker thread; a frame that cannot be preprocessed (a broken
+        picture) is left out alone."""
 
-        A frame that cannot be preprocessed (a broken picture) is left out of the batch alone."""
-        det = self.detector
-        inputs, boxes, kept = [], [], []
-        pre_s = [0.0] * len(frames)
-        for i, frame in enumerate(frames):
-            t = time.perf_counter()
-            try:
-                arr, letterbox = det.preprocess(frame)
-            except Exception:
-                log.exception("camera %s: cannot preprocess frame %d", frame.camera_id, frame.seq)
-                continue
-            pre_s[i] = time.perf_counter() - t
-            inputs.append(arr)
-            boxes.append(letterbox)
-            kept.append(i)
-        dets: list[Detections | None] = [None] * len(frames)
-        post_s = [0.0] * len(frames)
-        if not kept:
-            return BatchOutcome(dets, pre_s, 0.0, post_s)
-        t = time.perf_counter()
-        raw = det.infer_each(inputs)
-        infer_s = time.perf_counter() - t
-        for row, (i, letterbox) in enumerate(zip(kept, boxes, strict=True)):
-            t = time.perf_counter()
-            dets[i] = det.postprocess(raw[row], letterbox)
-            post_s[i] = time.perf_counter() - t
-        return BatchOutcome(dets, pre_s, infer_s, post_s)
+        def bad(i: int) -> None:
+            f = frames[i]
+            log.exception("camera %s: cannot preprocess frame %d", f.camera_id, f.seq)
+
+        prepare = self.detector.preprocess
+        return self.detector.run_batch([partial(prepare, f) for f in frames], bad)
 
     # ---- delivery (event loop) ----
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -50,6 +50,25 @@ def frozen_batch_message(model: object) -> str:
     )
 
 
+Prepare = Callable[[], tuple[np.ndarray, Letterbox]]
+"""Letterboxes one picture: a frame's or a BGR image's `preprocess`, deferred to the worker."""
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """One batch's detections and where its time went, for the caller's metrics."""
+
+    detections: list[Detections | None]
+    """None where the picture could not be prepared (with `skip_bad`)."""
+    preprocess_s: list[float]
+    inference_s: float
+    postprocess_s: list[float]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+
+
 class Detector:
     """Loads an ONNX YOLO export and turns frames into `Detections` in source pixels."""
 
@@ -63,17 +82,14 @@ class Detector:
         """`io_binding`: None binds I/O on CUDA/TensorRT only; True forces it (also on CPU)."""
         self.config = config
         self.metrics = metrics or EdgeMetrics()
-        self.rect = config.letterbox == "rect"
-        # Read once: the layout needs the graph; a rect session the weights too, in a copy whose
-        # input accepts pictures of other sizes than the export's.
-        model = onnx.load(str(config.model), load_external_data=self.rect)
-        source: Path | bytes = config.model
-        if self.rect:
-            source = free_input_size(model).SerializeToString()
-        self.session, self.provider, self.plan = create_session(
-            source, config, label=config.model.name
-        )
-        self.layout = self._recognise(model)
+        # Read once: the layout needs the graph; a rect session the weights too.
+        model = onnx.load(str(config.model), load_external_data=config.letterbox != "square")
+        self.rect = config.letterbox != "square" and self._open_rect(model)
+        if not self.rect:
+            self.session, self.provider, self.plan = create_session(
+                config.model, config, label=config.model.name
+            )
+            self.layout = self._recognise(model)
         self.family = self.layout.family
         self.class_names = list(self.layout.class_names)
         self.input_size = self.layout.input_size or config.input_size
@@ -96,15 +112,13 @@ class Detector:
         )  # fmt: skip
         on_gpu = self.provider in ("cuda", "tensorrt")
         self.io_binding = on_gpu if io_binding is None else io_binding
-        if self.rect:
-            self._check_rect()
         self.metrics.set_provider(
             self.provider, family=self.family, workers=self.workers, threads=self.plan.threads
         )
         log.info(
             "detector %s: family %s, %d classes, input %d px (%s letterbox), batch %s, %s %s",
             config.model.name, self.family, len(self.class_names), self.input_size,
-            config.letterbox,
+            "rect" if self.rect else "square",
             f"dynamic (max {self.max_batch})" if self.is_dynamic_batch else "frozen at 1",
             self.color.upper(), "0-1" if self.unit_scale else "0-255",
         )  # fmt: skip
@@ -122,11 +136,33 @@ class Detector:
         shape = self.session.run(None, {inp.name: probe})[0].shape
         return recognise(model, self.config.family, output_shape=tuple(shape))
 
-    def _check_rect(self) -> None:
-        """Refuse rect letterboxing for a graph that does not compute other input sizes: its
-        anchors must scale with the picture's area (a decode grid baked for one size fails or
-        keeps the square's count)."""
-        s = self.input_size
+    def _open_rect(self, model: onnx.ModelProto) -> bool:
+        """Open a session on a copy of the model whose input takes pictures of other sizes than
+        the export's, if its graph computes them; False (auto) or a refusal (rect) if not."""
+        name = self.config.model.name
+        try:
+            self.session, self.provider, self.plan = create_session(
+                free_input_size(model).SerializeToString(), self.config, label=name
+            )
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types for a bad graph
+            problem: str | None = f"not with a free input size: {_first_line(exc)}"
+        else:
+            self.layout = self._recognise(model)
+            problem = self._rect_problem()
+        if problem is None:
+            return True
+        if self.config.letterbox == "rect":
+            raise ValueError(
+                f"detector.letterbox: rect needs a model whose graph takes other input sizes "
+                f"than its export's, and {name} does not ({problem}); use square"
+            )
+        log.info("detector.letterbox auto: square for %s (%s)", name, problem)
+        return False
+
+    def _rect_problem(self) -> str | None:
+        """Why this graph cannot take rect pictures, or None: its anchors must scale with the
+        picture's area (a decode grid baked for one size fails, or keeps the square's count)."""
+        s = self.layout.input_size or self.config.input_size
         h = max(STRIDE, -(-s // 2 // STRIDE) * STRIDE)
         counts = []
         for shape in ((s, s), (h, s)):
@@ -134,19 +170,11 @@ class Detector:
             try:
                 out = self.session.run(None, {self.layout.input_name: probe})[0]
             except Exception as exc:
-                first = str(exc).strip().splitlines()[0][:160]
-                raise ValueError(self._rect_refusal(f"it fails at {h}×{s}: {first}")) from None
-            counts.append(out.shape[2] if self.family == "yolov8" else out.shape[1])
+                return f"it fails at {h}×{s}: {_first_line(exc)}"
+            counts.append(out.shape[2] if self.layout.family == "yolov8" else out.shape[1])
         if counts[1] * s != counts[0] * h:
-            raise ValueError(
-                self._rect_refusal(f"{counts[1]} anchors at {h}×{s}, {counts[0]} at {s}²")
-            )
-
-    def _rect_refusal(self, why: str) -> str:
-        return (
-            f"detector.letterbox: rect needs a model that takes other input sizes than "
-            f"{self.input_size}², and {self.config.model.name} does not ({why}); use square"
-        )
+            return f"{counts[1]} anchors at {h}×{s}, {counts[0]} at {s}²"
+        return None
 
     def _class_ids(self, names: Sequence[str]) -> np.ndarray:
         unknown = [n for n in names if n not in self.class_names]
@@ -229,6 +257,38 @@ class Detector:
 
     # -- whole pipeline -----------------------------------------------------------------------
 
+    def run_batch(
+        self, jobs: Sequence[Prepare], skip_bad: Callable[[int], None] | None = None
+    ) -> BatchOutcome:
+        """Prepare, infer and postprocess one batch (≤ `max_batch` pictures), timing each stage.
+        With `skip_bad`, a picture that cannot be prepared (a broken frame) is left out alone:
+        `skip_bad(index)` is called from inside the `except` and its detections are None."""
+        inputs, boxes, kept = [], [], []
+        pre_s = [0.0] * len(jobs)
+        for i, job in enumerate(jobs):
+            start = time.perf_counter()
+            try:
+                tensor, box = job()
+            except Exception:
+                if skip_bad is None:
+                    raise
+                skip_bad(i)
+                continue
+            pre_s[i] = time.perf_counter() - start
+            inputs.append(tensor)
+            boxes.append(box)
+            kept.append(i)
+        dets: list[Detections | None] = [None] * len(jobs)
+        post_s = [0.0] * len(jobs)
+        start = time.perf_counter()
+        raw = self.infer_each(inputs) if inputs else []
+        infer_s = time.perf_counter() - start
+        for i, out, box in zip(kept, raw, boxes, strict=True):
+            start = time.perf_counter()
+            dets[i] = self.postprocess(out, box)
+            post_s[i] = time.perf_counter() - start
+        return BatchOutcome(dets, pre_s, infer_s, post_s)
+
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
         """Detections for each frame, in batches of at most `max_batch`, `workers` at once."""
         jobs = [lambda f=f: self.preprocess(f) for f in frames]
@@ -250,7 +310,7 @@ class Detector:
         if chunk:
             yield from zip(chunk, self.detect(chunk), strict=True)
 
-    def _run_jobs(self, jobs: list, cameras: list[str | None]) -> list[Detections]:
+    def _run_jobs(self, jobs: list[Prepare], cameras: list[str | None]) -> list[Detections]:
         n = self.max_batch
         chunks = [(jobs[i : i + n], cameras[i : i + n]) for i in range(0, len(jobs), n)]
         if len(chunks) > 1 and self.workers > 1:
@@ -261,28 +321,16 @@ class Detector:
             parts = [self._run_chunk(*c) for c in chunks]
         return [d for part in parts for d in part]
 
-    def _run_chunk(self, jobs: list, cameras: list[str | None]) -> list[Detections]:
-        tensors, boxes = [], []
-        for job, cam in zip(jobs, cameras, strict=True):
-            start = time.perf_counter()
-            tensor, lb = job()
-            tensors.append(tensor)
-            boxes.append(lb)
-            self._observe(cam, "preprocess", time.perf_counter() - start)
-        start = time.perf_counter()
-        raw = self.infer_each(tensors)
-        per_frame = (time.perf_counter() - start) / len(tensors)
+    def _run_chunk(self, jobs: list[Prepare], cameras: list[str | None]) -> list[Detections]:
+        run = self.run_batch(jobs)
+        per_frame = run.inference_s / len(jobs)
         out = []
-        for k, (lb, cam) in enumerate(zip(boxes, cameras, strict=True)):
-            self._observe(cam, "inference", per_frame)
-            start = time.perf_counter()
-            dets = self.postprocess(raw[k], lb)
-            self._observe(cam, "postprocess", time.perf_counter() - start)
+        for k, (dets, cam) in enumerate(zip(run.detections, cameras, strict=True)):
+            assert dets is not None  # without skip_bad every picture is prepared or it raised
             if cam is not None:
+                self.metrics.observe_stage(cam, "preprocess", run.preprocess_s[k])
+                self.metrics.observe_stage(cam, "inference", per_frame)
+                self.metrics.observe_stage(cam, "postprocess", run.postprocess_s[k])
                 self.metrics.count_detections(cam, dets.class_id, self.class_names)
             out.append(dets)
         return out
-
-    def _observe(self, camera: str | None, stage: str, seconds: float) -> None:
-        if camera is not None:
-            self.metrics.observe_stage(camera, stage, seconds)

@@ -52,6 +52,26 @@ def test_detect_writes_jsonl_that_agrees_with_reference(
     assert total >= 40  # sparse traffic, but vehicles on most frames
 
 
+def test_detect_letterbox_rect_reproduces_the_service(
+    tmp_path: Path, dynamic_model: Path, clip_frames
+) -> None:
+    """By default `edge detect` is square (the test above); `--letterbox rect` gives what the
+    service's default `auto` gives on this model."""
+    out = tmp_path / "rect.jsonl"
+    run = edge("detect", OVERPASS, "--model", dynamic_model, "--out", out, "--max-frames", "12",
+               "--letterbox", "rect")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "416 px (rect letterbox)" in run.stderr
+    service = Detector(DetectorConfig(model=dynamic_model))
+    assert service.rect
+    frames = clip_frames("traffic_highway_overpass.mp4", 12)
+    for line, dets in zip(out.read_text().splitlines(), service.detect(frames), strict=True):
+        got = json.loads(line)["detections"]
+        assert len(got) == len(dets)
+        for d, box in zip(got, dets.xyxy, strict=True):
+            np.testing.assert_allclose(d["box"], box, atol=0.01)
+
+
 def test_detect_to_stdout_and_bad_input(tmp_path: Path) -> None:
     run = edge("detect", OVERPASS, "--max-frames", "2")
     assert run.returncode == 0, run.stderr

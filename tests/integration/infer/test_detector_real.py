@@ -19,7 +19,9 @@ YOLOX = asset("models", "yolox_nano.onnx")
 
 
 def detector(model: Path = YOLOX, **kw) -> Detector:
-    return Detector(DetectorConfig(model=model, **kw.pop("config", {})), **kw)
+    """Square letterbox, as the (square) reference; rect has its own tests."""
+    config = {"letterbox": "square", **kw.pop("config", {})}
+    return Detector(DetectorConfig(model=model, **config), **kw)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""`detector.letterbox: rect` on the real model: smaller inputs, the reference's detections.
+"""`detector.letterbox: rect` (and `auto`, the default) on the real model: smaller inputs, the
+reference's detections; square where the graph cannot take other sizes.
 
 The reference (conftest) letterboxes onto its own rect canvas and runs the untouched YOLOX file
 with its input declared free; edge's rect detector must agree with it as closely as the square
@@ -20,6 +21,11 @@ from edge.types import Frame
 
 def rect_detector(model: Path, **config: object) -> Detector:
     return Detector(DetectorConfig(model=model, letterbox="rect", **config))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def cctv_frames(clip_frames) -> list[Frame]:
+    return clip_frames("traffic_highway_cctv.mp4", 3, step=90)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +62,7 @@ def test_rect_finds_what_square_finds(dynamic_model: Path, clip_frames) -> None:
         )
         for f in clip_frames(clip, 16, step=30)
     ]
-    square = Detector(DetectorConfig(model=dynamic_model)).detect(frames)
+    square = Detector(DetectorConfig(model=dynamic_model, letterbox="square")).detect(frames)
     rect = rect_detector(dynamic_model).detect(frames)
     total = kept = 0
     for s, r in zip(square, rect, strict=True):
@@ -71,6 +77,31 @@ def test_rect_is_refused_for_a_model_fixed_to_its_size(baked_model) -> None:
     """A decode grid baked into the graph for 416² cannot serve other sizes: a clear error."""
     with pytest.raises(ValueError, match=r"letterbox: rect needs a model .* use square"):
         rect_detector(baked_model("yolov5"))
+
+
+def test_auto_is_rect_where_the_graph_allows_it(dynamic_model: Path, mixed: list[Frame]) -> None:
+    auto = Detector(DetectorConfig(model=dynamic_model, max_batch=8, workers=1))
+    assert auto.rect
+    assert auto.preprocess(mixed[1])[0].shape == (3, 256, 416)
+    rect = rect_detector(dynamic_model, max_batch=8, workers=1)
+    for a, r in zip(auto.detect(mixed), rect.detect(mixed), strict=True):
+        np.testing.assert_array_equal(a.xyxy, r.xyxy)
+
+
+def test_auto_is_square_for_a_model_fixed_to_its_size(
+    baked_model, cctv_frames: list[Frame], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The decode baked for 416² keeps the square input, says why, and detects as square does."""
+    model = baked_model("yolov5")
+    with caplog.at_level("INFO", logger="edge.infer.detector"):
+        auto = Detector(DetectorConfig(model=model))
+    assert not auto.rect
+    assert auto.preprocess(cctv_frames[0])[0].shape == (3, 416, 416)
+    assert "detector.letterbox auto: square for" in caplog.text
+    square = Detector(DetectorConfig(model=model, letterbox="square"))
+    for a, s in zip(auto.detect(cctv_frames), square.detect(cctv_frames), strict=True):
+        np.testing.assert_array_equal(a.xyxy, s.xyxy)
+        np.testing.assert_array_equal(a.score, s.score)
 
 
 def test_rect_batches_reject_wrong_sizes(dynamic_model: Path) -> None:

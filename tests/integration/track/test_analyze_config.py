@@ -57,7 +57,7 @@ async def test_analyze_with_config_counts_and_delivers_to_the_webhook(tmp_path: 
     try:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edge.cli", "analyze", str(clip), "--config", str(config),
-            "--camera", "over", "--max-frames", "100", "--out", str(out),
+            "--camera", "over", "--max-frames", "60", "--out", str(out),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=120)
@@ -65,14 +65,14 @@ async def test_analyze_with_config_counts_and_delivers_to_the_webhook(tmp_path: 
         await runner.cleanup()
     assert proc.returncode == 0, stderr.decode()[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    # frames 0-99 hold the first three hand-counted crossings (54, 55, 91; see test_counting_clips)
-    assert summary["frames"] == 100
-    assert summary["counts"] == {"south": {"car": {"toward": 3}}}
+    # frames 0-59 hold the first two hand-counted crossings (54, 55; see test_counting_clips)
+    assert summary["frames"] == 60
+    assert summary["counts"] == {"south": {"car": {"toward": 2}}}
     assert summary["events_dropped"] == 0
     lines = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
     assert [e for e in lines if e["kind"] == "crossing"] == [
         e for e in received if e["kind"] == "crossing"
     ]
-    assert len(received) == len(lines) > 3  # crossings and ends of tracks, nothing lost
+    assert len(received) == len(lines) > 2  # crossings and ends of tracks, nothing lost
     assert {e["camera"] for e in received} == {"over"}
     assert calls >= 3

@@ -100,7 +100,10 @@ def test_defaults_mirror_the_original_app() -> None:
             "ingest: backoff_max_s must be >=",
         ),
         ("just text", "config: must be a mapping"),
-        (base(detector={"letterbox": "wide"}), "detector.letterbox: Input should be 'square'"),
+        (
+            base(detector={"letterbox": "wide"}),
+            "detector.letterbox: Input should be 'auto', 'square' or 'rect'",
+        ),
     ],
 )
 def test_invalid_configs_name_the_field(data: Any, expected: str) -> None:
