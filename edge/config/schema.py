@@ -114,6 +114,11 @@ class CudaOptions(Strict):
     gpu_mem_limit: int = Field(default=2 * 1024**3, ge=64 * 1024**2, description="Bytes.")
     cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
     do_copy_in_default_stream: bool = True
+    io_binding: bool = Field(
+        default=False,
+        description="Bind the batch and output with ORT's IOBinding. Off: on an H200 a plain run "
+        "was faster (batch 8: 1142 against 906 img/s); both copy each batch to the GPU once.",
+    )
     tf32: bool = Field(
         default=False,
         description="TensorFloat-32 math on Ampere and newer GPUs (ORT's use_tf32). Off: results "

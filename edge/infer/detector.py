@@ -111,7 +111,18 @@ class Detector:
             allowed=self._class_ids(config.classes),
         )  # fmt: skip
         on_gpu = self.provider in ("cuda", "tensorrt")
-        self.io_binding = on_gpu if io_binding is None else io_binding
+        self.io_binding = on_gpu and config.cuda.io_binding if io_binding is None else io_binding
+        # On a GPU every batch runs padded to max_batch rows, so the session sees one input shape:
+        # on an H200, changing shapes from run to run (rect sizes alternating, or workers' batches
+        # of different sizes) cut throughput tenfold or stalled it, most likely because the CUDA
+        # provider re-plans its convolutions for each new shape (BENCHMARKS.md, GPU).
+        self.pad_to = self.max_batch if on_gpu and self.is_dynamic_batch else 0
+        if on_gpu and self.rect:
+            log.warning(
+                "detector.letterbox: rect on %s: cameras of different shapes make the GPU rebuild "
+                "its plans at every change of input size; square is faster there",
+                self.provider,
+            )
         self.metrics.set_provider(
             self.provider, family=self.family, workers=self.workers, threads=self.plan.threads
         )
@@ -149,6 +160,8 @@ class Detector:
         else:
             self.layout = self._recognise(model)
             problem = self._rect_problem()
+        if problem is None and self.config.letterbox == "auto" and self.provider != "cpu":
+            problem = f"on {self.provider}, where a single input shape runs fastest"
         if problem is None:
             return True
         if self.config.letterbox == "rect":
@@ -212,11 +225,15 @@ class Detector:
             raise ValueError(f"batch must be {want}, got {batch.shape}")
         if batch.shape[0] > 1 and not self.is_dynamic_batch:
             raise FrozenBatchError(frozen_batch_message(self.config.model))
+        n = batch.shape[0]
+        if n < self.pad_to:
+            blank = np.zeros((self.pad_to - n, *batch.shape[1:]), batch.dtype)
+            batch = np.concatenate([batch, blank])
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         start = time.perf_counter()
         out = self._run_bound(batch) if self.io_binding else self._run_plain(batch)
         self.metrics.batch_inference_seconds.observe(time.perf_counter() - start)
-        return out
+        return out[:n]
 
     def _fits(self, h: int, w: int) -> bool:
         s = self.input_size
@@ -231,8 +248,11 @@ class Detector:
         for k, tensor in enumerate(tensors):
             groups.setdefault(tensor.shape, []).append(k)
         out: list[np.ndarray] = [np.empty(0)] * len(tensors)
-        for members in groups.values():
-            raw = self.infer(np.stack([tensors[k] for k in members]))
+        for shape, members in groups.items():
+            batch = np.zeros((max(len(members), self.pad_to), *shape), np.float32)
+            for row, k in enumerate(members):
+                batch[row] = tensors[k]
+            raw = self.infer(batch)
             for row, k in enumerate(members):
                 out[k] = raw[row]
         return out

@@ -116,14 +116,29 @@ def test_io_binding_path_gives_the_plain_results(dynamic_model: Path, cctv: list
     "CUDAExecutionProvider" not in ort.get_available_providers(),
     reason="needs onnxruntime-gpu and an NVIDIA GPU (the 'gpu' extra)",
 )
-def test_cuda_runs_with_io_binding_and_agrees(
-    dynamic_model: Path, cctv: list, assert_agree
-) -> None:
+def test_cuda_runs_padded_batches_and_agrees(dynamic_model: Path, cctv: list, assert_agree) -> None:
     gpu = detector(dynamic_model, config={"providers": ["cuda", "cpu"]})
-    assert gpu.provider == "cuda" and gpu.io_binding
+    assert gpu.provider == "cuda" and gpu.pad_to == gpu.max_batch == 8 and not gpu.io_binding
     cpu = detector(dynamic_model, config={"providers": ["cpu"]})
-    for g, c in zip(gpu.detect(cctv), cpu.detect(cctv), strict=True):
+    for g, c in zip(gpu.detect(cctv[:5]), cpu.detect(cctv[:5]), strict=True):
         assert_agree(g, c, "cuda vs cpu")
+    auto = Detector(DetectorConfig(model=dynamic_model, providers=["cuda", "cpu"]))
+    assert not auto.rect  # one input shape on a GPU
+
+
+def test_padded_batches_give_each_frame_its_own_result(dynamic_model: Path, cctv: list) -> None:
+    """What a GPU does (pad every batch to max_batch rows with blank pictures), checked here on
+    the CPU: the padding rows are run and dropped, the real rows keep their results."""
+    plain = detector(dynamic_model)
+    padded = detector(dynamic_model)
+    padded.pad_to = 8
+    tensors = [plain.preprocess(f)[0] for f in cctv[:3]]
+    want = plain.infer(np.stack(tensors))
+    got = padded.infer(np.stack(tensors))
+    assert got.shape == want.shape == (3, *want.shape[1:])
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    for g, w in zip(padded.infer_each(tensors), want, strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-4)
 
 
 def test_one_log_line_names_the_provider(caplog: pytest.LogCaptureFixture) -> None:
