@@ -309,17 +309,21 @@ def report(
     fps = {k: mean([w.fps for w in ws]) for k, ws in runs.items()}
     ms = {k: mean([w.cpu_ms_per_frame for w in ws]) for k, ws in runs.items()}
     base = max(("dc", "dc0"), key=lambda k: fps[k])
+
+    def ratio(a: float, b: float) -> str:  # a stalled variant (0 frames/s) must not end the report
+        return f"{a / b:.2f}×" if b else "n/a"
+
     if live:
         lines += ["", f"RTSP simulator CPU during (b)/(c): {sim:.2f} cores (not in this process)."]
     lines += [
         "",
         "Ratios (means, same run):",
         f"- capacity, edge (d) / the faster original loop ({base}), {cameras} cameras: "
-        f"**{fps['d'] / fps[base]:.2f}×** (goal ≥ 2×); against the other "
-        f"{fps['d'] / fps['dc' if base == 'dc0' else 'dc0']:.2f}×",
-        f"- edge (d1) / ({base}): {fps['d1'] / fps[base]:.2f}×; "
-        f"edge's default plan (d) / (d1): {fps['d'] / fps['d1']:.2f}×",
-        f"- CPU per processed frame, (d) / ({base}): {ms['d'] / ms[base]:.2f}× "
+        f"**{ratio(fps['d'], fps[base])}** (goal ≥ 2×); against the other "
+        f"{ratio(fps['d'], fps['dc' if base == 'dc0' else 'dc0'])}",
+        f"- edge (d1) / ({base}): {ratio(fps['d1'], fps[base])}; "
+        f"edge's default plan (d) / (d1): {ratio(fps['d'], fps['d1'])}",
+        f"- CPU per processed frame, (d) / ({base}): {ratio(ms['d'], ms[base])} "
         f"({ms['d']:.1f} vs {ms[base]:.1f} ms)",
     ]
     for how, rows in bare.items():

@@ -56,6 +56,8 @@ def read_frames(count: int) -> list[Frame]:
 
 
 def detector(model: Path, provider: str, **config: object) -> Detector:
+    """Square letterbox (auto is rect on a CPU, square on a GPU: compare like with like)."""
+    config.setdefault("letterbox", "square")
     cfg = DetectorConfig(model=model, providers=[provider], **config)  # type: ignore[arg-type]
     det = Detector(cfg, EdgeMetrics())
     if det.provider not in (provider, "tensorrt"):

@@ -25,7 +25,7 @@ from edge.infer.layout import LayoutError, ModelLayout, recognise
 from edge.infer.letterbox import STRIDE, Color, Letterbox, letterbox_bgr, letterbox_frame
 from edge.infer.postprocess import PostprocessParams, postprocess
 from edge.infer.prepare import free_input_size
-from edge.infer.providers import create_session
+from edge.infer.providers import create_session, usable_providers
 from edge.metrics import EdgeMetrics
 from edge.types import Detections, Frame
 
@@ -79,12 +79,21 @@ class Detector:
         *,
         io_binding: bool | None = None,
     ) -> None:
-        """`io_binding`: None binds I/O on CUDA/TensorRT only; True forces it (also on CPU)."""
+        """`io_binding`: None follows `detector.cuda.io_binding` on CUDA/TensorRT (off on a CPU);
+        True forces it (also on a CPU)."""
         self.config = config
         self.metrics = metrics or EdgeMetrics()
+        want_rect = config.letterbox == "rect"
+        if config.letterbox == "auto":
+            # On a GPU one input shape runs fastest (see `pad_to` below); on a CPU the model's
+            # cost follows the picture's area, so rect pays.
+            first = usable_providers(config)[0]
+            want_rect = first == "cpu"
+            if not want_rect:
+                log.info("detector.letterbox auto: square on %s (one input shape)", first)
         # Read once: the layout needs the graph; a rect session the weights too.
-        model = onnx.load(str(config.model), load_external_data=config.letterbox != "square")
-        self.rect = config.letterbox != "square" and self._open_rect(model)
+        model = onnx.load(str(config.model), load_external_data=want_rect)
+        self.rect = want_rect and self._open_rect(model)
         if not self.rect:
             self.session, self.provider, self.plan = create_session(
                 config.model, config, label=config.model.name
@@ -160,8 +169,6 @@ class Detector:
         else:
             self.layout = self._recognise(model)
             problem = self._rect_problem()
-        if problem is None and self.config.letterbox == "auto" and self.provider != "cpu":
-            problem = f"on {self.provider}, where a single input shape runs fastest"
         if problem is None:
             return True
         if self.config.letterbox == "rect":

@@ -63,6 +63,12 @@ def requested_providers(config: DetectorConfig) -> list[str]:
     return names
 
 
+def usable_providers(config: DetectorConfig) -> list[str]:
+    """`requested_providers` that this onnxruntime build has (a GPU may still fail to start)."""
+    available = set(ort.get_available_providers())
+    return [p for p in requested_providers(config) if ORT_NAMES[p] in available]
+
+
 def _preload_gpu_libraries() -> None:
     """onnxruntime-gpu finds the NVIDIA pip libraries only after `preload_dlls` (1.21+)."""
     preload = getattr(ort, "preload_dlls", None)
@@ -136,9 +142,8 @@ def create_session(
     wanted = requested_providers(config)
     if any(p in ("cuda", "tensorrt") for p in wanted):
         _preload_gpu_libraries()
-    available = set(ort.get_available_providers())
-    usable = [p for p in wanted if ORT_NAMES[p] in available]
-    missing = [p for p in wanted if ORT_NAMES[p] not in available]
+    usable = usable_providers(config)
+    missing = [p for p in wanted if p not in usable]
     if config.tensorrt.enabled and "tensorrt" in usable:
         Path(config.tensorrt.engine_cache_dir).expanduser().mkdir(parents=True, exist_ok=True)
     threads = run_plan(config, usable[0]).threads

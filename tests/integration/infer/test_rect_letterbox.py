@@ -80,7 +80,8 @@ def test_rect_is_refused_for_a_model_fixed_to_its_size(baked_model) -> None:
 
 
 def test_auto_is_rect_where_the_graph_allows_it(dynamic_model: Path, mixed: list[Frame]) -> None:
-    auto = Detector(DetectorConfig(model=dynamic_model, max_batch=8, workers=1))
+    """On the CPU (on a GPU auto is square: test_detector_real's CUDA test)."""
+    auto = Detector(DetectorConfig(model=dynamic_model, max_batch=8, workers=1, providers=["cpu"]))
     assert auto.rect
     assert auto.preprocess(mixed[1])[0].shape == (3, 256, 416)
     rect = rect_detector(dynamic_model, max_batch=8, workers=1)
@@ -94,7 +95,7 @@ def test_auto_is_square_for_a_model_fixed_to_its_size(
     """The decode baked for 416² keeps the square input, says why, and detects as square does."""
     model = baked_model("yolov5")
     with caplog.at_level("INFO", logger="edge.infer.detector"):
-        auto = Detector(DetectorConfig(model=model))
+        auto = Detector(DetectorConfig(model=model, providers=["cpu"]))
     assert not auto.rect
     assert auto.preprocess(cctv_frames[0])[0].shape == (3, 416, 416)
     assert "detector.letterbox auto: square for" in caplog.text
