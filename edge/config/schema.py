@@ -182,9 +182,9 @@ class DetectorConfig(Strict):
         default="auto",
         description="rect: pad only to the next multiple of 32, so a 16:9 camera costs 62 % of "
         "the model's work (99 % of boxes the same; needs a graph that takes other sizes, as "
-        "YOLOX's does); square: pad to input_size², as the model was exported; auto: rect where "
-        "the model's graph allows it, square otherwise (and in `edge detect`, whose output "
-        "matches the exported model exactly).",
+        "YOLOX's does); square: pad to input_size², as the model was exported; auto: rect on a "
+        "CPU where the model's graph allows it, square otherwise, on a GPU (one input shape runs "
+        "fastest there) and in `edge detect` (whose output matches the exported model exactly).",
     )
     workers: int = Field(
         default=0, ge=0, le=64,
