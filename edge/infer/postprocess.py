@@ -1,14 +1,16 @@
-"""From a model's raw output to the vehicles of one picture: decode, score, filter, NMS.
+"""From a model's raw output to the vehicles of each picture: score, filter, decode, NMS.
 
-Everything is whole-array numpy. The only Python loop is greedy NMS, which runs once per *kept*
-box (at most `max_det`), never once per anchor.
+Everything is whole-array numpy over the whole batch, and NMS is one OpenCV call for the batch; the
+only per-picture Python is the final split into one `Detections` per picture.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from edge.infer.letterbox import Letterbox, to_source
@@ -41,47 +43,13 @@ def yolox_grid(
     return np.concatenate(grids).astype(np.float32), np.concatenate(steps).astype(np.float32)
 
 
-def decode_yolox(raw: np.ndarray, height: int, width: int | None = None) -> np.ndarray:
-    """Raw YOLOX `A×(5+C)` → the YOLOv5 layout (cx, cy, w, h in input pixels, obj, classes)."""
-    grid, stride = yolox_grid(height, width)
-    if raw.shape[0] != grid.shape[0]:
-        raise ValueError(
-            f"YOLOX output has {raw.shape[0]} anchor points, a {height}×{width or height} px "
-            f"input gives {grid.shape[0]}"
-        )
-    out = raw.astype(np.float32, copy=True)
-    out[:, :2] = (raw[:, :2] + grid) * stride
-    out[:, 2:4] = np.exp(raw[:, 2:4]) * stride
-    return out
-
-
 def cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
     half = b[:, 2:4] / 2
     return np.concatenate((b[:, :2] - half, b[:, :2] + half), axis=1)
 
 
-def best_class(
-    class_scores: np.ndarray, obj: np.ndarray | None, params: PostprocessParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row the best class over *all* classes (as YOLOv5 does), then the conf and class filters.
-
-    Returns (row indices kept, their score = obj × class or class, their class id).
-    """
-    rows = np.arange(len(class_scores))
-    if obj is not None:  # score <= obj, so rows with a low objectness can go before the product
-        rows = rows[obj > params.conf]
-        scores = class_scores[rows] * obj[rows, None]
-    else:
-        scores = class_scores
-    cls = scores.argmax(axis=1) if len(rows) else np.zeros(0, dtype=np.int64)
-    best = scores[np.arange(len(rows)), cls]
-    keep = best > params.conf
-    if params.allowed is not None:
-        keep &= np.isin(cls, params.allowed)
-    return rows[keep], best[keep].astype(np.float32), cls[keep].astype(np.int64)
-
-
 def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box with each of `boxes` (for comparing detection sets)."""
     x1 = np.maximum(box[0], boxes[:, 0])
     y1 = np.maximum(box[1], boxes[:, 1])
     x2 = np.minimum(box[2], boxes[:, 2])
@@ -92,53 +60,94 @@ def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, max_det: int) -> np.ndarray:
-    """Greedy NMS: indices of kept boxes, best first; a box goes when IoU > `iou` with a kept one.
+def nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy NMS within each group (one group per picture and class) in one call: indices of the
+    kept boxes, best first. A box goes when its IoU with a better box kept in its group is above
+    `iou`; equal scores keep their input order. Scores must be positive (postprocess keeps only
+    scores above `conf`).
 
-    Stopping at `max_det` gives the same first `max_det` boxes as running to the end, because a
-    box's fate depends only on the better-scored boxes kept before it.
-    """
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size and len(keep) < max_det:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        order = rest[iou_one_to_many(boxes[i], boxes[rest]) <= iou]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def batched_nms(
-    boxes: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou: float, max_det: int
-) -> np.ndarray:
-    """Per-class NMS in one pass: each class's boxes are shifted so that classes never overlap."""
+    The groups are moved apart on the x axis so that no two can overlap, then OpenCV's C++ NMS
+    runs once over the whole batch instead of a Python loop per kept box and picture."""
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
-    span = float(boxes.max() - min(boxes.min(), 0.0)) + 1.0
-    shifted = boxes + (class_id.astype(np.float32) * span)[:, None]
-    return nms(shifted, scores, iou, max_det)
+    xywh = boxes.astype(np.float64)
+    xywh[:, 2:] -= xywh[:, :2]
+    span = float(boxes[:, 2].max() - min(float(boxes[:, 0].min()), 0.0)) + 1.0
+    xywh[:, 0] += groups.astype(np.float64) * span
+    kept = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, iou)
+    return np.asarray(kept, dtype=np.int64).reshape(-1)
+
+
+def postprocess_batch(
+    raw: np.ndarray,
+    family: str,
+    input_size: int,
+    letterboxes: Sequence[Letterbox],
+    params: PostprocessParams,
+) -> list[Detections]:
+    """The raw output of a batch of pictures of one input size (`B×A×(5+C)`, or `B×(4+C)×A` for
+    YOLOv8) → Detections in source pixels, one per picture.
+
+    The whole batch goes through each step at once: the conf filter first (on objectness where the
+    family has one), then the best class over *all* classes (as YOLOv5 does) with the conf and
+    class filters, box decoding of the survivors only, one NMS per picture and class, and the
+    mapping back to each picture's source pixels."""
+    if raw.ndim != 3 or raw.shape[0] != len(letterboxes):
+        raise ValueError(
+            f"expected a batch of {len(letterboxes)} pictures' outputs, got shape {raw.shape}"
+        )
+    rows = raw.transpose(0, 2, 1) if family == "yolov8" else raw
+    first = 4 if family == "yolov8" else 5
+    class_scores = rows[:, :, first:]
+    if family == "yolov8":
+        pic, anchor = np.nonzero(class_scores.max(axis=2) > params.conf)
+        scores = class_scores[pic, anchor]
+    else:
+        pic, anchor = np.nonzero(rows[:, :, 4] > params.conf)  # score <= obj: filter on obj first
+        scores = class_scores[pic, anchor] * rows[pic, anchor, 4:5]
+    cls = scores.argmax(axis=1)
+    best = scores[np.arange(len(cls)), cls]
+    keep = best > params.conf
+    if params.allowed is not None:
+        keep &= np.isin(cls, params.allowed)
+    pic, anchor, cls, best = pic[keep], anchor[keep], cls[keep], best[keep].astype(np.float32)
+    cxcywh = np.asarray(rows[pic, anchor, :4], dtype=np.float32)
+    if family == "yolox":
+        lb = letterboxes[0] if letterboxes else None
+        h = (lb.in_h if lb else None) or input_size
+        w = (lb.in_w if lb else None) or input_size
+        grid, stride = yolox_grid(h, w)
+        if rows.shape[1] != grid.shape[0]:
+            raise ValueError(
+                f"YOLOX output has {rows.shape[1]} anchor points, a {h}×{w} px input gives "
+                f"{grid.shape[0]}"
+            )
+        cxcywh[:, :2] = (cxcywh[:, :2] + grid[anchor]) * stride[anchor]
+        cxcywh[:, 2:] = np.exp(cxcywh[:, 2:]) * stride[anchor]
+    boxes = cxcywh_to_xyxy(cxcywh)
+    kept = nms(boxes, best, pic * (int(cls.max(initial=0)) + 1) + cls, params.iou)
+    kept = kept[np.argsort(pic[kept], kind="stable")]  # by picture, each best first
+    starts = np.searchsorted(pic[kept], np.arange(len(letterboxes) + 1))
+    out = []
+    for i, lb in enumerate(letterboxes):
+        mine = kept[starts[i] : min(starts[i + 1], starts[i] + params.max_det)]
+        out.append(
+            Detections(
+                xyxy=to_source(boxes[mine], lb).reshape(-1, 4),
+                score=best[mine],
+                class_id=cls[mine].astype(np.int64),
+            )
+        )
+    return out
 
 
 def postprocess(
     raw: np.ndarray, family: str, input_size: int, letterbox: Letterbox, params: PostprocessParams
 ) -> Detections:
-    """One picture's raw output (`A×(5+C)`, or `(4+C)×A` for YOLOv8) → Detections in source px."""
-    if raw.ndim == 3 and raw.shape[0] == 1:
-        raw = raw[0]
-    if raw.ndim != 2:
+    """One picture's raw output (`A×(5+C)`, or `(4+C)×A` for YOLOv8; with or without its batch
+    axis) → Detections in source px."""
+    if raw.ndim == 2:
+        raw = raw[None]
+    if raw.ndim != 3 or raw.shape[0] != 1:
         raise ValueError(f"expected one picture's 2-D output, got shape {raw.shape}")
-    if family == "yolov8":
-        rows = raw.T
-        boxes_cxcywh, obj, class_scores = rows[:, :4], None, rows[:, 4:]
-    else:
-        h, w = letterbox.in_h or input_size, letterbox.in_w or input_size
-        rows = decode_yolox(raw, h, w) if family == "yolox" else raw
-        boxes_cxcywh, obj, class_scores = rows[:, :4], rows[:, 4], rows[:, 5:]
-    idx, score, cls = best_class(class_scores, obj, params)
-    boxes = cxcywh_to_xyxy(np.asarray(boxes_cxcywh[idx], dtype=np.float32))
-    keep = batched_nms(boxes, score, cls, params.iou, params.max_det)
-    return Detections(
-        xyxy=to_source(boxes[keep], letterbox).reshape(-1, 4),
-        score=score[keep],
-        class_id=cls[keep],
-    )
+    return postprocess_batch(raw, family, input_size, [letterbox], params)[0]
