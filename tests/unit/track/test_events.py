@@ -1,9 +1,12 @@
-"""Vehicle events: JSON shape, the rotating JSONL file, and the webhook against a real server."""
+"""Vehicle events: JSON shape, the rotating JSONL file (and its write errors), and the webhook
+against a real server."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +16,7 @@ from aiohttp import web
 
 from edge.config import WebhookConfig
 from edge.metrics import EdgeMetrics
-from edge.testing import free_port
+from edge.testing import async_wait_for, free_port
 from edge.track.events import EventBus, JsonlSink, VehicleEvent, WebhookSink
 
 
@@ -82,6 +85,7 @@ class Receiver:
         self.status = status
         self.requests = 0
         self.events: list[dict] = []
+        self.authorization: list[str | None] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.port = free_port()
@@ -89,6 +93,7 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.authorization.append(request.headers.get("Authorization"))
         await self.gate.wait()
         if self.requests <= self.failures:
             return web.Response(status=self.status)
@@ -229,3 +234,69 @@ async def test_emit_after_stop_is_counted_not_lost_silently(tmp_path: Path) -> N
     await bus.stop()
     bus.emit(event(1))
     assert sample(metrics, "edge_events_dropped_total", sink="jsonl", reason="stopped") == 1
+
+
+async def test_jsonl_on_a_full_disk_counts_io_error_drops_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """/dev/full refuses every write with ENOSPC, as a full disk does."""
+    metrics = EdgeMetrics()
+    bus = EventBus([JsonlSink(Path("/dev/full"), max_bytes=10**6, backups=1, metrics=metrics)],
+                   metrics)  # fmt: skip
+    await bus.start()
+    for i in range(7):
+        bus.emit(event(i))
+    await bus.stop()
+    assert sample(metrics, "edge_events_dropped_total", sink="jsonl", reason="io_error") == 7
+    assert sample(metrics, "edge_events_emitted_total", sink="jsonl") == 0
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "events file /dev/full: [Errno 28] No space left on device; 7 events lost"
+    ]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+async def test_jsonl_writes_again_once_the_io_error_is_gone(tmp_path: Path) -> None:
+    """A folder where the file should be fails every write; once removed, events flow again."""
+    metrics = EdgeMetrics()
+    path = tmp_path / "events.jsonl"
+    path.mkdir()
+    bus = EventBus([JsonlSink(path, max_bytes=10**6, backups=1, metrics=metrics)], metrics)
+    await bus.start()
+    for i in range(5):
+        bus.emit(event(i))
+
+    def dropped() -> float:
+        return sample(metrics, "edge_events_dropped_total", sink="jsonl", reason="io_error")
+
+    await async_wait_for(lambda: dropped() == 5, 10)
+    path.rmdir()
+    for i in range(5, 9):
+        bus.emit(event(i))
+    await bus.stop()
+    assert [json.loads(x)["track_id"] for x in path.read_text().splitlines()] == [5, 6, 7, 8]
+    assert dropped() == 5
+    assert sample(metrics, "edge_events_emitted_total", sink="jsonl") == 4
+
+
+@pytest.mark.parametrize("reachable", [True, False], ids=["server-503", "unreachable"])
+async def test_webhook_credentials_never_reach_the_log(
+    reachable: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failed deliveries are logged with the URL: its password masked, its user kept."""
+    caplog.set_level(logging.DEBUG)
+    password = "wh-s3cret-pw"
+    metrics = EdgeMetrics()
+    async with Receiver(failures=1000, status=503) as server:
+        port = server.port if reachable else free_port()
+        url = f"http://hookuser:{password}@127.0.0.1:{port}/hook"
+        bus = EventBus([webhook(url, metrics, retries=1)], metrics)
+        await bus.start()
+        bus.emit(event(1))
+        await bus.stop()
+    assert sample(metrics, "edge_events_dropped_total", sink="webhook", reason="failed") == 1
+    assert caplog.text.count("http://hookuser:***@127.0.0.1") == 3  # two attempts, one give-up
+    assert password not in caplog.text
+    if reachable:  # the credentials did go to the server, as HTTP basic auth
+        basic = "Basic " + base64.b64encode(f"hookuser:{password}".encode()).decode()
+        assert server.authorization == [basic, basic]
