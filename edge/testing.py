@@ -1,4 +1,5 @@
-"""Helpers shared by the tests, benchmarks and the demo: waiting on conditions, free ports."""
+"""Helpers shared by the tests, benchmarks and the demo: waiting on conditions, free ports, metric
+samples (from a registry or a scraped `/metrics` text), box overlap, processes a service left."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge.metrics import EdgeMetrics
 
 CHROMIUM = "/usr/bin/chromium"
 """Debian's Chromium (never a browser downloaded by a test tool)."""
@@ -118,3 +124,75 @@ class ServiceProcess:
                 self.proc.wait()
         self._log.close()
         return int(self.proc.returncode)
+
+
+def metric_samples(
+    source: str | CollectorRegistry | EdgeMetrics, name: str, **labels: str
+) -> list[tuple[dict[str, str], float]]:
+    """Samples called `name` (with its suffix: `_total`, `_count`, ...) whose labels include
+    `labels`, from `/metrics` text, a registry or an `EdgeMetrics`."""
+    if isinstance(source, str):
+        families = list(text_string_to_metric_families(source))
+    else:
+        registry = source.registry if isinstance(source, EdgeMetrics) else source
+        families = list(registry.collect())
+    return [
+        (dict(s.labels), float(s.value))
+        for family in families
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+def metric_value(source: str | CollectorRegistry | EdgeMetrics, name: str, **labels: str) -> float:
+    """The sum of `metric_samples` (0.0 when there is none): one series when every label is
+    given, else the total over the others (`metric_value(text, "edge_frames_dropped_total",
+    camera="a")` is every drop of camera a)."""
+    return sum(value for _, value in metric_samples(source, name, **labels))
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes; 0.0 when both are empty.
+
+    Plain arithmetic, on purpose: tests compare edge's own vectorised IoU against it."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, start time in clock ticks) of a live process, from /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces and parentheses
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """Every live process below `pid` (children, grandchildren, ...): pid -> start time, so that
+    `still_alive` cannot mistake a recycled pid for one of them."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
+            table[int(entry.name)] = stat
+    found: dict[int, int] = {}
+    parents = {pid}
+    while parents:
+        children = {p for p, (_, ppid, _) in table.items() if ppid in parents and p not in found}
+        found.update({p: table[p][2] for p in children})
+        parents = children
+    return found
+
+
+def still_alive(processes: dict[int, int]) -> list[int]:
+    """The processes of a `descendants` result that still run (zombies have ended)."""
+    alive = []
+    for pid, started in processes.items():
+        stat = _proc_stat(pid)
+        if stat is not None and stat[2] == started and stat[0] != "Z":
+            alive.append(pid)
+    return alive

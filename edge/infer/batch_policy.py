@@ -80,6 +80,12 @@ class LatestSlots:
         stale = [c for c, p in self._slots.items() if now - p.frame.received_at > stale_s]
         return [self._slots.pop(c).frame for c in stale]
 
+    def pop_all(self) -> list[Frame]:
+        """Remove and return every pending frame (the batcher stops: they will never run)."""
+        frames = [p.frame for p in self._slots.values()]
+        self._slots.clear()
+        return frames
+
     def take(self, n: int, busy: Collection[str] = ()) -> list[Pending]:
         """Remove and return up to `n` frames of cameras not in `busy`, longest-waiting first (so
         nobody starves)."""
@@ -134,6 +140,8 @@ class BatcherStats:
     stale: int = 0
     errors: int = 0
     result_queue_drops: int = 0
+    shutdown: int = 0
+    """Frames pending and results no subscriber took when the batcher stopped."""
     batch_sizes: dict[int, int] = field(default_factory=dict)
 
     @property

@@ -20,6 +20,10 @@ Results are delivered two ways, both optional:
   subscriber that falls behind loses its oldest results (counted as reason "queue_full").
 - `on_result`: a callback called on the event loop for every result, in order; it must be quick.
 
+`stop()` loses nothing silently: the batches in flight finish and deliver, and the frames still
+waiting for a batch and the results no subscriber took are counted as dropped (reason
+"shutdown"), so that every frame submitted ends up inferred or counted, stopped or not.
+
 Call `submit` and `set_streaming` from the event loop's thread only. The pure policy (deadline,
 capacity, latest-only slots, camera liveness) lives in `edge.infer.batch_policy`.
 """
@@ -99,6 +103,12 @@ class ResultStream:
         self._items.append(item)
         self._ready.set()
         return not full
+
+    def discard(self) -> int:
+        """Drop every undelivered result; return how many there were."""
+        n = len(self._items)
+        self._items.clear()
+        return n
 
     def close(self) -> None:
         self._closed = True
@@ -234,19 +244,30 @@ class Batcher:
             self._task = asyncio.create_task(self.run(), name="edge-batcher")
 
     async def stop(self) -> None:
-        """Stop batching, wait for the batches in flight, end every result stream."""
+        """Stop batching, let the batches in flight finish, end every result stream.
+
+        A batch already handed to a worker thread cannot be interrupted, so its results are
+        delivered rather than thrown away. Frames still pending and results still queued for a
+        subscriber are dropped and counted (reason "shutdown"): after `stop()` every frame
+        submitted was inferred or counted as dropped, and every result reached its subscribers or
+        was counted."""
         task, self._task = self._task, None
-        for t in [task, *self._running]:
-            if t is not None:
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
-        self._busy.clear()  # a batch cancelled before it started never cleared its cameras
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        self._busy.clear()
+        for frame in self._slots.pop_all():
+            self._count_drop(frame.camera_id, "shutdown")
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, True)
             self._executor = None
         for streams in list(self._streams.values()):
             for s in list(streams):
+                for _ in range(s.discard()):
+                    self._count_drop(s.camera_id, "shutdown")
                 s.close()
 
     async def __aenter__(self) -> Batcher:
@@ -331,6 +352,8 @@ class Batcher:
             self.stats.result_queue_drops += 1
         elif reason == "error":
             self.stats.errors += 1
+        elif reason == "shutdown":
+            self.stats.shutdown += 1
         self.metrics.frames_dropped.labels(camera=camera_id, reason=reason).inc()
 
     # ---- worker thread ----

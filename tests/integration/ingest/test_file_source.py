@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import http.server
+import logging
 import random
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 from edge.config import CameraConfig
 from edge.ingest.source import CameraSource, CameraState
 from edge.metrics import EdgeMetrics
-from edge.testing import async_wait_for
+from edge.testing import async_wait_for, metric_value
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,12 +38,10 @@ def short_clip(src: Path, dst: Path, frames: int) -> Path:
     return dst
 
 
-async def take(source: CameraSource, n: int, delay: float = 0.0) -> list:
+async def take(source: CameraSource, n: int) -> list:
     out = []
     async for frame in source.frames():
         out.append(frame)
-        if delay:
-            await asyncio.sleep(delay)
         if len(out) == n:
             break
     return out
@@ -86,28 +83,41 @@ async def test_looping_file_replays_and_plain_file_stops(clips, tmp_path):
     assert pts[10] == pts[0] and pts[20] == pts[0]
     assert [f.seq for f in frames] == list(range(1, 26))
     assert looping.stats.reconnects == 0
+    # a frame decoded but not taken when the source stopped is counted, not lost
+    stats = looping.stats
+    assert set(stats.dropped_by_reason) <= {"shutdown"}
+    assert stats.frames == len(frames) + stats.dropped
 
 
 async def test_realtime_file_is_paced_and_a_slow_consumer_gets_the_latest_frame(clips):
+    """The consumer comes back only once two newer frames were decoded: it must get the newest,
+    the ones in between counted as superseded."""
     metrics = EdgeMetrics()
     src = CameraSource(
         CameraConfig(id="rt", url=str(clips["highway"])), metrics=metrics, realtime=True
     )
+    started = time.monotonic()
+    slow: list = []
     async with src:
-        await async_wait_for(lambda: src.stats.frames > 0, 5)
-        start, before = time.monotonic(), src.stats.frames
-        slow = await take(src, 8, delay=0.2)  # 5 fps consumer on a 25 fps file
-        rate = (src.stats.frames - before) / (time.monotonic() - start)
-    assert rate == pytest.approx(25.0, rel=0.15)
-    assert src.stats.dropped_by_reason.get("superseded", 0) >= 20
+        async for frame in src.frames():
+            assert frame is src.latest()  # the newest frame, never an older one queued
+            slow.append(frame)
+            if len(slow) == 8:
+                break
+            await async_wait_for(lambda f=frame: src.stats.frames >= f.seq + 3, 10)
+        elapsed = time.monotonic() - started
+        decoded = src.stats.frames
+    # Paced: never ahead of the recording (read flat out, the file decodes at hundreds of fps;
+    # +2: the frame waiting for its time is already counted). Alive: above a tenth of the pace.
+    assert 2.5 * elapsed <= decoded <= 25.0 * elapsed + 2
     gaps = [b.seq - a.seq for a, b in zip(slow, slow[1:], strict=False)]
-    assert min(gaps) >= 3  # it skipped ahead instead of queueing
-    assert (
-        metrics.registry.get_sample_value(
-            "edge_frames_dropped_total", {"camera": "rt", "reason": "superseded"}
-        )
-        == src.stats.dropped_by_reason["superseded"]
-    )
+    assert min(gaps) >= 2  # it skipped ahead instead of queueing
+    stats = src.stats
+    assert set(stats.dropped_by_reason) <= {"superseded", "shutdown"}
+    assert stats.dropped_by_reason["superseded"] >= slow[-1].seq - len(slow)
+    assert stats.frames == len(slow) + stats.dropped  # taken, superseded, or pending at stop
+    for reason, n in stats.dropped_by_reason.items():
+        assert metric_value(metrics, "edge_frames_dropped_total", camera="rt", reason=reason) == n
 
 
 async def test_corrupt_packets_are_counted_and_skipped(clips, tmp_path):
@@ -146,13 +156,20 @@ async def test_http_source_streams(http_server, clips):
         frames = await take(src, 30)
         assert src.state == CameraState.STREAMING
     assert (frames[0].width, frames[0].height) == (768, 432)
-    assert frames[-1].seq == frames[0].seq + 29 or src.stats.dropped > 0
+    seqs = [f.seq for f in frames]
+    assert seqs == sorted(set(seqs))
+    # live-like (latest only): each frame decoded was taken or counted as dropped
+    assert set(src.stats.dropped_by_reason) <= {"superseded", "shutdown"}
+    assert src.stats.frames == len(frames) + src.stats.dropped
 
 
-async def test_missing_file_stops_with_a_clear_error(tmp_path):
+async def test_missing_file_stops_with_a_clear_error(tmp_path, caplog):
     src = CameraSource(CameraConfig(id="nofile", url=str(tmp_path / "absent.mp4")))
-    async with src:
-        assert [f async for f in src.frames()] == []
+    with caplog.at_level(logging.INFO, logger="edge.ingest"):
+        async with src:
+            assert [f async for f in src.frames()] == []
     assert src.state == CameraState.STOPPED
-    assert "absent.mp4" in (src.last_error or "")
-    assert shutil.which("true")  # the process (and this loop) lived on
+    assert "No such file" in (src.last_error or "")
+    said = [r.getMessage() for r in caplog.records if "No such file" in r.getMessage()]
+    assert len(said) == 1 and "camera nofile" in said[0] and "\n" not in said[0], said
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"

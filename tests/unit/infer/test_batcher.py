@@ -19,7 +19,7 @@ from edge.config import DetectorConfig
 from edge.infer.batcher import Batcher
 from edge.infer.detector import BatchOutcome, Detector, Prepare
 from edge.metrics import EdgeMetrics
-from edge.testing import async_wait_for
+from edge.testing import async_wait_for, metric_value
 from edge.types import DetectedFrame, Frame
 
 YOLOX = asset("models", "yolox_nano.onnx")
@@ -47,10 +47,6 @@ def fresh(frame: Frame) -> Frame:
     return dataclasses.replace(frame, received_at=time.monotonic())
 
 
-def sample(metrics: EdgeMetrics, name: str, **labels: str) -> float:
-    return metrics.registry.get_sample_value(name, labels) or 0.0
-
-
 def detector_for(model: Path, metrics: EdgeMetrics, **overrides: object) -> Detector:
     """A generous stale budget unless a test sets one: a loaded CI box must not turn a slow first
     inference into dropped frames in tests that are about something else. One worker and batches
@@ -74,13 +70,13 @@ async def test_one_batch_for_all_cameras_equals_single_runs(
             batcher.submit(Frame(cam, 7, None, time.monotonic(), image))
         await async_wait_for(lambda: len(results) == 4, timeout=30)
     assert batcher.stats.batch_sizes == {4: 1}
-    assert sample(metrics, "edge_batch_size_count") == 1
-    assert sample(metrics, "edge_batch_size_sum") == 4
-    assert sample(metrics, "edge_batch_fill_ratio_sum") == 1.0
+    assert metric_value(metrics, "edge_batch_size_count") == 1
+    assert metric_value(metrics, "edge_batch_size_sum") == 4
+    assert metric_value(metrics, "edge_batch_fill_ratio_sum") == 1.0
     # one ORT run per input size: the default (rect) letterbox sizes 4:3 and 16:9 differently
     sizes = {det.preprocess(res.frame)[0].shape for res in results}
     assert len(sizes) == 2
-    assert sample(metrics, "edge_batch_inference_seconds_count") == len(sizes)
+    assert metric_value(metrics, "edge_batch_inference_seconds_count") == len(sizes)
     total = 0
     for res in results:
         cam = res.frame.camera_id
@@ -89,12 +85,12 @@ async def test_one_batch_for_all_cameras_equals_single_runs(
         np.testing.assert_allclose(res.detections.xyxy, single.xyxy, atol=1e-3)
         np.testing.assert_allclose(res.detections.score, single.score, atol=1e-5)
         np.testing.assert_array_equal(res.detections.class_id, single.class_id)
-        assert sample(metrics, "edge_frames_inferred_total", camera=cam) == 1
+        assert metric_value(metrics, "edge_frames_inferred_total", camera=cam) == 1
         for stage in ("queue_wait", "preprocess", "inference", "postprocess"):
-            assert sample(metrics, "edge_stage_seconds_count", camera=cam, stage=stage) >= 1
+            assert metric_value(metrics, "edge_stage_seconds_count", camera=cam, stage=stage) >= 1
         total += len(res.detections)
     counted = sum(
-        sample(metrics, "edge_detections_total", camera=cam, **{"class": name})
+        metric_value(metrics, "edge_detections_total", camera=cam, **{"class": name})
         for cam in cams
         for name in ("car", "motorcycle", "bus", "truck")
     )
@@ -136,7 +132,7 @@ async def test_only_latest_frame_per_camera_is_inferred(
         await batcher.stop()
     assert got.frame.seq == 4
     assert batcher.stats.superseded == 4
-    assert sample(metrics, "edge_frames_dropped_total", camera="a", reason="superseded") == 4
+    assert metric_value(metrics, "edge_frames_dropped_total", camera="a", reason="superseded") == 4
     assert batcher.stats.frames_inferred == 1
 
 
@@ -155,8 +151,8 @@ async def test_stale_frames_are_dropped_not_inferred(
         await async_wait_for(lambda: batcher.pending == 0, timeout=5)
     assert [r.frame.camera_id for r in results] == ["new"]
     assert batcher.stats.stale == 1
-    assert sample(metrics, "edge_frames_dropped_total", camera="old", reason="stale") == 1
-    assert sample(metrics, "edge_frames_inferred_total", camera="old") == 0
+    assert metric_value(metrics, "edge_frames_dropped_total", camera="old", reason="stale") == 1
+    assert metric_value(metrics, "edge_frames_inferred_total", camera="old") == 0
 
 
 async def test_results_reach_each_camera_in_order(
@@ -178,8 +174,9 @@ async def test_results_reach_each_camera_in_order(
         await async_wait_for(
             lambda: batcher.stats.frames_inferred == 24 - batcher.stats.superseded, 30
         )
-    for cam, stream in streams.items():
-        seen[cam] = [r.frame.seq async for r in stream]
+        for cam, stream in streams.items():
+            seen[cam] = [(await anext(stream)).frame.seq for _ in range(len(stream))]
+    for cam in streams:
         assert seen[cam] == sorted(set(seen[cam])), cam
         assert seen[cam][-1] == 11
     assert max(batcher.stats.batch_sizes) == 2
@@ -228,9 +225,9 @@ async def test_slow_subscriber_keeps_only_newest_results(
             batcher.submit(frame)
             await async_wait_for(lambda: batcher.pending == 0, timeout=30)
         await async_wait_for(lambda: batcher.stats.frames_inferred == 6, timeout=30)
-    assert len(stream) == 2
-    assert [r.frame.seq async for r in stream] == [4, 5]
-    assert sample(metrics, "edge_frames_dropped_total", camera="a", reason="queue_full") == 4
+        assert len(stream) == 2
+        assert [(await anext(stream)).frame.seq for _ in range(2)] == [4, 5]
+    assert metric_value(metrics, "edge_frames_dropped_total", camera="a", reason="queue_full") == 4
 
 
 async def test_failing_callback_does_not_stop_batching(
@@ -266,7 +263,7 @@ async def test_broken_frame_is_dropped_alone(
         await async_wait_for(lambda: results and batcher.stats.errors, timeout=30)
     assert [r.frame.camera_id for r in results] == ["good"]
     assert batcher.stats.errors == 1
-    assert sample(metrics, "edge_frames_dropped_total", camera="broken", reason="error") == 1
+    assert metric_value(metrics, "edge_frames_dropped_total", camera="broken", reason="error") == 1
 
 
 async def test_max_batch_caps_batches_and_serves_longest_waiting_first(
@@ -299,6 +296,52 @@ async def test_run_as_own_task_is_stopped_by_stop(
     await batcher.stop()
     assert task.done()
     assert [r async for r in stream] == []
+    assert batcher.stats.shutdown == 0  # nothing was left behind
+
+
+class Gate:
+    """A real detector whose batches wait until the test opens the gate."""
+
+    def __init__(self, det: Detector) -> None:
+        self.det = det
+        self.open = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.det, name)
+
+    def run_batch(self, jobs: Sequence[Prepare], skip_bad: object = None) -> BatchOutcome:
+        assert self.open.wait(30), "the gate never opened"
+        return self.det.run_batch(jobs, skip_bad)  # type: ignore[arg-type]
+
+
+async def test_stop_finishes_the_batch_in_flight_and_counts_what_it_abandons(
+    dynamic_model: Path, clip_images: dict[str, list[av.VideoFrame]]
+) -> None:
+    """At stop: a batch in flight (a0), a frame waiting behind it (a1), one waiting for a worker
+    (b0), and a result nobody reads. The batch finishes and is counted inferred; the two waiting
+    frames and the unread result are counted as dropped, reason "shutdown"."""
+    metrics = EdgeMetrics()
+    det = detector_for(dynamic_model, metrics)
+    gate = Gate(det)
+    batcher = Batcher(gate, det.config, metrics)
+    unread = batcher.subscribe("a")
+    images = clip_images[CLIPS[0]]
+    await batcher.start()
+    batcher.submit(Frame("a", 0, None, time.monotonic(), images[0]))
+    await async_wait_for(lambda: batcher.in_flight == 1, timeout=10)
+    batcher.submit(Frame("a", 1, None, time.monotonic(), images[1]))
+    batcher.submit(Frame("b", 0, None, time.monotonic(), images[2]))
+    stopping = asyncio.create_task(batcher.stop())
+    await asyncio.sleep(0.2)
+    assert not stopping.done(), "stop() returned while a batch was still running"
+    gate.open.set()
+    await asyncio.wait_for(stopping, 30)
+    assert metric_value(metrics, "edge_frames_inferred_total", camera="a") == 1
+    assert metric_value(metrics, "edge_frames_dropped_total", camera="a", reason="shutdown") == 2
+    assert metric_value(metrics, "edge_frames_dropped_total", camera="b", reason="shutdown") == 1
+    assert metric_value(metrics, "edge_frames_dropped_total") == 3  # no other reason
+    assert batcher.stats.shutdown == 3 and batcher.pending == 0 and batcher.in_flight == 0
+    assert [r async for r in unread] == []
 
 
 class Rendezvous:
@@ -369,9 +412,10 @@ async def test_two_workers_keep_each_camera_in_order(
                 batcher.submit(fresh(next(frames)))
             await asyncio.sleep(0.01)
         await async_wait_for(lambda: batcher.pending == 0 and not batcher._running, timeout=30)
+        for cam, stream in streams.items():
+            seen[cam] = [(await anext(stream)).frame.seq for _ in range(len(stream))]
     assert clashes == []
-    for cam, stream in streams.items():
-        seen[cam] = [r.frame.seq async for r in stream]
+    for cam in streams:
         assert seen[cam] == sorted(set(seen[cam])), cam
         assert seen[cam][-1] == 11, cam
     assert batcher.stats.frames_inferred == 36 - batcher.stats.superseded

@@ -81,6 +81,16 @@ def test_slots_pop_stale_by_receive_time() -> None:
     assert "fresh" in slots and "old" not in slots
 
 
+def test_slots_pop_all_empties_them() -> None:
+    slots = LatestSlots()
+    assert slots.pop_all() == []
+    slots.put(frame("a", 1), now=1.0)
+    slots.put(frame("a", 2), now=1.1)
+    slots.put(frame("b", 1), now=1.2)
+    assert sorted((f.camera_id, f.seq) for f in slots.pop_all()) == [("a", 2), ("b", 1)]
+    assert len(slots) == 0 and slots.oldest_waiting_since() is None
+
+
 def test_slot_after_take_starts_a_new_wait() -> None:
     slots = LatestSlots()
     slots.put(frame("a", 1), now=1.0)
