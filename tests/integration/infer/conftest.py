@@ -20,6 +20,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.assets import asset
+from edge.testing import box_iou
 from edge.types import Frame
 
 YOLOX = asset("models", "yolox_nano.onnx")
@@ -60,14 +61,6 @@ def any_size_session(path: Path) -> ort.InferenceSession:
         dim.dim_param = "d"
     del model.graph.value_info[:]
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
-def reference_iou(a: list[float], b: list[float]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 class Reference:
@@ -120,7 +113,7 @@ class Reference:
         for c in cands:
             if len(kept) == self.max_det:
                 break
-            if all(k[1] != c[1] or reference_iou(k[3], c[3]) <= self.iou for k in kept):
+            if all(k[1] != c[1] or box_iou(k[3], c[3]) <= self.iou for k in kept):
                 kept.append(c)
         return [(box, cls, score) for box, cls, score, _ in kept]
 
@@ -131,10 +124,10 @@ def agree(got: object, want: object, tag: str) -> None:
     assert len(got) == len(want), f"{tag}: {len(got)} detections, reference has {len(want)}"
     free = list(range(len(got)))
     for box, cls, score in want:
-        best = max(free, key=lambda j: reference_iou(got[j][0], box), default=None)
+        best = max(free, key=lambda j: box_iou(got[j][0], box), default=None)
         assert best is not None
         g = got[best]
-        assert reference_iou(g[0], box) >= 0.99, f"{tag}: box {g[0]} vs {box}"
+        assert box_iou(g[0], box) >= 0.99, f"{tag}: box {g[0]} vs {box}"
         assert g[1] == cls, f"{tag}: class {g[1]} vs {cls}"
         assert abs(g[2] - score) <= 1e-3, f"{tag}: score {g[2]} vs {score}"
         free.remove(best)

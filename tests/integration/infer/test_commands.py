@@ -14,6 +14,7 @@ import onnxruntime as ort
 from edge.assets import asset
 from edge.config import DetectorConfig
 from edge.infer.detector import Detector
+from edge.testing import box_iou
 from edge.types import Frame
 
 OVERPASS = asset("video", "traffic_highway_overpass.mp4")  # used by no other test
@@ -101,8 +102,8 @@ def test_prepare_fp16_runs_and_roughly_agrees(tmp_path: Path, clip_frames) -> No
         for box, score in zip(b.xyxy, b.score, strict=True):
             if score < 0.5 or (box[2] - box[0]) * (box[3] - box[1]) < 400:
                 continue
-            ious = _iou(box, a.xyxy)
-            assert ious.size and ious.max() > 0.9, f"big detection {box} lost in FP16"
+            ious = [box_iou(box, other) for other in a.xyxy]
+            assert ious and max(ious) > 0.9, f"big detection {box} lost in FP16"
             big_matched += 1
     assert big_matched >= 4
 
@@ -113,13 +114,3 @@ def test_prepare_refuses_same_file_and_missing(tmp_path: Path) -> None:
     copy.write_bytes(YOLOX.read_bytes())
     same = edge("model", "prepare", copy, copy)
     assert same.returncode == 1 and "different file" in same.stderr
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / (area(box) + area(boxes) - inter)

@@ -12,6 +12,7 @@ import pytest
 from edge.assets import asset
 from edge.config import OcrConfig
 from edge.metrics import EdgeMetrics
+from edge.testing import box_iou, metric_value
 from edge.track.plates import PlateReader, PlateScheduler
 from edge.types import Detections, Frame
 
@@ -32,13 +33,6 @@ def photo(name: str) -> np.ndarray:
     return img
 
 
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 @pytest.mark.parametrize("truth", PLATES, ids=[p["plate"] for p in PLATES])
 def test_reads_the_plate_on_the_whole_photo(reader: PlateReader, truth: dict) -> None:
     """The photos carry other text too (`California`): only the plate comes back."""
@@ -48,7 +42,7 @@ def test_reads_the_plate_on_the_whole_photo(reader: PlateReader, truth: dict) ->
     assert read.confidence > 0.9
     if truth["plate_bbox_xywh"]:
         x, y, w, h = truth["plate_bbox_xywh"]
-        assert read.box is not None and iou(read.box, (x, y, x + w, y + h)) > 0.5
+        assert read.box is not None and box_iou(read.box, (x, y, x + w, y + h)) > 0.5
 
 
 def test_reads_a_tight_plate_crop(reader: PlateReader) -> None:
@@ -89,8 +83,8 @@ async def test_scheduler_reads_a_tracked_car_on_a_decoded_frame(reader: PlateRea
     got = await s.maybe_read(frame, car)
     assert list(got) == [42] and got[42].text == "5AU5341"
     x, y, bw, bh = CZ["plate_bbox_xywh"]
-    assert got[42].box is not None and iou(got[42].box, (x, y, x + bw, y + bh)) > 0.5
+    assert got[42].box is not None and box_iou(got[42].box, (x, y, x + bw, y + bh)) > 0.5
     assert await s.maybe_read(frame, car) == {}  # the single attempt is spent
-    assert metrics.ocr_attempts.labels(camera="cam1")._value.get() == 1
-    assert metrics.ocr_reads.labels(camera="cam1")._value.get() == 1
+    assert metric_value(metrics, "edge_ocr_attempts_total", camera="cam1") == 1
+    assert metric_value(metrics, "edge_ocr_reads_total", camera="cam1") == 1
     assert s.forget([42])[42].text == "5AU5341"
