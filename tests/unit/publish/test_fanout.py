@@ -10,6 +10,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from edge.metrics import EdgeMetrics
 from edge.publish.fanout import PacketFanout
+from edge.testing import metric_value
 
 
 def _packet(i: int, key: bool) -> av.Packet:
@@ -20,10 +21,7 @@ def _packet(i: int, key: bool) -> av.Packet:
 
 
 def _dropped(metrics: EdgeMetrics, camera: str = "cam") -> float:
-    value = metrics.registry.get_sample_value(
-        "edge_frames_dropped_total", {"camera": camera, "reason": "viewer_slow"}
-    )
-    return value or 0.0
+    return metric_value(metrics, "edge_frames_dropped_total", camera=camera, reason="viewer_slow")
 
 
 def _fanout(metrics: EdgeMetrics, keyframes: list[int], queue: int = 4) -> PacketFanout:

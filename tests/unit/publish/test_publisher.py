@@ -13,6 +13,7 @@ from edge.metrics import EdgeMetrics
 from edge.publish.annotate import Overlay
 from edge.publish.publisher import CameraPublisher
 from edge.testing import async_wait_for
+from edge.testing import metric_value as sample
 from edge.types import Detections, Frame
 
 
@@ -22,18 +23,14 @@ def _frame(seq: int, w: int = 768, h: int = 432) -> Frame:
     return Frame("cam", seq, seq / 25, time.monotonic(), image)
 
 
-def _sample(metrics: EdgeMetrics, name: str, **labels: str) -> float:
-    return metrics.registry.get_sample_value(name, labels) or 0.0
-
-
 async def test_unwatched_camera_does_no_work() -> None:
     metrics = EdgeMetrics()
     pub = CameraPublisher("cam", StreamConfig(), metrics)
     for i in range(5):
         pub.publish(_frame(i), Detections.empty(), Overlay("cam"))
     assert not pub.is_watched
-    assert _sample(metrics, "edge_frames_rendered_total", camera="cam") == 0
-    assert _sample(metrics, "edge_encoders_active", camera="cam") == 0
+    assert sample(metrics, "edge_frames_rendered_total", camera="cam") == 0
+    assert sample(metrics, "edge_encoders_active", camera="cam") == 0
 
 
 async def test_viewers_share_one_encoder_that_stops_with_the_last() -> None:
@@ -41,8 +38,8 @@ async def test_viewers_share_one_encoder_that_stops_with_the_last() -> None:
     pub = CameraPublisher("cam", StreamConfig(max_width=640), metrics)
     tracks = [pub.attach("h264") for _ in range(3)]
     assert pub.encoder_count == 1
-    assert _sample(metrics, "edge_encoders_active", camera="cam") == 1
-    assert _sample(metrics, "edge_viewers", camera="cam") == 3
+    assert sample(metrics, "edge_encoders_active", camera="cam") == 1
+    assert sample(metrics, "edge_viewers", camera="cam") == 3
     reads = [asyncio.ensure_future(t.recv()) for t in tracks]
     await asyncio.sleep(0)
     for i in range(3):
@@ -50,10 +47,10 @@ async def test_viewers_share_one_encoder_that_stops_with_the_last() -> None:
         await asyncio.sleep(0.05)
     packets = await asyncio.wait_for(asyncio.gather(*reads), 5)
     for stage in ("annotation", "encode", "send"):
-        assert _sample(metrics, "edge_stage_seconds_count", camera="cam", stage=stage) >= 1, stage
-    assert _sample(metrics, "edge_frames_rendered_total", camera="cam") >= 1
-    assert _sample(metrics, "edge_video_latency_seconds_count", camera="cam") >= 1
-    assert _sample(metrics, "edge_frames_published_total", camera="cam") == 0  # the app's count
+        assert sample(metrics, "edge_stage_seconds_count", camera="cam", stage=stage) >= 1, stage
+    assert sample(metrics, "edge_frames_rendered_total", camera="cam") >= 1
+    assert sample(metrics, "edge_video_latency_seconds_count", camera="cam") >= 1
+    assert sample(metrics, "edge_frames_published_total", camera="cam") == 0  # the app's count
     assert all(p is packets[0] for p in packets)  # the very same encoded packet for everyone
     assert packets[0].is_keyframe
     decoded = av.CodecContext.create("h264", "r").decode(av.Packet(bytes(packets[0])))
@@ -63,9 +60,9 @@ async def test_viewers_share_one_encoder_that_stops_with_the_last() -> None:
     for t in tracks:
         t.stop()
     assert pub.encoder_count == 0
-    assert _sample(metrics, "edge_viewers", camera="cam") == 0
+    assert sample(metrics, "edge_viewers", camera="cam") == 0
     await async_wait_for(lambda: not encoder.is_running, 5)
-    assert _sample(metrics, "edge_encoders_active", camera="cam") == 0
+    assert sample(metrics, "edge_encoders_active", camera="cam") == 0
     await pub.aclose()
 
 
@@ -74,12 +71,12 @@ async def test_two_codecs_render_each_frame_once() -> None:
     pub = CameraPublisher("cam", StreamConfig(), metrics)
     h264, vp8 = pub.attach("h264"), pub.attach("vp8")
     assert pub.encoder_count == 2
-    assert _sample(metrics, "edge_encoders_active", camera="cam") == 2
+    assert sample(metrics, "edge_encoders_active", camera="cam") == 2
     reads = [asyncio.ensure_future(t.recv()) for t in (h264, vp8)]
     await asyncio.sleep(0)
     pub.publish(_frame(0, 320, 240), Detections.empty(), Overlay("cam"))
     await asyncio.wait_for(asyncio.gather(*reads), 5)
-    assert _sample(metrics, "edge_frames_rendered_total", camera="cam") == 1
+    assert sample(metrics, "edge_frames_rendered_total", camera="cam") == 1
     await pub.aclose()
     assert pub.encoder_count == 0
-    assert _sample(metrics, "edge_encoders_active", camera="cam") == 0
+    assert sample(metrics, "edge_encoders_active", camera="cam") == 0

@@ -17,6 +17,7 @@ from aiohttp import web
 from edge.config import WebhookConfig
 from edge.metrics import EdgeMetrics
 from edge.testing import async_wait_for, free_port
+from edge.testing import metric_value as sample
 from edge.track.events import EventBus, JsonlSink, VehicleEvent, WebhookSink
 
 
@@ -27,11 +28,6 @@ def event(i: int, kind: str = "crossing") -> VehicleEvent:
         line="gate" if kind == "crossing" else None,
         direction="in" if kind == "crossing" else None,
     )  # fmt: skip
-
-
-def sample(metrics: EdgeMetrics, name: str, **labels: str) -> float:
-    value = metrics.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
 
 
 def test_event_json_has_every_field() -> None:
