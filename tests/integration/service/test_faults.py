@@ -22,10 +22,9 @@ from pathlib import Path
 import av
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from edge.ingest.camsim import CameraSimulator
-from edge.testing import ServiceProcess, free_port, wait_for
+from edge.testing import ServiceProcess, free_port, metric_value, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -104,12 +103,8 @@ def rig(
 
 
 def metric(svc: ServiceProcess, name: str, **labels: str) -> float:
-    """One scraped sample of the service's /metrics (0.0 when the series does not exist)."""
-    for family in text_string_to_metric_families(svc.text("/metrics")):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
+    """A sample of the service's /metrics, scraped now (0.0 when the series does not exist)."""
+    return metric_value(svc.text("/metrics"), name, **labels)
 
 
 def decoded(svc: ServiceProcess, camera: str) -> float:
