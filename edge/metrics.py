@@ -52,7 +52,7 @@ STAGES = (
     "encode",
     "send",
 )
-DROP_REASONS = ("superseded", "stale", "queue_full", "viewer_slow", "fps_cap", "error")
+DROP_REASONS = ("superseded", "stale", "queue_full", "viewer_slow", "fps_cap", "error", "shutdown")
 FPS_POINTS = ("decoded", "inferred", "published", "rendered")
 EVENT_DROP_REASONS = ("queue_full", "failed", "rejected", "io_error")
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -151,6 +151,9 @@ class CameraSource:
             if thread.is_alive():
                 log.warning("camera %s: decode thread still blocked; leaving it", self.camera_id)
         self._set_state(CameraState.STOPPED)
+        if self._pending is not None:  # decoded but never taken: counted, not lost silently
+            self._pending = None
+            self._drop("shutdown")
         self._finish()
 
     async def __aenter__(self) -> CameraSource:
