@@ -7,13 +7,11 @@ from a copy in the tests, so a panel or rule that stops matching the metrics fai
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
 import shutil
 import subprocess
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,13 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 
-from edge.publish.webrtc import host_addresses
+from edge.publish.viewer_client import ThreadedViewer as Viewer
 from edge.testing import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
@@ -86,7 +81,7 @@ class Prometheus:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(self._ready, timeout=15, interval=0.1)
+        wait_for(self._ready, timeout=60, interval=0.1)
         return self
 
     def _ready(self) -> bool:
@@ -94,7 +89,7 @@ class Prometheus:
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
                 return resp.status == 200
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
     def log(self) -> str:
@@ -227,55 +222,6 @@ def shipped_promql() -> ShippedPromQL:
                 out.alerts.append((rule["alert"], rule["expr"]))
     assert out.dashboard and out.recording and out.alerts
     return out
-
-
-class Viewer:
-    """A WebRTC viewer (aiortc, H.264 like a browser) of one camera, on its own event loop."""
-
-    def __init__(self, base_url: str, camera: str) -> None:
-        self.url = f"{base_url}/api/cameras/{camera}/webrtc"
-        self.frames = 0
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="viewer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._watch())
-        except BaseException as exc:  # reported by the test, not lost in a thread
-            self.error = exc
-
-    async def _watch(self) -> None:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        tracks: asyncio.Queue[Any] = asyncio.Queue()
-        pc.on("track", tracks.put_nowait)
-        transceiver = pc.addTransceiver("video", direction="recvonly")
-        codecs = RTCRtpReceiver.getCapabilities("video").codecs
-        transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() == "video/h264"])
-        try:
-            with host_addresses(["127.0.0.1"]):
-                await pc.setLocalDescription(await pc.createOffer())
-            offer = {"sdp": pc.localDescription.sdp, "type": "offer"}
-            async with aiohttp.ClientSession() as http, http.post(self.url, json=offer) as resp:
-                resp.raise_for_status()
-                answer = await resp.json()
-            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-            track = await asyncio.wait_for(tracks.get(), 10)
-            while not self._stop.is_set():
-                try:
-                    await asyncio.wait_for(track.recv(), 0.5)
-                    self.frames += 1
-                except TimeoutError:
-                    continue
-                except MediaStreamError:
-                    return
-        finally:
-            await pc.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 @pytest.fixture

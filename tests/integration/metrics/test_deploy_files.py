@@ -17,7 +17,7 @@ DEPLOY = REPO / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "edge-dashboard.json"
 DS_REF = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
-# Panels the issue asks for, by a word of their title -> a metric their queries must use.
+# Panels the dashboard must have, by the start of their title -> a metric their queries use.
 REQUIRED_PANELS = {
     "FPS per camera": "edge_camera_fps",
     "Stage latency p50": "edge_stage_seconds_bucket",

@@ -23,7 +23,7 @@ FAMILIES = {
     "edge_end_to_end_seconds_count": {"camera"},
     "edge_batch_size_sum": set(),
     "edge_batch_fill_ratio_count": set(),
-    "edge_onnx_info": {"provider"},
+    "edge_onnx_info": {"provider", "family", "workers", "threads"},
     "edge_line_crossings_total": {"camera", "line", "class", "direction"},
     "edge_events_dropped_total": {"sink", "reason"},
     "edge_viewers": {"camera"},
@@ -39,7 +39,7 @@ def served_metrics() -> Iterator[tuple[EdgeMetrics, str]]:
         m.set_camera_state(cam, state)
         m.set_source_fps(cam, 25.0)
     m.init_sink("jsonl")
-    m.set_provider("CPUExecutionProvider")
+    m.set_provider("cpu", family="yolox", workers=2, threads=1)  # as `Detector` sets it
     for stage in STAGES:
         m.observe_stage("cam-up", stage, 0.01)
     m.observe_batch(size=1, capacity=1, seconds=0.05)
@@ -58,7 +58,7 @@ def test_prometheus_ingests_families_rules_and_shipped_promql(
 ) -> None:
     _, target = served_metrics
     prom = start_prometheus([target])
-    prom.wait_for_data('edge_camera_up{camera="cam-down"}', timeout=20)
+    prom.wait_for_data('edge_camera_up{camera="cam-down"}', timeout=60)
 
     series = prom.api("series", **{"match[]": '{__name__=~"edge_.+|process_.+"}'})
     labels_by_name: dict[str, set[str]] = {}
@@ -83,11 +83,11 @@ def test_prometheus_ingests_families_rules_and_shipped_promql(
             and (len(rules) == len(shipped_promql.recording) + len(shipped_promql.alerts))
         )
 
-    wait_for(rules_evaluated, timeout=15, interval=0.25)
+    wait_for(rules_evaluated, timeout=30, interval=0.25)
     unhealthy = [(r["name"], r.get("lastError")) for r in prom.rules() if r["health"] != "ok"]
     assert not unhealthy
 
-    pending = prom.wait_for_data('ALERTS{alertname="EdgeCameraDown"}', timeout=15)
+    pending = prom.wait_for_data('ALERTS{alertname="EdgeCameraDown"}', timeout=30)
     assert {s["metric"]["camera"] for s in pending} == {"cam-down"}
     assert pending[0]["metric"]["alertstate"] == "pending"  # for: 1m, so not firing yet
     assert pending[0]["metric"]["severity"] == "critical"
