@@ -98,6 +98,8 @@ class EdgeService:
                     viewers=rt.publisher.viewer_count,
                     width=size[0] if size else None,
                     height=size[1] if size else None,
+                    last_error=src.last_error,
+                    last_error_at=src.last_error_at,
                 )
             )
         return result

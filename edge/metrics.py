@@ -40,7 +40,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from edge.gpu_metrics import GpuCollector, register_gpu_collector
 
-CAMERA_STATES = ("connecting", "streaming", "stalled", "backoff", "stopped")
+CAMERA_STATES = ("connecting", "streaming", "stalled", "backoff", "unauthorized", "stopped")
 STAGES = (
     "decode",
     "queue_wait",
@@ -153,6 +153,12 @@ class EdgeMetrics:
         )
         self.camera_up = Gauge("edge_camera_up", "1 while the camera streams.", cam, registry=r)
         self.reconnects = Counter("edge_camera_reconnects", "Reconnect attempts.", cam, registry=r)
+        self.unauthorized = Counter(
+            "edge_camera_unauthorized",
+            "Connection attempts the camera refused for its credentials (401/403).",
+            cam,
+            registry=r,
+        )
         self.decode_errors = Counter(
             "edge_camera_decode_errors", "Corrupt packets or frames skipped.", cam, registry=r
         )
@@ -315,6 +321,7 @@ class EdgeMetrics:
             self.frames_published,
             self.frames_rendered,
             self.reconnects,
+            self.unauthorized,
             self.decode_errors,
             self.tracks_confirmed,
             self.ocr_attempts,

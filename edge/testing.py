@@ -196,3 +196,21 @@ def still_alive(processes: dict[int, int]) -> list[int]:
         if stat is not None and stat[2] == started and stat[0] != "Z":
             alive.append(pid)
     return alive
+
+
+def run_edge(
+    *args: str | Path,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`edge ARGS` as a user runs it: a real `python -m edge.cli` subprocess, stdout and stderr
+    captured as text. `env` adds to (or overrides) this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -29,7 +30,7 @@ from edge.config import (
     TrackerConfig,
     load_config,
 )
-from edge.redact import redact_url
+from edge.redact import redact, redact_url
 
 if TYPE_CHECKING:
     from edge.infer.detector import Detector
@@ -104,10 +105,10 @@ def run(args: argparse.Namespace) -> int:
         detector_cfg, tracker_cfg, config, lines = _settings(args)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(problem)
+            print(redact(problem), file=sys.stderr)
         return 2
     except ValueError as exc:
-        print(exc)
+        print(redact(str(exc)), file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     try:
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
                                       config, camera_id=args.camera or "file",
                                       max_frames=args.max_frames))  # fmt: skip
     except (OSError, ValueError) as exc:
-        print(f"edge analyze: {redact_url(str(exc))}")
+        print(f"edge analyze: {redact(str(exc))}", file=sys.stderr)
         return 1
     print(json.dumps(summary["counts"], indent=2))
     return 0

@@ -1,12 +1,19 @@
-"""`edge camsim [--port 8554] NAME=FILE ...`: serve video files as live, looping RTSP cameras."""
+"""`edge camsim [--port 8554] NAME=FILE ...`: serve video files as live, looping RTSP cameras.
+
+With `EDGE_CAMSIM_CREDENTIALS=user:password` in the environment (not an option: a command line
+shows in `ps`), the cameras ask for those credentials, as real ones do.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
+
+from edge.redact import redact
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,7 +21,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "camsim",
         help="serve video files as live RTSP cameras (rtsp://HOST:PORT/NAME)",
         description="Serve each FILE as a live, looping H.264 RTSP stream at real-time pace. "
-        "Prints 'READY url ...' once every stream plays; stops on SIGTERM or Ctrl-C.",
+        "Prints 'READY url ...' once every stream plays; stops on SIGTERM or Ctrl-C. "
+        "EDGE_CAMSIM_CREDENTIALS=user:password in the environment makes every stream ask for "
+        "them (RTSP Digest).",
     )
     p.add_argument("--port", type=int, default=8554, help="RTSP port (0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -35,9 +44,13 @@ def parse_streams(items: list[str]) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.ingest.camsim import CameraSimulator, SimulatorError
+    from edge.ingest.camsim import CREDENTIALS_ENV, CameraSimulator, SimulatorError
 
     streams = parse_streams(args.streams)
+    credentials: tuple[str, str] | None = None
+    if os.environ.get(CREDENTIALS_ENV):
+        user, _, password = os.environ[CREDENTIALS_ENV].partition(":")
+        credentials = (user, password)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -45,11 +58,14 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        sim = CameraSimulator(streams, port=args.port, host=args.host)
+        sim = CameraSimulator(streams, port=args.port, host=args.host, credentials=credentials)
         sim.start()
     except (FileNotFoundError, SimulatorError) as exc:
-        print(f"edge camsim: {exc}", file=sys.stderr)
+        print(f"edge camsim: {redact(str(exc))}", file=sys.stderr)
         return 1
+    except ValueError as exc:
+        print(f"edge camsim: {CREDENTIALS_ENV}: {exc}", file=sys.stderr)
+        return 2
     try:
         print("READY " + " ".join(sim.urls().values()), flush=True)
         while not stop.wait(0.5):

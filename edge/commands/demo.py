@@ -1,14 +1,19 @@
-"""`edge demo`: the camera simulator on the shared clips plus the whole service, ready to open."""
+"""`edge demo`: the camera simulator on the shared clips plus the whole service, ready to open.
+
+It fails as `edge run` does: one line on stderr (`edge: cannot listen on ...`), exit status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from urllib.parse import urlsplit
 
 from edge.assets import asset
 from edge.commands.run import DEFAULT_CONFIG, load_or_exit, serve
 from edge.config import EdgeConfig
+from edge.redact import redact
 
 CLIPS = {
     "highway": "traffic_highway_cctv.mp4",
@@ -38,11 +43,23 @@ def point_cameras_at(config: EdgeConfig, urls: dict[str, str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.ingest.camsim import CameraSimulator
+    from edge.app import StartupError
+    from edge.ingest.camsim import SimulatorError
 
     config = load_or_exit(args.config, args.host, args.port)
+    try:
+        _run(config, args.rtsp_port)
+    except (StartupError, SimulatorError, FileNotFoundError) as exc:
+        print(f"edge: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(config: EdgeConfig, rtsp_port: int | None) -> None:
+    from edge.ingest.camsim import CameraSimulator
+
     streams = {name: asset("video", clip) for name, clip in CLIPS.items()}
-    with CameraSimulator(streams, port=args.rtsp_port) as sim:
+    with CameraSimulator(streams, port=rtsp_port) as sim:
         point_cameras_at(config, sim.urls())
         started = asyncio.Event()
 
@@ -63,4 +80,3 @@ def run(args: argparse.Namespace) -> int:
                 waiter.cancel()
 
         asyncio.run(main())
-    return 0

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.config import ConfigError
     from edge.infer.detector import Detector
     from edge.ingest.video_file import read_frames
+    from edge.redact import redact
 
     try:
         detector = Detector(detector_config(args.config, args.model, args.letterbox))
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             with args.out.open("w", encoding="utf-8") as out:
                 count = _write_all(detector, frames, out)
     except (OSError, ValueError) as exc:
-        print(f"edge detect: {exc}", file=sys.stderr)
+        print(f"edge detect: {redact(str(exc))}", file=sys.stderr)
         return 1
     print(f"edge detect: {count} frames", file=sys.stderr)
     return 0

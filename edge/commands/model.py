@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge.redact import redact
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("model", help="model tools (prepare: dynamic batch, FP16)")
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         rewritten, check = prepare_model(args.input, args.output, fp16=args.fp16, check=args.check)
     except Exception as exc:  # a broken or unusual graph: say so instead of a traceback
-        print(f"edge model prepare: {args.input}: {exc}", file=sys.stderr)
+        print(f"edge model prepare: {redact(f'{args.input}: {exc}')}", file=sys.stderr)
         return 1
     print(
         f"wrote {args.output}: batch dynamic ({rewritten} Reshape constants rewritten)"

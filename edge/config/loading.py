@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from edge.assets import assets_dir
 from edge.config.schema import EdgeConfig
-from edge.redact import redact_url
+from edge.redact import redact_url, register_secret
 
 
 class ConfigError(Exception):
@@ -25,31 +25,66 @@ class ConfigError(Exception):
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|key|auth|cred")
 
 
-def expand_env(text: str) -> str:
-    """Replace `${VAR}` and `${VAR:-default}`; `${EDGE_ASSETS}` defaults to the shared assets."""
+def expand_env(text: str, where: str = "config") -> str:
+    """Replace `${VAR}` and `${VAR:-default}`; `${EDGE_ASSETS}` defaults to the shared assets.
 
+    A variable that is not set is a ConfigError naming the field (`where`) and the variable."""
+    missing: list[str] = []
+    result = _expand(text, where, missing)
+    if missing:
+        raise ConfigError(missing)
+    return result
+
+
+def _expand(text: str, where: str, missing: list[str]) -> str:
     def sub(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
         if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        if name == "EDGE_ASSETS":
-            return str(assets_dir())
-        raise ConfigError([f"${{{name}}}: environment variable is not set"])
+            value = os.environ[name]
+        elif default is not None:
+            value = default
+        elif name == "EDGE_ASSETS":
+            value = str(assets_dir())
+        else:
+            missing.append(f"{where}: environment variable {name} is not set")
+            return m.group(0)
+        if _is_secret_slot(text, m.start(), m.end(), name):
+            register_secret(value)
+        return value
 
     return _VAR.sub(sub, text)
 
 
-def _expand_tree(node: Any) -> Any:
+def _is_secret_slot(text: str, start: int, end: int, name: str) -> bool:
+    """Whether `${name}` at text[start:end] holds a secret: its name says so, or it sits in the
+    `user:password` part of a URL. Such values are registered for redaction as they are, since a
+    password with '@' or '/' in it is more than a URL pattern can find afterwards."""
+    if _SECRET_NAME.search(name):
+        return True
+    before = text[:start]
+    scheme_end = before.rfind("://")
+    return scheme_end >= 0 and "/" not in before[scheme_end + 3 :] and "@" in text[end:]
+
+
+def _expand_tree(node: Any, path: str, missing: list[str]) -> Any:
+    """Expand every string of the YAML tree; `path` (`cameras[0].url`) names it in errors."""
     if isinstance(node, str):
-        return expand_env(node)
+        return _expand(node, path or "config", missing)
     if isinstance(node, list):
-        return [_expand_tree(x) for x in node]
+        return [_expand_tree(x, f"{path}[{i}]", missing) for i, x in enumerate(node)]
     if isinstance(node, dict):
-        return {k: _expand_tree(v) for k, v in node.items()}
+        label = node.get("id") if path.startswith("cameras[") else None
+        missing_before = len(missing)
+        expanded = {
+            k: _expand_tree(v, f"{path}.{k}" if path else str(k), missing)
+            for k, v in node.items()
+        }
+        if isinstance(label, str) and "${" not in label:
+            missing[missing_before:] = [f"{m} (camera {label})" for m in missing[missing_before:]]
+        return expanded
     return node
 
 
@@ -82,7 +117,10 @@ def parse_config(data: Any, base_dir: Path | None = None) -> EdgeConfig:
     """Validate an already-loaded YAML tree; relative model paths resolve against `base_dir`."""
     if not isinstance(data, dict):
         raise ConfigError(["config: must be a mapping with a 'cameras' list"])
-    data = _expand_tree(data)
+    missing: list[str] = []
+    data = _expand_tree(data, "", missing)
+    if missing:
+        raise ConfigError(missing)
     det = data.get("detector")
     if base_dir is not None and isinstance(det, dict) and isinstance(det.get("model"), str):
         model = Path(det["model"]).expanduser()

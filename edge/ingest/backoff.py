@@ -5,6 +5,10 @@ uniformly between 0 and the current ceiling) spreads their reconnects instead of
 recorder in waves. The ceiling doubles per failed attempt up to a cap and goes back to the start
 only once a connection has stayed healthy for a while, so a camera that flaps every few seconds
 does not reconnect at full speed forever.
+
+A refused login skips the doubling (`next_delay(at_maximum=True)`): a wrong password stays wrong,
+and cameras lock accounts after a few failures, so it waits between half the cap and the cap
+(still jittered, since every camera of a site tends to get the same wrong password at once).
 """
 
 from __future__ import annotations
@@ -55,10 +59,15 @@ class Backoff:
         exponent = min(self.attempt, 64)
         return min(self.maximum_s, self.initial_s * 2.0**exponent)
 
-    def next_delay(self) -> float:
-        """Draw the delay before the next attempt and raise the ceiling for the one after."""
+    def next_delay(self, at_maximum: bool = False) -> float:
+        """Draw the delay before the next attempt and raise the ceiling for the one after.
+
+        `at_maximum`: jump to the cap at once and draw from its upper half."""
+        if at_maximum:
+            while self.ceiling < self.maximum_s:
+                self.attempt += 1
         ceiling = self.ceiling
-        delay = self._rng.uniform(0.0, ceiling)
+        delay = self._rng.uniform(ceiling / 2 if at_maximum else 0.0, ceiling)
         self.history.append(BackoffStep(self.attempt, ceiling, delay))
         self.attempt += 1
         return delay

@@ -3,7 +3,8 @@
 It runs `rtsp_server.py` (GStreamer's RTSP server) under the system Python, where Debian's `gi`
 lives, and drives it the way real cameras misbehave: `kill()` is a camera that vanished,
 `pause()` (SIGSTOP) one that hangs with its TCP connections still open, `restart()` one that comes
-back on the same port.
+back on the same port. With `credentials=(user, password)` every stream asks for them (RTSP Digest),
+as a real camera does, so that wrong passwords can be tested too.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote, urlsplit
 
+from edge.redact import register_secret
+
 log = logging.getLogger(__name__)
 
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = os.environ.get("EDGE_GST_PYTHON", "/usr/bin/python3")
+CREDENTIALS_ENV = "EDGE_CAMSIM_CREDENTIALS"
+"""`user:password` for the server, passed in its environment (a command line shows in `ps`)."""
 
 
 class _Readiness:
@@ -52,9 +57,16 @@ class CameraSimulator:
         host: str = "127.0.0.1",
         ready_timeout: float = 10.0,
         python: str = SYSTEM_PYTHON,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         if not streams:
             raise ValueError("CameraSimulator needs at least one stream")
+        if credentials is not None:
+            user, password = credentials
+            if not user or ":" in user or not password:
+                raise ValueError("credentials: need a user without ':' and a password")
+            register_secret(password)
+        self.credentials = credentials
         self.streams = {name: Path(path) for name, path in streams.items()}
         for name, path in self.streams.items():
             if not path.is_file():
@@ -78,8 +90,16 @@ class CameraSimulator:
         cmd += [f"{name}={path}" for name, path in self.streams.items()]
         self._stderr_tail.clear()
         self._paused = False
+        env = {k: v for k, v in os.environ.items() if k != CREDENTIALS_ENV}
+        if self.credentials is not None:
+            env[CREDENTIALS_ENV] = ":".join(self.credentials)
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         proc = self._proc
         ready = _Readiness()
@@ -138,7 +158,8 @@ class CameraSimulator:
         return self._proc.pid if self._proc is not None else None
 
     def url(self, name: str, user: str | None = None, password: str | None = None) -> str:
-        """The stream's RTSP URL, optionally with credentials (the server ignores them)."""
+        """The stream's RTSP URL, optionally with credentials (percent-encoded here; the server
+        checks them only when it was given `credentials`)."""
         if name not in self.streams:
             raise KeyError(f"no stream named {name!r}; have {', '.join(self.streams)}")
         if self.port is None:

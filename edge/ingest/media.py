@@ -8,10 +8,18 @@ otherwise blocks for as long as a frozen camera keeps its socket open.
 Both read timeouts get half of `read_timeout_s`: measured against a SIGSTOPped server, FFmpeg
 first hands out the packet it holds when its socket timeout fires and PyAV raises only at the
 next expiry, so a freeze surfaces after 2 × the value given (recipes.md §2).
+
+Opening failures become `OpenError`s that say what happened in words a person acts on. FFmpeg's
+own words mislead in two cases: a camera that accepts the connection and then says nothing ends
+in "Invalid data found" (its RTSP reply parser gives up when the socket timeout fires), which is
+a timeout; and a refused login is an HTTP or RTSP 401/403, which must not be retried like a
+network error (see `CameraState.UNAUTHORIZED`).
 """
 
 from __future__ import annotations
 
+import errno
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,9 +28,53 @@ from urllib.request import url2pathname
 import av
 
 from edge.config import IngestConfig
-from edge.redact import redact_url
+from edge.redact import redact, redact_url
 
 _RTSP = {"rtsp", "rtsps"}
+_UNAUTHORIZED = (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)
+_TIMEOUT_LIKE = (av.error.ExitError, av.error.InvalidDataError, av.error.EOFError, TimeoutError)
+"""What FFmpeg raises when a network read gives up: the PyAV timeout interrupts with ExitError,
+the socket timeout surfaces as whatever the parser waiting for the data makes of nothing."""
+
+
+class OpenError(Exception):
+    """A source could not be opened; `str()` is one redacted line without the URL (the caller
+    names the camera), `is_unauthorized` marks a refused login, `is_timeout` a silent peer."""
+
+    def __init__(self, reason: str, *, is_unauthorized: bool = False, is_timeout: bool = False):
+        super().__init__(redact(reason))
+        self.is_unauthorized = is_unauthorized
+        self.is_timeout = is_timeout
+
+
+def error_reason(exc: BaseException) -> str:
+    """`TypeName: reason`, redacted, without the URL or path PyAV appends to its messages."""
+    strerror = getattr(exc, "strerror", None)  # PyAV's errors have it, OSError or not
+    reason = strerror if isinstance(strerror, str) and strerror else str(exc)
+    return redact(f"{type(exc).__name__}: {' '.join(reason.split()) or 'no details'}")
+
+
+def classify_open_error(
+    exc: BaseException, media: MediaLocation, elapsed_s: float, timeout_s: float
+) -> OpenError:
+    """Turn what `av.open` raised after `elapsed_s` into an `OpenError`. A network source that
+    failed only once the timeout `timeout_s` had run out timed out, whatever FFmpeg called it."""
+    if isinstance(exc, OpenError):
+        return exc
+    if isinstance(exc, _UNAUTHORIZED):
+        return OpenError(
+            f"{error_reason(exc)}: the camera refused the user name and password",
+            is_unauthorized=True,
+        )
+    timed_out = isinstance(exc, OSError) and exc.errno == errno.ETIMEDOUT
+    if not media.is_file and (timed_out or isinstance(exc, _TIMEOUT_LIKE)):
+        if timed_out or elapsed_s >= 0.9 * timeout_s:
+            return OpenError(
+                f"timed out after {elapsed_s:.1f} s: no answer from the camera "
+                f"({type(exc).__name__})",
+                is_timeout=True,
+            )
+    return OpenError(error_reason(exc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +121,22 @@ def open_options(media: MediaLocation, ingest: IngestConfig) -> dict[str, str]:
 
 
 def open_media(media: MediaLocation, ingest: IngestConfig) -> av.container.InputContainer:
-    """Open for reading; raises on failure (PyAV's errors may contain the URL: redact them)."""
-    if media.is_file:
-        return av.open(media.target, mode="r")
-    return av.open(
-        media.target,
-        mode="r",
-        options=open_options(media, ingest),
-        timeout=(ingest.open_timeout_s, ingest.read_timeout_s / 2),
-    )
+    """Open for reading; raises `OpenError` (redacted, see `classify_open_error`) on failure."""
+    started = time.monotonic()
+    try:
+        if media.is_file:
+            return av.open(media.target, mode="r")
+        return av.open(
+            media.target,
+            mode="r",
+            options=open_options(media, ingest),
+            timeout=(ingest.open_timeout_s, ingest.read_timeout_s / 2),
+        )
+    except Exception as exc:
+        # The socket timeout (half the read timeout) is the first to fire on a silent camera.
+        first_timeout_s = min(ingest.open_timeout_s, ingest.read_timeout_s / 2)
+        elapsed_s = time.monotonic() - started
+        raise classify_open_error(exc, media, elapsed_s, first_timeout_s) from None
 
 
 def advertised_fps(stream: av.video.stream.VideoStream) -> float | None:

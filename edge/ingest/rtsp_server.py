@@ -5,6 +5,10 @@ so it imports nothing from `edge`. The parent talks to it through stdout (one `R
 line once every stream plays) and signals: SIGTERM/SIGINT stop it cleanly, SIGSTOP freezes it the
 way a hung camera freezes, and EOF on stdin (with `--watch-stdin`) means the parent died.
 
+With `EDGE_CAMSIM_CREDENTIALS=user:password` in its environment (never on the command line, where
+`ps` would show it) every stream asks for those credentials (RTSP Basic or Digest), as a real
+camera does: a client without them, or with others, gets `401 Unauthorized`.
+
 Each file is decoded at real-time pace by its own pipeline that seeks back to 0 on EOS and feeds
 an `intervideosink`; the RTSP media (shared by all clients) re-encodes it with a GOP of about one
 second so that a client opening mid-stream gets a keyframe quickly (the clips' own GOPs are up to
@@ -24,10 +28,13 @@ import sys
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+CREDENTIALS_ENV = "EDGE_CAMSIM_CREDENTIALS"
+_ROLE = "viewer"
 
 
 def parse_streams(items: list[str]) -> dict[str, str]:
@@ -101,6 +108,27 @@ def media_factory(name: str, fps: tuple[int, int]) -> GstRtspServer.RTSPMediaFac
     return factory
 
 
+def require_credentials(
+    server: GstRtspServer.RTSPServer, factories: list[GstRtspServer.RTSPMediaFactory], text: str
+) -> None:
+    """Only `user:password` may watch; anonymous clients get no token and so no access."""
+    user, sep, password = text.partition(":")
+    if not sep or not user:
+        raise SystemExit(f"rtsp_server: {CREDENTIALS_ENV} must be USER:PASSWORD")
+    token = GstRtspServer.RTSPToken()
+    token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, _ROLE)
+    auth = GstRtspServer.RTSPAuth()
+    auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+    auth.add_digest(user, password, token)
+    server.set_auth(auth)
+    role = Gst.Structure.new_from_string(
+        f"{_ROLE}, {GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS}=(boolean)true, "
+        f"{GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT}=(boolean)true"
+    )
+    for factory in factories:
+        factory.add_role_from_structure(role)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -117,8 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     server.set_address(args.host)
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
-    for player in players:
-        mounts.add_factory(f"/{player.name}", media_factory(player.name, player.preroll()))
+    factories = [media_factory(player.name, player.preroll()) for player in players]
+    for player, factory in zip(players, factories, strict=True):
+        mounts.add_factory(f"/{player.name}", factory)
+    credentials = os.environ.pop(CREDENTIALS_ENV, "")
+    if credentials:
+        require_credentials(server, factories, credentials)
     for player in players:
         player.play()
     if server.attach(None) == 0:

@@ -4,7 +4,10 @@ Downstream only ever wants the newest picture: a detector that falls behind must
 not queue them, so the hand-off to the event loop is a single slot and a frame that is replaced
 before anyone took it is counted as dropped ("superseded"). Without timeouts PyAV waits forever
 on a camera that hangs, so every network read is bounded (recipes.md §2), a watchdog marks the
-camera `stalled` as soon as packets stop, and the thread reconnects with jittered backoff.
+camera `stalled` as soon as packets stop, and the thread reconnects with jittered backoff. A camera
+that refuses the credentials is `unauthorized` and waits the longest backoff between attempts.
+Every problem is kept, redacted and worded for a person, in `last_error` (with `last_error_at`)
+for the API.
 
 Files are read as fast as the consumer takes them (nothing dropped, for offline analysis) unless
 `realtime=True`, which paces them like a live camera (latest-only, drops counted); `loop=True`
@@ -26,7 +29,7 @@ import av
 
 from edge.config import CameraConfig, IngestConfig
 from edge.ingest.backoff import Backoff
-from edge.ingest.media import MediaLocation, advertised_fps, open_media
+from edge.ingest.media import MediaLocation, OpenError, advertised_fps, error_reason, open_media
 from edge.ingest.pacing import FpsCap, RealtimePacer
 from edge.ingest.state import CameraState, SourceStats
 from edge.metrics import EdgeMetrics
@@ -70,12 +73,16 @@ class CameraSource:
         self.source_fps: float | None = None
         self.last_error: str | None = None
         """The last connection or decode problem, credentials redacted."""
+        self.last_error_at: float | None = None
+        """When `last_error` happened (`time.time()`)."""
         self.history: deque[tuple[float, CameraState]] = deque(maxlen=64)
         """(monotonic time, state) of recent transitions, oldest first."""
         self._state = CameraState.STOPPED
         self.state_since = time.monotonic()
         self._state_lock = threading.Lock()
-        self._counts = {"frames": 0, "packets": 0, "reconnects": 0, "decode_errors": 0}
+        self._counts = {
+            "frames": 0, "packets": 0, "reconnects": 0, "unauthorized": 0, "decode_errors": 0
+        }  # fmt: skip
         self._drops: dict[str, int] = {}
         self._stopping = threading.Event()
         self._taken = threading.Event()
@@ -109,6 +116,7 @@ class CameraSource:
             frames=self._counts["frames"],
             packets=self._counts["packets"],
             reconnects=self._counts["reconnects"],
+            unauthorized=self._counts["unauthorized"],
             decode_errors=self._counts["decode_errors"],
             dropped=sum(drops.values()),
             dropped_by_reason=drops,
@@ -255,24 +263,25 @@ class CameraSource:
                         first = True  # replaying a file is not a reconnect
                         continue
                     break
-                self._wait_backoff()
+                self._wait_backoff(unauthorized=outcome == "unauthorized")
         except Exception as exc:  # never let a camera take the process down
-            self.last_error = redact(f"{type(exc).__name__}: {exc}")
-            log.error("camera %s: decode thread failed: %s", self.camera_id, self.last_error)
+            self._set_error(f"decode thread failed: {error_reason(exc)}")
+            log.error("camera %s: %s", self.camera_id, self.last_error)
         finally:
             self._set_state(CameraState.STOPPED)
             self._call_loop(self._finish)
 
-    def _wait_backoff(self) -> None:
+    def _wait_backoff(self, unauthorized: bool = False) -> None:
         healthy_for = 0.0
         if self._streaming_since is not None:
             healthy_for = self._last_packet_at - self._streaming_since
         self.backoff.connection_ended(healthy_for)
-        delay = self.backoff.next_delay()
-        self._set_state(CameraState.BACKOFF)
+        delay = self.backoff.next_delay(at_maximum=unauthorized)
+        self._set_state(CameraState.UNAUTHORIZED if unauthorized else CameraState.BACKOFF)
         log.info(
-            "camera %s: reconnecting to %s in %.2f s (attempt %d)",
+            "camera %s: %s to %s in %.2f s (attempt %d)",
             self.camera_id,
+            "credentials refused; trying again" if unauthorized else "reconnecting",
             self.url,
             delay,
             self.backoff.attempt,
@@ -280,19 +289,29 @@ class CameraSource:
         self._stopping.wait(delay)
 
     def _connect_and_stream(self) -> str:
-        """One connection: 'eof' at its end, 'failed' on an error, 'stopped' when asked to."""
+        """One connection: 'eof' at its end, 'failed' on an error, 'unauthorized' when the camera
+        refused the credentials, 'stopped' when asked to."""
         self._set_state(CameraState.CONNECTING)
         self._streaming_since = None
         try:
             container = open_media(self.media, self.ingest)
+        except OpenError as exc:
+            self._set_error(f"cannot open: {exc}")
+            log.warning("camera %s: %s", self.camera_id, self.last_error)
+            if exc.is_unauthorized:
+                self._counts["unauthorized"] += 1
+                self.metrics.unauthorized.labels(camera=self.camera_id).inc()
+                return "unauthorized"
+            return "failed"
         except Exception as exc:
             self._note_error("cannot open", exc)
             return "failed"
         try:
             return self._stream(container)
-        except _StreamStalled as exc:
+        except _StreamStalled:
             self._set_state(CameraState.STALLED)
-            self._note_error("stalled", exc.__cause__ or exc)
+            self._set_error(f"stalled: no data for {self.ingest.read_timeout_s:g} s (read timeout)")
+            log.warning("camera %s: %s", self.camera_id, self.last_error)
             return "failed"
         except Exception as exc:
             self._note_error("stream broke", exc)
@@ -302,8 +321,12 @@ class CameraSource:
                 container.close()
 
     def _note_error(self, what: str, exc: BaseException) -> None:
-        self.last_error = redact(f"{what}: {type(exc).__name__}: {exc}")
+        self._set_error(f"{what}: {error_reason(exc)}")
         log.warning("camera %s: %s", self.camera_id, self.last_error)
+
+    def _set_error(self, text: str) -> None:
+        self.last_error = redact(text)
+        self.last_error_at = time.time()
 
     def _stream(self, container: av.container.InputContainer) -> str:
         stream = container.streams.video[0]
@@ -348,7 +371,7 @@ class CameraSource:
     def _count_decode_error(self, exc: BaseException) -> None:
         self._counts["decode_errors"] += 1
         self.metrics.decode_errors.labels(camera=self.camera_id).inc()
-        self.last_error = redact(f"corrupt data: {type(exc).__name__}: {exc}")
+        self._set_error(f"corrupt data: {error_reason(exc)}")
         log.debug("camera %s: %s", self.camera_id, self.last_error)
 
     def _on_frame(self, image: av.VideoFrame, decode_s: float, pacer: RealtimePacer | None) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
@@ -32,7 +33,7 @@ class CameraStatus:
     id: str
     name: str
     state: str
-    """connecting, streaming, stalled, backoff or stopped."""
+    """connecting, streaming, stalled, backoff, unauthorized or stopped."""
     url: str = ""
     """Redacted source URL."""
     fps: Mapping[str, float] = field(default_factory=dict)
@@ -44,6 +45,11 @@ class CameraStatus:
     width: int | None = None
     height: int | None = None
     """Source frame size when known."""
+    last_error: str | None = None
+    """The camera's most recent problem (cannot open, stalled, refused credentials...), redacted;
+    kept after it recovers, so that a camera that stopped or flaps says why."""
+    last_error_at: float | None = None
+    """When `last_error` happened, Unix time."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,7 +66,18 @@ class CameraStatus:
             "viewers": self.viewers,
             "width": self.width,
             "height": self.height,
+            "last_error": None if self.last_error is None else redact(self.last_error),
+            "last_error_at": _iso(self.last_error_at),
         }
+
+
+def _iso(unix_s: float | None) -> str | None:
+    """`2026-12-02T18:55:40.121Z`, or None."""
+    if unix_s is None:
+        return None
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
 
 
 class ServiceView(Protocol):

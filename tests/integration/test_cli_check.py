@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
+from edge.testing import run_edge
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def edge(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=60
-    )
-
-
 def test_shipped_config_passes() -> None:
-    result = edge("check", str(REPO / "configs" / "cameras.yaml"))
+    result = run_edge("check", str(REPO / "configs" / "cameras.yaml"))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
 
@@ -36,7 +30,7 @@ def test_invalid_config_exits_2_naming_each_field(tmp_path: Path) -> None:
             }
         )
     )
-    result = edge("check", str(cfg))
+    result = run_edge("check", str(cfg))
     assert result.returncode == 2
     lines = result.stderr.splitlines()
     for expected in (
@@ -51,6 +45,6 @@ def test_invalid_config_exits_2_naming_each_field(tmp_path: Path) -> None:
 
 
 def test_missing_file_exits_2(tmp_path: Path) -> None:
-    result = edge("check", str(tmp_path / "none.yaml"))
+    result = run_edge("check", str(tmp_path / "none.yaml"))
     assert result.returncode == 2
     assert "cannot read" in result.stderr

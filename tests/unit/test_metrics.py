@@ -24,6 +24,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "edge_camera_state": ("gauge", {"camera", "state"}),
     "edge_camera_up": ("gauge", {"camera"}),
     "edge_camera_reconnects": ("counter", {"camera"}),
+    "edge_camera_unauthorized": ("counter", {"camera"}),
     "edge_camera_decode_errors": ("counter", {"camera"}),
     "edge_stage_seconds": ("histogram", {"camera", "stage"}),
     "edge_batch_inference_seconds": ("histogram", set()),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 from pathlib import Path
+from urllib.parse import quote
 
 import av
 import numpy as np
@@ -14,25 +14,18 @@ import onnxruntime as ort
 from edge.assets import asset
 from edge.config import DetectorConfig
 from edge.infer.detector import Detector
-from edge.testing import box_iou
+from edge.testing import box_iou, free_port, run_edge
 from edge.types import Frame
 
 OVERPASS = asset("video", "traffic_highway_overpass.mp4")  # used by no other test
 YOLOX = asset("models", "yolox_nano.onnx")
 
 
-def edge(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
 def test_detect_writes_jsonl_that_agrees_with_reference(
     tmp_path: Path, dynamic_model: Path, reference, assert_agree
 ) -> None:
     out = tmp_path / "dets.jsonl"
-    run = edge("detect", OVERPASS, "--model", dynamic_model, "--out", out, "--max-frames", "40")
+    run = run_edge("detect", OVERPASS, "--model", dynamic_model, "--out", out, "--max-frames", "40")
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["frame"] for r in lines] == list(range(40))
@@ -59,7 +52,7 @@ def test_detect_letterbox_rect_reproduces_the_service(
     """By default `edge detect` is square (the test above); `--letterbox rect` gives what the
     service's default `auto` gives on this model."""
     out = tmp_path / "rect.jsonl"
-    run = edge("detect", OVERPASS, "--model", dynamic_model, "--out", out, "--max-frames", "12",
+    run = run_edge("detect", OVERPASS, "--model", dynamic_model, "--out", out, "--max-frames", "12",
                "--letterbox", "rect")  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "416 px (rect letterbox)" in run.stderr
@@ -74,19 +67,56 @@ def test_detect_letterbox_rect_reproduces_the_service(
 
 
 def test_detect_to_stdout_and_bad_input(tmp_path: Path) -> None:
-    run = edge("detect", OVERPASS, "--max-frames", "2")
+    run = run_edge("detect", OVERPASS, "--max-frames", "2")
     assert run.returncode == 0, run.stderr
     assert [json.loads(x)["frame"] for x in run.stdout.splitlines()] == [0, 1]
     assert "edge model prepare" in run.stderr  # the shared model is frozen at batch 1
-    missing = edge("detect", tmp_path / "nope.mp4")
+    missing = run_edge("detect", tmp_path / "nope.mp4")
     assert missing.returncode == 1 and "cannot open" in missing.stderr
-    bad_model = edge("detect", OVERPASS, "--model", tmp_path / "nope.onnx")
+    bad_model = run_edge("detect", OVERPASS, "--model", tmp_path / "nope.onnx")
     assert bad_model.returncode == 2 and "detector.model: file not found" in bad_model.stderr
+
+
+ODD_PASSWORD = "S3cr3t@x/y:z"
+"""'@', '/' and ':' in a password: what URL patterns alone get wrong."""
+
+
+def test_detect_on_a_refused_url_is_one_redacted_line(tmp_path: Path) -> None:
+    port = free_port()
+    encoded = quote(ODD_PASSWORD, safe="")
+    for url in (f"rtsp://admin:{ODD_PASSWORD}@127.0.0.1:{port}/x",
+                f"rtsp://admin:{encoded}@127.0.0.1:{port}/x"):  # fmt: skip
+        run = run_edge("-v", "detect", url, "--max-frames", "1")
+        assert run.returncode == 1, run.stderr
+        last = run.stderr.splitlines()[-1]
+        assert last.startswith(f"edge detect: cannot open rtsp://admin:***@127.0.0.1:{port}/x: ")
+        output = run.stdout + run.stderr
+        assert "Traceback" not in output
+        for form in (ODD_PASSWORD, encoded, "x/y:z"):
+            assert form not in output, output
+    refused = run_edge("detect", f"rtsp://admin:{encoded}@127.0.0.1:{port}/x")
+    assert refused.stderr.splitlines()[-1].endswith("ConnectionRefusedError: Connection refused")
+
+
+def test_detect_on_random_bytes_and_prepare_on_a_url_say_what_is_wrong(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(os.urandom(100_000))
+    run = run_edge("detect", junk)
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == (
+        f"edge detect: cannot open {junk}: InvalidDataError: Invalid data found when processing "
+        "input"
+    )
+    url = f"rtsp://admin:{ODD_PASSWORD}@127.0.0.1:9/x.onnx"
+    prep = run_edge("model", "prepare", url, tmp_path / "out.onnx")
+    assert prep.returncode == 2 and len(prep.stderr.splitlines()) == 1, prep.stderr
+    assert prep.stderr.startswith("edge model prepare: ")
+    assert ODD_PASSWORD not in prep.stderr and "Traceback" not in prep.stderr
 
 
 def test_prepare_fp16_runs_and_roughly_agrees(tmp_path: Path, clip_frames) -> None:
     out = tmp_path / "fp16.onnx"
-    run = edge("model", "prepare", YOLOX, out, "--fp16")
+    run = run_edge("model", "prepare", YOLOX, out, "--fp16")
     assert run.returncode == 0, run.stderr
     assert "verified: batch of 4 equals 4 single runs" in run.stdout
     assert out.stat().st_size < 0.7 * YOLOX.stat().st_size  # weights really are half size
@@ -109,8 +139,8 @@ def test_prepare_fp16_runs_and_roughly_agrees(tmp_path: Path, clip_frames) -> No
 
 
 def test_prepare_refuses_same_file_and_missing(tmp_path: Path) -> None:
-    assert edge("model", "prepare", tmp_path / "x.onnx", tmp_path / "y.onnx").returncode == 2
+    assert run_edge("model", "prepare", tmp_path / "x.onnx", tmp_path / "y.onnx").returncode == 2
     copy = tmp_path / "m.onnx"
     copy.write_bytes(YOLOX.read_bytes())
-    same = edge("model", "prepare", copy, copy)
+    same = run_edge("model", "prepare", copy, copy)
     assert same.returncode == 1 and "different file" in same.stderr

@@ -168,3 +168,50 @@ async def test_credentials_never_show_in_logs_repr_or_errors(clips, fast_ingest,
     assert any("admin:***@" in text for text in exposed[:1])  # the URL is logged, masked
     for text in exposed:
         assert password not in text
+
+
+async def test_fault_wrong_credentials_are_unauthorized_and_retried_only_at_the_cap(
+    clips, consume
+):
+    """A camera that asks for a password (RTSP Digest, as real ones do): the right one streams,
+    a wrong one is `unauthorized`, counted, and retried between half the cap and the cap."""
+    ingest = IngestConfig(
+        open_timeout_s=1.0, read_timeout_s=1.0, backoff_initial_s=0.1, backoff_max_s=1.0
+    )
+    password = "p@ss/w:rd-Right"
+    metrics = EdgeMetrics()
+    with CameraSimulator({"hw": clips["highway"]}, credentials=("admin", password)) as sim:
+        good = CameraSource(camera("good", sim.url("hw", "admin", password)), ingest, metrics)
+        wrong = CameraSource(camera("wrong", sim.url("hw", "admin", "Wr0ng-pass")), ingest, metrics)
+        async with good, wrong:
+            consume(good)
+            await async_wait_for(lambda: good.state == "streaming", 10)
+            await async_wait_for(lambda: wrong.state == "unauthorized", 5)
+            await async_wait_for(lambda: wrong.stats.unauthorized >= 3, 10)
+    steps = list(wrong.backoff.history)
+    assert steps and all(s.ceiling == 1.0 and 0.5 <= s.delay <= 1.0 for s in steps)
+    assert wrong.stats.frames == 0 and wrong.stats.reconnects == wrong.stats.unauthorized - 1
+    assert good.stats.unauthorized == 0
+    assert "401 Unauthorized" in (wrong.last_error or "")
+    assert "refused the user name and password" in (wrong.last_error or "")
+    assert "Wr0ng-pass" not in str(wrong.last_error)
+    sample = metrics.registry.get_sample_value
+    assert sample("edge_camera_unauthorized_total", {"camera": "wrong"}) == wrong.stats.unauthorized
+    assert sample("edge_camera_unauthorized_total", {"camera": "good"}) == 0
+    states = [s for _, s in wrong.history]
+    assert "backoff" not in states and states.count("unauthorized") >= 3
+
+
+async def test_fault_a_hung_camera_times_out_in_words_not_invalid_data(clips, fast_ingest):
+    """A camera frozen before we connect accepts TCP and then says nothing: FFmpeg gives up with
+    "Invalid data found"; the source must say it timed out."""
+    with CameraSimulator({"hw": clips["highway"]}) as sim:
+        sim.pause()
+        try:
+            async with CameraSource(camera("hung", sim.url("hw")), fast_ingest) as src:
+                await async_wait_for(lambda: src.last_error is not None, 10)
+                await async_wait_for(lambda: src.state == "backoff", 5)
+        finally:
+            sim.resume()
+    assert (src.last_error or "").startswith("cannot open: timed out after"), src.last_error
+    assert "Invalid data" not in (src.last_error or "")

@@ -57,3 +57,23 @@ def test_from_config_uses_ingest_values():
 def test_nonsense_bounds_are_refused(initial, maximum):
     with pytest.raises(ValueError):
         Backoff(initial, maximum)
+
+
+def test_a_refused_login_waits_in_the_upper_half_of_the_cap_at_once():
+    b = Backoff(0.5, 30.0, 60.0, random.Random(3))
+    delays = [b.next_delay(at_maximum=True) for _ in range(500)]
+    assert all(15.0 <= d <= 30.0 for d in delays)
+    assert min(delays) < 16.0 and max(delays) > 29.0  # still jittered across the half
+    assert {s.ceiling for s in b.history} == {30.0}
+    assert b.next_delay() <= 30.0 and b.history[-1].ceiling == 30.0  # stays at the cap after
+
+
+def test_a_refused_login_after_growing_delays_keeps_counting_attempts():
+    b = Backoff(1.0, 8.0, 60.0, random.Random(4))
+    b.next_delay()
+    b.next_delay()
+    assert b.ceiling == 4.0
+    b.next_delay(at_maximum=True)
+    assert b.history[-1].ceiling == 8.0 and b.attempt == 4
+    b.connection_ended(healthy_for_s=60.0)  # a later healthy connection still starts over
+    assert b.ceiling == 1.0
