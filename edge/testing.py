@@ -87,8 +87,9 @@ class ServiceProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Until /readyz answers 200; raises with the log's tail if the process died."""
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until /readyz answers 200; raises with the log's tail if the process died. Ready takes
+        5-12 s on a busy 2-core machine (the first start also prepares the model)."""
         wait_for(lambda: self.status("/readyz") == 200 or self.proc.poll() is not None, timeout)
         if self.proc.poll() is not None:
             raise RuntimeError(f"edge run exited {self.proc.returncode}:\n{self.log()[-3000:]}")
