@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from edge.config import CameraConfig, IngestConfig
 from edge.gpu_metrics import GPU_METRIC_NAMES, register_gpu_collector
+from edge.ingest.source import CameraSource
 from edge.metrics import DROP_REASONS, FPS_WINDOW_S, STAGES, EdgeMetrics, RateMeter
+from edge.testing import async_wait_for, free_port, metric_value
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 # name -> (type, label names) of every family edge exports (the README table lists the same).
 EXPECTED: dict[str, tuple[str, set[str]]] = {
@@ -33,7 +40,9 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "edge_video_latency_seconds": ("histogram", {"camera"}),
     "edge_batch_size": ("histogram", set()),
     "edge_batch_fill_ratio": ("histogram", set()),
-    "edge_onnx_info": ("gauge", {"provider", "device"}),  # an Info in the text format
+    # an Info in the text format, labelled as `Detector` sets it (checked on the real one in
+    # tests/integration/infer/test_detector_real.py)
+    "edge_onnx_info": ("gauge", {"provider", "family", "workers", "threads"}),
     "edge_detections": ("counter", {"camera", "class"}),
     "edge_tracks_confirmed": ("counter", {"camera"}),
     "edge_line_crossings": ("counter", {"camera", "line", "class", "direction"}),
@@ -67,7 +76,7 @@ def filled_metrics() -> EdgeMetrics:
     m.observe_end_to_end("cam-1", 0.12)
     m.observe_rendered("cam-1", 0.15)
     m.tick_fps("cam-1", "decoded", now=100.0)
-    m.set_provider("CPUExecutionProvider", device="cpu")
+    m.set_provider("cpu", family="yolox", workers=2, threads=1)
     m.detections.labels(camera="cam-1", **{"class": "car"}).inc(4)
     m.tracks_confirmed.labels(camera="cam-1").inc()
     m.line_crossings.labels(camera="cam-1", line="north", direction="in", **{"class": "car"}).inc()
@@ -104,19 +113,53 @@ def test_prometheus_naming_counters_total_and_base_units() -> None:
     text = filled_metrics().exposition().decode()
     assert 'edge_frames_decoded_total{camera="cam-1"} 3.0' in text
     assert "edge_stage_seconds_bucket{" in text and "edge_end_to_end_seconds_count" in text
-    assert 'edge_onnx_info{device="cpu",provider="CPUExecutionProvider"} 1.0' in text
     assert (
         'edge_line_crossings_total{camera="cam-1",class="car",direction="in",line="north"} 1.0'
         in text
     )
 
 
-def test_no_url_or_secret_in_any_label() -> None:
+def readme_metrics_table() -> dict[str, tuple[str, set[str]]]:
+    """The README's metrics table: exported name -> (type, label names)."""
+    rows: dict[str, tuple[str, set[str]]] = {}
+    for line in README.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and re.fullmatch(r"`edge_\w+`", cells[0]):
+            labels = set() if cells[2] in ("–", "-") else {x.strip() for x in cells[2].split(",")}
+            rows[cells[0].strip("`")] = (cells[1].split()[0], labels)
+    return rows
+
+
+def test_readme_table_lists_every_family_with_its_type_and_labels() -> None:
+    table = readme_metrics_table()
+    exported = {
+        name + ("_total" if kind == "counter" else ""): (kind, labels)
+        for name, (kind, labels) in EXPECTED.items()
+    }
+    gpu = {n: row for n, row in table.items() if n.startswith("edge_gpu_")}
+    assert set(gpu) == set(GPU_METRIC_NAMES)
+    assert all(row == ("gauge", {"gpu", "model"}) for row in gpu.values()), gpu
+    rest = {n: row for n, row in table.items() if n not in gpu}
+    assert rest == exported
+
+
+async def test_no_url_or_secret_in_any_label() -> None:
+    """A camera whose URL carries a password, refused by a port nobody listens on, as its source
+    reports it (state changes, reconnects), next to a filled set of every family."""
+    port = free_port()
+    cam = CameraConfig(id="cam-1", url=f"rtsp://admin:hunter22@127.0.0.1:{port}/stream1")
+    fast = IngestConfig(
+        open_timeout_s=1, read_timeout_s=1, backoff_initial_s=0.1, backoff_max_s=0.2
+    )
     m = filled_metrics()
+    async with CameraSource(cam, fast, m) as src:
+        await async_wait_for(lambda: src.stats.reconnects >= 1, 10)
+    assert metric_value(m, "edge_camera_reconnects_total", camera="cam-1") >= 2  # 1 + filled
     for fam in text_string_to_metric_families(m.exposition().decode()):
         for s in fam.samples:
             for value in s.labels.values():
-                assert "://" not in value and "@" not in value, f"{s.name} {s.labels}"
+                assert "://" not in value and "hunter22" not in value, f"{s.name} {s.labels}"
+                assert str(port) not in value, f"{s.name} {s.labels}"
 
 
 def test_init_camera_creates_zero_series_for_dashboard_and_alerts() -> None:
