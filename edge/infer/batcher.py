@@ -305,6 +305,10 @@ class Batcher:
         try:
             loop = asyncio.get_running_loop()
             outcome = await loop.run_in_executor(executor, self._infer, [p.frame for p in batch])
+        except asyncio.CancelledError:  # only when the loop tears down without stop()
+            for cam in cameras:
+                self._count_drop(cam, "shutdown")
+            raise
         except Exception:
             log.exception("inference failed for cameras %s", cameras)
         finally:
