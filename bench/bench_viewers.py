@@ -7,6 +7,11 @@ a window once every viewer decodes, as % of one core. The same is repeated with 
 hands every viewer raw frames and lets aiortc encode per viewer (what edge would do without the
 shared encoder; the same page, gateway and codec negotiation, only the track differs).
 
+Each case also reports offer → first frame as the page measures it (from before createOffer to
+the first frame handed to the compositor: candidate gathering, signalling, ICE/DTLS, the forced
+keyframe and its decode), for the viewer that starts the camera's encoder ("fresh") and for those
+that join it running ("join"). Tabs open one after another, each once the previous one decodes.
+
 Run: `python -m bench.bench_viewers [--seconds 10] [--rounds 2] [--clip FILE]` (about 2.5 min
 on 2 cores). Browser FPS is reported so that a cheap-but-broken case shows.
 """
@@ -64,8 +69,11 @@ class RawFrameTrack(VideoStreamTrack):
 class PerViewerPublisher:
     """Duck-types the part of CameraPublisher the WebRTC gateway uses."""
 
-    def __init__(self, camera_id: str, source: CameraSource, max_width: int) -> None:
+    def __init__(
+        self, camera_id: str, source: CameraSource, max_width: int, metrics: EdgeMetrics
+    ) -> None:
         self.camera_id = camera_id
+        self.metrics = metrics  # the gateway counts refused and never-connected viewers here
         self._source = source
         self._max_width = max_width
 
@@ -98,6 +106,10 @@ class Result:
     viewers: int
     cpu_pct: list[float]
     browser_fps: list[float]
+    fresh_ms: list[float]
+    """Offer → first frame of the viewer that started the encoder."""
+    join_ms: list[float]
+    """Offer → first frame of the viewers that joined it running."""
 
 
 async def _fps(pages: list[Page]) -> list[float]:
@@ -108,22 +120,27 @@ async def _fps(pages: list[Page]) -> list[float]:
     return [(a - b) / 2.0 for a, b in zip(after, before, strict=True)]
 
 
-async def measure(browser: Browser, url: str, viewers: int, seconds: float) -> tuple[float, float]:
-    pages = [await browser.new_page() for _ in range(viewers)]
+FIRST_FRAME_JS = "() => window.edge.ready && window.edge.viewers.cam.firstFrameMs"
+
+
+async def measure(
+    browser: Browser, url: str, viewers: int, seconds: float
+) -> tuple[float, float, list[float]]:
+    """(service CPU % of a core, lowest viewer FPS, each viewer's offer → first frame in ms)."""
+    pages: list[Page] = []
+    first_ms: list[float] = []
     try:
-        for page in pages:
+        for _ in range(viewers):
+            pages.append(page := await browser.new_page())
             await page.goto(url + "/?camera=cam")
-        js = (
-            "async () => window.edge.ready && (await window.edge.viewers.cam.stats()).framesDecoded"
-        )
-        for page in pages:
-            await async_wait_for(lambda p=page: p.evaluate(js), 20)
+            first = await async_wait_for(lambda p=page: p.evaluate(FIRST_FRAME_JS), 20)
+            first_ms.append(float(first))  # type: ignore[arg-type]
         await asyncio.sleep(2.0)  # let encoders and jitter buffers settle
         cpu0, t0 = time.process_time(), time.monotonic()
         await asyncio.sleep(seconds)
         cpu = (time.process_time() - cpu0) / (time.monotonic() - t0) * 100
         fps = await _fps(pages) if pages else [0.0]
-        return cpu, min(fps)
+        return cpu, min(fps), first_ms
     finally:
         for page in pages:
             await page.close()
@@ -148,7 +165,8 @@ async def run(args: argparse.Namespace) -> list[Result]:
         await service.start()
         await async_wait_for(lambda: source.state == "streaming", 15)
         shared_runner, shared_url = await serve(service, stream)
-        baseline = BaselineView(service, PerViewerPublisher("cam", source, args.max_width))
+        per_viewer = PerViewerPublisher("cam", source, args.max_width, metrics)
+        baseline = BaselineView(service, per_viewer)
         base_runner, base_url = await serve(baseline, stream)
         async with async_playwright() as p:
             browser = await p.chromium.launch(
@@ -156,13 +174,20 @@ async def run(args: argparse.Namespace) -> list[Result]:
             )
             cases = [("shared", shared_url, n) for n in args.viewers]
             cases += [("per-viewer", base_url, n) for n in args.viewers if n > 0]
-            by_case = {(m, n): Result(m, n, [], []) for m, _, n in cases}
+            by_case = {(m, n): Result(m, n, [], [], [], []) for m, _, n in cases}
             for _ in range(args.rounds):  # interleaved, so background load hits every case
                 for mode, url, n in cases:
-                    cpu, fps = await measure(browser, url, n, args.seconds)
-                    by_case[(mode, n)].cpu_pct.append(cpu)
-                    by_case[(mode, n)].browser_fps.append(fps)
-                    print(f"{mode:10s} viewers={n} cpu={cpu:5.1f}% of a core  min fps={fps:.1f}")
+                    cpu, fps, first_ms = await measure(browser, url, n, args.seconds)
+                    result = by_case[(mode, n)]
+                    result.cpu_pct.append(cpu)
+                    result.browser_fps.append(fps)
+                    result.fresh_ms += first_ms[:1]
+                    result.join_ms += first_ms[1:]
+                    firsts = ", ".join(f"{ms:.0f}" for ms in first_ms)
+                    print(
+                        f"{mode:10s} viewers={n} cpu={cpu:5.1f}% of a core  min fps={fps:.1f}  "
+                        f"first frame ms: {firsts or '-'}"
+                    )
             results = list(by_case.values())
             await browser.close()
         await shared_runner.cleanup()
@@ -177,15 +202,23 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
         f"clip `{args.clip}`, output max width {args.max_width}, window {args.seconds:.0f} s, "
         f"{os.cpu_count()} cores, load avg {os.getloadavg()[0]:.2f}",
         "",
-        "| mode | viewers | service CPU, % of one core: median (rounds) | lowest viewer FPS |",
-        "|---|---|---|---|",
+        "| mode | viewers | service CPU, % of one core: median (rounds) | lowest viewer FPS "
+        "| offer → first frame, ms: fresh median (max) | join median (max) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
         rounds = ", ".join(f"{c:.1f}" for c in r.cpu_pct)
         cpu = statistics.median(r.cpu_pct)
         fps = min(r.browser_fps)
-        lines.append(f"| {r.mode} | {r.viewers} | {cpu:.1f} ({rounds}) | {fps:.1f} |")
+        lines.append(
+            f"| {r.mode} | {r.viewers} | {cpu:.1f} ({rounds}) | {fps:.1f} "
+            f"| {_ms(r.fresh_ms)} | {_ms(r.join_ms)} |"
+        )
     return "\n".join(lines)
+
+
+def _ms(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ({max(values):.0f})" if values else "-"
 
 
 def main() -> None:

@@ -55,6 +55,16 @@ STAGES = (
 DROP_REASONS = ("superseded", "stale", "queue_full", "viewer_slow", "fps_cap", "error", "shutdown")
 FPS_POINTS = ("decoded", "inferred", "published", "rendered")
 EVENT_DROP_REASONS = ("queue_full", "failed", "rejected", "io_error")
+VIEWER_REFUSAL_REASONS = (
+    "server_full",
+    "camera_full",
+    "client_full",
+    "content_type",
+    "cross_site",
+    "bad_offer",
+    "too_large",
+    "not_connected",
+)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 FPS_WINDOW_S = 5.0
 """Window of the `edge_camera_fps` gauges: long enough that a decode thread starved for 0.2 s
@@ -246,6 +256,15 @@ class EdgeMetrics:
             cam,
             registry=r,
         )
+        self.viewers_refused = Counter(
+            "edge_viewers_refused",
+            "WebRTC offers refused, and viewer slots taken back from viewers that never "
+            "connected (not_connected), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in VIEWER_REFUSAL_REASONS:
+            self.viewers_refused.labels(reason=reason)
         self._meters: dict[tuple[str, str], RateMeter] = {}
         self._meters_lock = threading.Lock()
         self._cameras_seen: set[str] = set()
@@ -379,6 +398,10 @@ class EdgeMetrics:
         self.video_latency_seconds.labels(camera=camera).observe(seconds)
         self.frames_rendered.labels(camera=camera).inc()
         self.tick_fps(camera, "rendered")
+
+    def count_viewer_refused(self, reason: str) -> None:
+        """One offer refused or one never-connected viewer dropped (VIEWER_REFUSAL_REASONS)."""
+        self.viewers_refused.labels(reason=reason).inc()
 
     def count_drop(self, camera: str, reason: str, n: int = 1) -> None:
         self.frames_dropped.labels(camera=camera, reason=reason).inc(n)

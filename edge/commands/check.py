@@ -21,6 +21,11 @@ def run(args: argparse.Namespace) -> int:
         print_problems(exc)
         print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
         return 2
+    exposure = config.server.exposure_problem()  # what `edge run` refuses, for the file's host
+    if exposure is not None:
+        print(exposure, file=sys.stderr)
+        print(f"{args.config}: 1 problem(s)", file=sys.stderr)
+        return 2
     cams = config.enabled_cameras
     print(f"{args.config}: OK ({len(cams)} enabled camera(s), model {config.detector.model.name})")
     return 0

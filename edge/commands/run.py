@@ -37,7 +37,25 @@ def load_or_exit(path: str, host: str | None = None, port: int | None = None) ->
     except ConfigError as exc:
         print_problems(exc)
         raise SystemExit(2) from None
+    check_exposure_or_exit(config)
     return config
+
+
+def check_exposure_or_exit(config: EdgeConfig) -> None:
+    """Refuse (exit 2) to serve beyond loopback without a token unless `server.auth: none`
+    says so, and then warn: the page, `/api` and `/metrics` would be open to the network."""
+    server = config.server
+    problem = server.exposure_problem()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        raise SystemExit(2)
+    if server.is_open_beyond_loopback:
+        log.warning(
+            "server.auth is none: anyone who can reach %s:%s can watch every camera and read "
+            "/api and /metrics without a token",
+            server.host,
+            server.port,
+        )
 
 
 async def serve(config: EdgeConfig, started: asyncio.Event | None = None) -> None:

@@ -7,6 +7,7 @@ checked before the service starts (duplicate ids, bad URLs, missing model) is ch
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -199,6 +200,8 @@ class DetectorConfig(Strict):
     @field_validator("model")
     @classmethod
     def _model_exists(cls, v: Path) -> Path:
+        if v.is_dir():
+            raise ValueError(f"{v}: is a directory, not an ONNX file")
         if not v.is_file():
             raise ValueError(f"file not found: {v}")
         return v
@@ -287,18 +290,98 @@ class StreamConfig(Strict):
     host_addresses: list[str] | None = Field(
         default=None, description="Restrict ICE host candidates to these addresses."
     )
+    max_viewers: int = Field(
+        default=64, ge=1, le=4096,
+        description="WebRTC viewers at once, all cameras together: each costs sockets, a send "
+        "task and its bitrate. Refused beyond it: 503 with Retry-After.",
+    )  # fmt: skip
+    max_viewers_per_camera: int = Field(
+        default=32, ge=1, le=4096,
+        description="Viewers of one camera, so that one busy camera leaves slots for the others "
+        "(503 beyond it).",
+    )  # fmt: skip
+    max_viewers_per_client: int = Field(
+        default=16, ge=1, le=4096,
+        description="Viewers from one client address, all cameras together (the grid page takes "
+        "one per camera), so that one address cannot take every slot (429 beyond it). Behind a "
+        "reverse proxy every viewer has the proxy's address: raise it there.",
+    )  # fmt: skip
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, le=120,
+        description="A viewer whose ICE/DTLS has not completed this long after its offer is "
+        "closed and its slot freed (a browser connects in well under a second).",
+    )  # fmt: skip
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost`, 127.0.0.0/8 and ::1: addresses no other machine can reach.
+
+    Anything else (0.0.0.0, ::, "", a LAN address or a host name) may be reachable by others."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class ServerConfig(Strict):
-    host: str = "127.0.0.1"
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address to listen on. Beyond loopback (127.0.0.0/8, ::1, localhost) the "
+        "service refuses to start without auth_token unless auth is 'none'.",
+    )
     port: int = Field(default=8080, ge=0, le=65535)
-    auth_token: str | None = Field(default=None, min_length=8)
+    auth_token: str | None = Field(
+        default=None,
+        min_length=8,
+        description="Bearer token for /api/* and /metrics (the page takes ?token=); empty: unset.",
+    )
+    auth: Literal["token", "none"] | None = Field(
+        default=None,
+        description="token: auth_token is required; none: serve without a token even beyond "
+        "loopback (anyone who reaches the port sees every camera; warned at start); unset: a "
+        "token when auth_token is set, and no start beyond loopback without one.",
+    )
+
+    @field_validator("auth_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        # `auth_token: ${EDGE_TOKEN:-}` then turns auth on only where the variable is set
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("auth_token")
     @classmethod
     def _remember(cls, v: str | None) -> str | None:
         register_secret(v)
         return v
+
+    @model_validator(mode="after")
+    def _auth_consistent(self) -> ServerConfig:
+        if self.auth == "none" and self.auth_token is not None:
+            raise ValueError("auth is 'none' but auth_token is set: remove one of them")
+        if self.auth == "token" and self.auth_token is None:
+            raise ValueError("auth is 'token' but auth_token is not set")
+        return self
+
+    @property
+    def is_open_beyond_loopback(self) -> bool:
+        """Reachable from other machines with no token (only allowed by `auth: none`)."""
+        return self.auth_token is None and not is_loopback_host(self.host)
+
+    def exposure_problem(self) -> str | None:
+        """Why this server must not start as configured, as one `path: reason` line, or None.
+
+        Checked after command-line overrides (`edge run --host`), not at validation: a file
+        that binds 0.0.0.0 may still be run on loopback."""
+        if not self.is_open_beyond_loopback or self.auth == "none":
+            return None
+        return (
+            f"server.host: {self.host!r} is reachable from other machines but server.auth_token "
+            "is not set (anyone could watch every camera and read /api and /metrics); set "
+            "server.auth_token, listen on 127.0.0.1, or set server.auth: none to allow it"
+        )
 
 
 class MetricsConfig(Strict):

@@ -12,9 +12,13 @@ What bit us (recipes.md §3) and how this module handles it:
   preferences are set after `addTrack` and before `setRemoteDescription` (later they are ignored).
 - Keyframes: aiortc ignores PLI/FIR for packet tracks, so the sender's keyframe hook is pointed at
   the camera's shared encoder.
-- Freeing: a connection that fails, closes, or does not connect within `connect_timeout_s` is
-  closed and its track detached (its encoder stops with the last viewer); the page also sends a
-  close beacon, because a closed tab is otherwise noticed only after 25–35 s of ICE consent.
+- Freeing: a connection that fails, closes, or does not connect (ICE and DTLS) within
+  `StreamConfig.connect_timeout_s` is closed and its track detached (its encoder stops with the
+  last viewer); the page also sends a close beacon, because a closed tab, a frozen or vanished
+  viewer is otherwise noticed only when ICE consent expires (6 missed checks 4-6 s apart).
+- Slots: a viewer holds one from its offer until it is closed; `stream.max_viewers` in all,
+  `max_viewers_per_camera` per camera and `max_viewers_per_client` per client address. Offers
+  that never connect (the cheap way to take slots) hold theirs for `connect_timeout_s` at most.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +87,55 @@ class OfferError(ValueError):
 
 
 class TooManyViewers(RuntimeError):
-    """Every viewer slot is taken; the client should retry later."""
+    """A viewer cap is reached; the client may retry after `retry_after_s`.
+
+    `reason` is the `edge_viewers_refused` label, `status` the HTTP status: 429 when the client's
+    own address holds its share, 503 when the camera or the server is full."""
+
+    def __init__(self, message: str, reason: str, status: int, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+def slot_refusal(
+    stream: StreamConfig,
+    held: Iterable[tuple[str, str | None]],
+    camera_id: str,
+    remote: str | None,
+) -> TooManyViewers | None:
+    """Why a new viewer of `camera_id` from `remote` gets no slot, given the (camera, remote) of
+    the slots held; None when it gets one. The client's own cap is checked first: it says best
+    what to do (close a tab, or wait for a stuck offer to time out)."""
+    held = list(held)
+    by_client = Counter(r for _, r in held)[remote]
+    by_camera = Counter(c for c, _ in held)[camera_id]
+    retry = stream.connect_timeout_s  # by then any offer that will not connect has let go
+    if by_client >= stream.max_viewers_per_client:
+        return TooManyViewers(
+            f"{by_client} viewers from {remote} already "
+            f"(stream.max_viewers_per_client = {stream.max_viewers_per_client})",
+            "client_full",
+            429,
+            retry,
+        )
+    if by_camera >= stream.max_viewers_per_camera:
+        return TooManyViewers(
+            f"camera {camera_id} has {by_camera} viewers already "
+            f"(stream.max_viewers_per_camera = {stream.max_viewers_per_camera})",
+            "camera_full",
+            503,
+            retry,
+        )
+    if len(held) >= stream.max_viewers:
+        return TooManyViewers(
+            f"every viewer slot is taken (stream.max_viewers = {stream.max_viewers})",
+            "server_full",
+            503,
+            retry,
+        )
+    return None
 
 
 def is_loopback(address: str | None) -> bool:
@@ -145,7 +198,8 @@ def browser_ice_servers(urls: list[str]) -> list[dict[str, Any]]:
 @dataclass
 class ViewerSession:
     id: str
-    camera_id: str
+    publisher: CameraPublisher
+    remote: str | None
     codec: Codec
     pc: RTCPeerConnection
     track: EncodedVideoTrack
@@ -153,17 +207,16 @@ class ViewerSession:
     created_at: float = field(default_factory=time.monotonic)
     connected_at: float | None = None
 
+    @property
+    def camera_id(self) -> str:
+        return self.publisher.camera_id
+
 
 class WebRtcGateway:
     """Answers viewers' offers and owns their peer connections until they go away."""
 
-    def __init__(
-        self, stream: StreamConfig, connect_timeout_s: float = 20.0, max_sessions: int = 64
-    ) -> None:
+    def __init__(self, stream: StreamConfig) -> None:
         self.stream = stream
-        self.connect_timeout_s = connect_timeout_s
-        self.max_sessions = max_sessions
-        """Peer connections at once, all cameras together: each costs sockets and a send task."""
         self.sessions: dict[str, ViewerSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -178,9 +231,13 @@ class WebRtcGateway:
     async def answer(
         self, publisher: CameraPublisher, offer_sdp: str, remote: str | None = None
     ) -> ViewerSession:
-        """Build the viewer's connection and return it with the answer SDP."""
-        if len(self.sessions) >= self.max_sessions:
-            raise TooManyViewers(f"{len(self.sessions)} viewers already connected")
+        """Build the viewer's connection and return it with the answer SDP.
+
+        The slot is taken before the first `await`, so that concurrent offers count each other."""
+        held = ((v.camera_id, v.remote) for v in self.sessions.values())
+        refusal = slot_refusal(self.stream, held, publisher.camera_id, remote)
+        if refusal is not None:
+            raise refusal
         if "m=video" not in offer_sdp:
             raise OfferError("the offer has no video section")
         codec = choose_codec(offer_sdp, list(self.stream.codecs))
@@ -189,7 +246,7 @@ class WebRtcGateway:
             offer_sdp = keep_loopback_candidates(offer_sdp)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(self.stream.ice_servers)))
         track = publisher.attach(codec)
-        session = ViewerSession(secrets.token_urlsafe(12), publisher.camera_id, codec, pc, track)
+        session = ViewerSession(secrets.token_urlsafe(12), publisher, remote, codec, pc, track)
         self.sessions[session.id] = session
         try:
             sender = pc.addTrack(track)
@@ -229,14 +286,17 @@ class WebRtcGateway:
             self._spawn(self.close(session.id), f"webrtc-close:{session.id}")
 
     async def _connect_watchdog(self, session: ViewerSession) -> None:
-        await asyncio.sleep(self.connect_timeout_s)
+        timeout_s = self.stream.connect_timeout_s
+        await asyncio.sleep(timeout_s)
         if session.connected_at is None and session.id in self.sessions:
             log.warning(
-                "camera %s: viewer %s did not connect within %.0f s; closing",
+                "camera %s: viewer %s from %s did not connect within %.1f s; slot freed",
                 session.camera_id,
                 session.id,
-                self.connect_timeout_s,
+                session.remote,
+                timeout_s,
             )
+            session.publisher.metrics.count_viewer_refused("not_connected")
             await self.close(session.id)
 
     def _spawn(self, coro: Any, name: str) -> None:

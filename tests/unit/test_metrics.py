@@ -53,6 +53,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "edge_events_queue": ("gauge", {"sink"}),
     "edge_viewers": ("gauge", {"camera"}),
     "edge_encoders_active": ("gauge", {"camera"}),
+    "edge_viewers_refused": ("counter", {"reason"}),
 }
 SAMPLE_SUFFIX_LABELS = {"le", "quantile"}
 

@@ -12,11 +12,23 @@ function withToken(path) {
   return token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path;
 }
 
+class ApiError extends Error {
+  constructor(path, status, message, retryAfterS) {
+    super(message ? `${message} (HTTP ${status})` : `${path}: HTTP ${status}`);
+    this.status = status;
+    this.retryAfterS = retryAfterS;
+  }
+}
+
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
   if (token) headers.Authorization = `Bearer ${token}`;
   const res = await fetch(path, Object.assign({}, options, { headers }));
-  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    const retry = Number(res.headers.get("Retry-After")) || 0;
+    throw new ApiError(path, res.status, body.error, retry);
+  }
   return res.json();
 }
 
@@ -31,9 +43,10 @@ function waitGathering(pc, ms) {
 }
 
 class Viewer {
-  constructor(camera, video, iceServers) {
+  constructor(camera, video, iceServers, note = null) {
     this.camera = camera;
     this.video = video;
+    this.note = note; // where the tile says why there is no picture (slots full, ...)
     this.iceServers = iceServers;
     this.pc = null;
     this.session = null;
@@ -65,6 +78,8 @@ class Viewer {
     });
     this.session = answer.session;
     this.codec = answer.codec;
+    this.error = null;
+    if (this.note) this.note.textContent = "";
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     this.watchFirstFrame(pc);
   }
@@ -120,8 +135,13 @@ class Viewer {
   }
 
   fail(e) {
-    this.error = String(e);
-    if (!this.closed) setTimeout(() => this.start().catch((err) => this.fail(err)), RETRY_MS);
+    this.error = e.message || String(e);
+    if (this.note) this.note.textContent = this.error;
+    this.beacon();
+    if (this.pc) this.pc.close();
+    // a refused viewer (429/503) waits as long as the server asks before trying again
+    const wait = Math.max(RETRY_MS, (e.retryAfterS || 0) * 1000);
+    if (!this.closed) setTimeout(() => this.start().catch((err) => this.fail(err)), wait);
   }
 
   close() {
@@ -150,7 +170,8 @@ function makeTile(camera) {
   tile.dataset.camera = camera.id;
   tile.innerHTML = `<video autoplay muted playsinline></video>
     <div class="bar"><span class="name"></span><span class="state"></span>
-    <span class="fps"></span><span class="counts"></span><a class="link">open</a></div>`;
+    <span class="fps"></span><span class="counts"></span><span class="note"></span>
+    <a class="link">open</a></div>`;
   tile.querySelector(".name").textContent = camera.name;
   const link = tile.querySelector(".link");
   link.href = withToken(`/?camera=${encodeURIComponent(camera.id)}`);
@@ -190,7 +211,7 @@ async function main() {
     if (onlyCamera) tile.classList.add("big");
     grid.appendChild(tile);
     updateTile(tile, camera);
-    const viewer = new Viewer(camera, tile.querySelector("video"), iceServers);
+    const viewer = new Viewer(camera, tile.querySelector("video"), iceServers, tile.querySelector(".note"));
     window.edge.viewers[camera.id] = viewer;
     viewer.start().catch((e) => viewer.fail(e));
   }

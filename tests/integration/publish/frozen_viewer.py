@@ -1,22 +1,19 @@
-"""A viewer process that connects, then never reads (the test SIGSTOPs it): a frozen browser."""
+"""A viewer process that connects, then never reads: the test SIGSTOPs it (a frozen browser) or
+SIGKILLs it (a viewer that vanished without a word). Prints `CONNECTED <session>` when up."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from rawclient import RawViewer  # noqa: E402
-
-from edge.testing import async_wait_for  # noqa: E402
+from edge.publish.viewer_client import WebRtcViewer
+from edge.testing import async_wait_for
 
 
 async def main(base_url: str, camera: str) -> None:
-    viewer = await RawViewer(base_url, camera).connect()
-    await async_wait_for(lambda: viewer.pc.connectionState == "connected", 15)
-    print("CONNECTED", flush=True)
+    viewer = await WebRtcViewer(base_url, camera).connect()
+    await async_wait_for(lambda: viewer.is_connected, 15)
+    print(f"CONNECTED {viewer.session}", flush=True)
     await asyncio.Event().wait()  # hold the connection open, never touch the track
 
 

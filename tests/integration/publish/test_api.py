@@ -1,24 +1,24 @@
-"""The HTTP surface: camera API, health, metrics, auth, offer errors, VP8 fallback, PLI."""
+"""The HTTP surface: camera API, health, metrics, auth, VP8 fallback, PLI, viewer caps.
+
+Malformed, oversized and cross-site signalling are in test_signalling_faults.py."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from edge.config import CameraConfig, ServerConfig, StreamConfig
 from edge.ingest.source import CameraSource
 from edge.publish.passthrough import PassthroughService
+from edge.publish.viewer_client import SignallingError, WebRtcViewer
 from edge.publish.web import create_app
 from edge.publish.webrtc import WebRtcGateway
 from edge.testing import async_wait_for, free_port
 
-from .conftest import EXPECTED_SIZE, Served
-from .rawclient import RawViewer
+from .conftest import EXPECTED_SIZE, Served, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -61,29 +61,14 @@ async def test_not_ready_without_a_streaming_camera(http: aiohttp.ClientSession)
     dead = CameraSource(CameraConfig(id="dead", url=f"rtsp://127.0.0.1:{free_port()}/x"))
     service = PassthroughService([dead], StreamConfig())
     await dead.start()
-    runner = web.AppRunner(create_app(service))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-            assert resp.status == 503 and (await resp.json())["ready"] is False
-        async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-            assert resp.status == 200
+        async with serving(create_app(service)) as base:
+            async with http.get(f"{base}/readyz") as resp:
+                assert resp.status == 503 and (await resp.json())["ready"] is False
+            async with http.get(f"{base}/healthz") as resp:
+                assert resp.status == 200
     finally:
-        await runner.cleanup()
         await dead.stop()
-
-
-async def test_bad_offers_are_refused_clearly(served: Served, http: aiohttp.ClientSession) -> None:
-    url = served.base_url + "/api/cameras/{}/webrtc"
-    async with http.post(url.format("nope"), json={"sdp": "v=0", "type": "offer"}) as resp:
-        assert resp.status == 404
-    async with http.post(url.format("cam1"), data=b"not json") as resp:
-        assert resp.status == 400
-    async with http.post(url.format("cam1"), json={"sdp": "v=0\r\n", "type": "offer"}) as resp:
-        assert resp.status == 400 and "no video" in (await resp.json())["error"]
-    assert served.sample("edge_viewers", camera="cam1") == 0  # nothing leaked
 
 
 async def test_auth_token_guards_api_and_metrics(
@@ -91,12 +76,7 @@ async def test_auth_token_guards_api_and_metrics(
 ) -> None:
     token = "tok-12345678"
     app = create_app(served.service, served.stream, ServerConfig(auth_token=token))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    base = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(app) as base:
         for path in ("/api/cameras", "/metrics"):
             async with http.get(base + path) as resp:
                 assert resp.status == 401, path
@@ -107,21 +87,28 @@ async def test_auth_token_guards_api_and_metrics(
                 assert r.status == 200
             async with http.get(f"{base}{path}?token={token}") as resp:
                 assert resp.status == 200
-        for open_path in ("/", "/healthz", "/static/app.js"):
+        for open_path in ("/", "/healthz", "/readyz", "/static/app.js"):
             async with http.get(base + open_path) as resp:
                 assert resp.status == 200, open_path
-    finally:
-        await runner.cleanup()
+        with pytest.raises(SignallingError) as refused:  # signalling is guarded too
+            await WebRtcViewer(base, "cam2").connect()
+        assert refused.value.status == 401
+        viewer = await WebRtcViewer(base, "cam2", token=token).connect()
+        try:
+            frame = await viewer.recv()
+            assert (frame.width, frame.height) == EXPECTED_SIZE["cam2"]
+        finally:
+            await viewer.close()
 
 
 async def test_vp8_only_viewers_share_one_vp8_encoder(served: Served) -> None:
-    viewers = [await RawViewer(served.base_url, "cam2", codec="VP8").connect() for _ in range(2)]
+    viewers = [
+        await WebRtcViewer(served.base_url, "cam2", codec="VP8").connect() for _ in range(2)
+    ]
     try:
         assert all(v.answer["codec"] == "vp8" for v in viewers)
-        await async_wait_for(lambda: all(v.track is not None for v in viewers), 10)
         for v in viewers:
-            assert v.track is not None
-            frame = await asyncio.wait_for(v.track.recv(), 10)
+            frame = await v.recv()
             assert (frame.width, frame.height) == EXPECTED_SIZE["cam2"]
         publisher = served.service.publishers["cam2"]
         assert publisher.encoder("vp8") is not None and publisher.encoder("h264") is None
@@ -133,11 +120,9 @@ async def test_vp8_only_viewers_share_one_vp8_encoder(served: Served) -> None:
 
 
 async def test_pli_forces_a_keyframe_in_the_shared_encoder(served: Served) -> None:
-    viewer = await RawViewer(served.base_url, "cam2").connect()
+    viewer = await WebRtcViewer(served.base_url, "cam2").connect()
     try:
-        await async_wait_for(lambda: viewer.track is not None, 10)
-        assert viewer.track is not None
-        await asyncio.wait_for(viewer.track.recv(), 10)
+        await viewer.recv()
         encoder = served.service.publishers["cam2"].encoder("h264")
         assert encoder is not None
         requests, keyframes = encoder.keyframe_requests, encoder.keyframes
@@ -149,21 +134,47 @@ async def test_pli_forces_a_keyframe_in_the_shared_encoder(served: Served) -> No
     await async_wait_for(lambda: served.sample("edge_viewers", camera="cam2") == 0, 5)
 
 
-async def test_viewer_slots_are_bounded(served: Served) -> None:
-    gateway = WebRtcGateway(served.stream, max_sessions=1)
-    runner = web.AppRunner(create_app(served.service, served.stream, gateway=gateway))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    first = await RawViewer(f"http://127.0.0.1:{port}", "cam2").connect()
-    try:
-        second = RawViewer(f"http://127.0.0.1:{port}", "cam2")
-        with pytest.raises(aiohttp.ClientResponseError) as refused:
-            await second.connect()
-        await second.close()
-        assert refused.value.status == 503
-        assert served.sample("edge_viewers", camera="cam2") == 1
-    finally:
-        await first.close()
-        await runner.cleanup()
+async def test_viewer_caps_per_client_per_camera_and_in_all(served: Served) -> None:
+    """Each cap refuses with its own status and names its setting; the others still get in."""
+    stream = served.stream.model_copy(
+        update={"max_viewers": 3, "max_viewers_per_camera": 2, "max_viewers_per_client": 1}
+    )
+    app = create_app(served.service, stream, gateway=WebRtcGateway(stream))
+    viewers: list[WebRtcViewer] = []
+
+    async def join(camera: str, address: str) -> WebRtcViewer:
+        viewer = WebRtcViewer(base, camera, local_address=address)
+        try:
+            await viewer.connect()
+        except SignallingError:
+            await viewer.close()
+            raise
+        viewers.append(viewer)
+        return viewer
+
+    async with serving(app) as base:
+        try:
+            await join("cam2", "127.0.0.2")
+            with pytest.raises(SignallingError) as own_share:  # the same address, any camera
+                await join("cam1", "127.0.0.2")
+            await join("cam2", "127.0.0.3")
+            with pytest.raises(SignallingError) as camera_full:
+                await join("cam2", "127.0.0.4")
+            await join("cam1", "127.0.0.4")  # another camera still has room
+            with pytest.raises(SignallingError) as server_full:
+                await join("cam1", "127.0.0.5")
+            for refused, status, setting in (
+                (own_share, 429, "stream.max_viewers_per_client = 1"),
+                (camera_full, 503, "stream.max_viewers_per_camera = 2"),
+                (server_full, 503, "stream.max_viewers = 3"),
+            ):
+                assert refused.value.status == status
+                assert setting in refused.value.error
+                assert refused.value.headers["Retry-After"] == str(int(stream.connect_timeout_s))
+            for viewer in viewers:  # the viewers let in are real ones
+                await viewer.recv()
+            assert served.sample("edge_viewers", camera="cam2") == 2
+        finally:
+            for viewer in viewers:
+                await viewer.close()
     await async_wait_for(lambda: served.sample("edge_viewers", camera="cam2") == 0, 5)

@@ -6,7 +6,15 @@ from typing import Any
 import pytest
 import yaml
 
-from edge.config import COCO_VEHICLES, ConfigError, expand_env, load_config, parse_config
+from edge.config import (
+    COCO_VEHICLES,
+    ConfigError,
+    ServerConfig,
+    expand_env,
+    load_config,
+    parse_config,
+)
+from edge.config.schema import is_loopback_host
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -104,6 +112,21 @@ def test_defaults_mirror_the_original_app() -> None:
             base(detector={"letterbox": "wide"}),
             "detector.letterbox: Input should be 'auto', 'square' or 'rect'",
         ),
+        (
+            base(server={"auth": "none", "auth_token": "tok-12345678"}),
+            "server: auth is 'none' but auth_token is set",
+        ),
+        (base(server={"auth": "token"}), "server: auth is 'token' but auth_token is not set"),
+        (base(server={"auth": "off"}), "server.auth: Input should be 'token' or 'none'"),
+        (base(server={"auth_token": "short"}), "server.auth_token: String should have at least"),
+        (
+            base(stream={"connect_timeout_s": 0}),
+            "stream.connect_timeout_s: Input should be greater than 0",
+        ),
+        (
+            base(stream={"max_viewers_per_client": 0}),
+            "stream.max_viewers_per_client: Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_invalid_configs_name_the_field(data: Any, expected: str) -> None:
@@ -149,3 +172,75 @@ def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
     cfg.write_text("cameras:\n  - id: a\n    url: [unclosed\n")
     with pytest.raises(ConfigError, match=r"invalid YAML \(line"):
         load_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("192.168.1.20", False),
+        ("camera-box.lan", False),
+        ("localhost.evil.example", False),
+    ],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("server", "refused", "open_beyond_loopback"),
+    [
+        ({}, False, False),  # 127.0.0.1, no token
+        ({"host": "localhost"}, False, False),
+        ({"host": "0.0.0.0"}, True, True),
+        ({"host": "192.168.1.20"}, True, True),
+        ({"host": "0.0.0.0", "auth_token": "tok-12345678"}, False, False),
+        ({"host": "0.0.0.0", "auth": "none"}, False, True),  # allowed, warned at start
+        ({"host": "::", "auth": "token", "auth_token": "tok-12345678"}, False, False),
+    ],
+)
+def test_serving_beyond_loopback_needs_a_token_or_auth_none(
+    server: dict[str, str], refused: bool, open_beyond_loopback: bool
+) -> None:
+    config = ServerConfig(**server)
+    problem = config.exposure_problem()
+    assert (problem is not None) is refused
+    assert config.is_open_beyond_loopback is open_beyond_loopback
+    if problem is not None:  # one line naming what to change
+        assert "\n" not in problem
+        assert problem.startswith(f"server.host: {server['host']!r} is reachable")
+        for name in ("server.auth_token", "server.auth: none"):
+            assert name in problem
+
+
+def test_exposure_is_checked_on_the_overridden_host() -> None:
+    config = parse_config(base(server={"host": "0.0.0.0"}))
+    assert config.server.exposure_problem() is not None
+    config.server.host = "127.0.0.1"  # what `edge run --host 127.0.0.1` does
+    assert config.server.exposure_problem() is None
+    config.server.host = "0.0.0.0"
+    assert config.server.exposure_problem() is not None
+
+
+def test_an_empty_token_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EDGE_TEST_TOKEN", raising=False)
+    assert (
+        parse_config(base(server={"auth_token": "${EDGE_TEST_TOKEN:-}"})).server.auth_token is None
+    )
+    monkeypatch.setenv("EDGE_TEST_TOKEN", "tok-12345678")
+    token = parse_config(base(server={"auth_token": "${EDGE_TEST_TOKEN:-}"})).server.auth_token
+    assert token == "tok-12345678"
+
+
+def test_viewer_caps_default_to_a_shared_box() -> None:
+    stream = parse_config(base()).stream
+    assert stream.max_viewers_per_client < stream.max_viewers_per_camera < stream.max_viewers
+    assert 0 < stream.connect_timeout_s <= 10
