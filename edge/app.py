@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from edge.config import CameraConfig, EdgeConfig
 from edge.infer.batcher import Batcher, ResultStream
 from edge.infer.detector import Detector
+from edge.infer.model_check import ModelError, check_model
 from edge.infer.prepare import ensure_dynamic
 from edge.ingest.source import CameraSource, CameraState
 from edge.metrics import EdgeMetrics
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 class StartupError(RuntimeError):
-    """The service cannot start (e.g. its port is taken); the message says why."""
+    """The service cannot start (e.g. its port is taken, its model is no detector); the message
+    says why in one line."""
 
 
 @dataclass(eq=False)
@@ -119,7 +121,11 @@ class EdgeService:
         """Run until cancelled (SIGTERM/SIGINT cancel it in `edge run`)."""
         runner: web.AppRunner | None = None
         try:
-            runner = await self._start_web()  # first: a busy port fails fast, /healthz answers
+            # The model file first (a parse and a CPU session, under a second): a bad one fails
+            # before the service says it serves. Then the port: a busy one fails fast, and
+            # /healthz answers while the detector loads.
+            await asyncio.to_thread(self._check_model)
+            runner = await self._start_web()
             self.detector = await asyncio.to_thread(self._load_detector)
             if self.config.ocr.enabled:
                 await self._start_plates()
@@ -148,11 +154,21 @@ class EdgeService:
         finally:
             await self._shutdown(runner)
 
+    def _check_model(self) -> None:
+        cfg = self.config.detector
+        try:
+            check_model(cfg.model, cfg.family, cfg.classes, cfg.input_size)
+        except ModelError as exc:
+            raise StartupError(f"detector.{exc.field}: {exc}") from None
+
     def _load_detector(self) -> Detector:
         cfg = self.config.detector
-        if cfg.auto_prepare and cfg.max_batch != 1:  # unset: batches of 2 or more
-            cfg = cfg.model_copy(update={"model": ensure_dynamic(cfg.model, cfg.prepared_dir)})
-        return Detector(cfg, self.metrics)
+        try:
+            if cfg.auto_prepare and cfg.max_batch != 1:  # unset: batches of 2 or more
+                cfg = cfg.model_copy(update={"model": ensure_dynamic(cfg.model, cfg.prepared_dir)})
+            return Detector(cfg, self.metrics)
+        except ModelError as exc:  # e.g. refused by the configured provider's ONNX Runtime
+            raise StartupError(f"detector.{exc.field}: {exc}") from None
 
     async def _start_plates(self) -> None:
         reader = PlateReader()

@@ -1,4 +1,8 @@
-"""`edge check CONFIG`: validate a config and print every problem as `path.to.field: reason`."""
+"""`edge check CONFIG`: validate a config and print every problem as `path.to.field: reason`.
+
+A valid config's model is then opened as `edge run` would open it (`edge.infer.model_check`), so a
+corrupt file or one that is no detector shows here rather than at start.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +30,20 @@ def run(args: argparse.Namespace) -> int:
         print(exposure, file=sys.stderr)
         print(f"{args.config}: 1 problem(s)", file=sys.stderr)
         return 2
+    from edge.infer.model_check import ModelError, check_model  # imports onnx: a valid file only
+
+    det = config.detector
+    try:  # what `edge run` would refuse at start: open the model, recognise its layout
+        layout = check_model(det.model, det.family, det.classes, det.input_size)
+    except ModelError as exc:
+        print(f"detector.{exc.field}: {exc}", file=sys.stderr)
+        print(f"{args.config}: 1 problem(s)", file=sys.stderr)
+        return 2
     cams = config.enabled_cameras
-    print(f"{args.config}: OK ({len(cams)} enabled camera(s), model {config.detector.model.name})")
+    print(
+        f"{args.config}: OK ({len(cams)} enabled camera(s), model {det.model.name}: "
+        f"{layout.family}, {layout.num_classes} classes)"
+    )
     return 0
 
 

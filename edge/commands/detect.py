@@ -84,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
             msg = err["msg"].removeprefix("Value error, ")
             print(f"detector.{'.'.join(map(str, err['loc']))}: {msg}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # a bad model file (`ModelError`: `PATH: reason`) or letterbox
+        print(f"edge detect: {redact(str(exc))}", file=sys.stderr)
+        return 2
     frames: Iterable[Any] = read_frames(args.source, camera_id="detect")
     if args.max_frames is not None:
         frames = islice(frames, max(args.max_frames, 0))

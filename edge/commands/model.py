@@ -27,16 +27,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge.infer.model_check import ModelError
     from edge.infer.prepare import prepare_model
 
-    if not args.input.is_file():
-        print(f"edge model prepare: {args.input}: file not found", file=sys.stderr)
-        return 2
     if args.check < 2:
         print("edge model prepare: --check must be at least 2", file=sys.stderr)
         return 2
     try:
         rewritten, check = prepare_model(args.input, args.output, fp16=args.fp16, check=args.check)
+    except ModelError as exc:  # missing, unreadable, not ONNX, not a detector: `IN: reason`
+        print(f"edge model prepare: {redact(str(exc))}", file=sys.stderr)
+        return 2
     except Exception as exc:  # a broken or unusual graph: say so instead of a traceback
         print(f"edge model prepare: {redact(f'{args.input}: {exc}')}", file=sys.stderr)
         return 1

@@ -16,16 +16,27 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
+from onnxruntime import InferenceSession
 
 from edge.config import DetectorConfig
-from edge.infer.layout import LayoutError, ModelLayout, recognise
+from edge.infer.layout import LayoutError, ModelLayout, SymbolicOutputError, recognise
 from edge.infer.letterbox import STRIDE, Color, Letterbox, letterbox_bgr, letterbox_frame
+from edge.infer.model_check import (
+    ModelError,
+    check_classes,
+    first_line,
+    layout_error,
+    probe_output_shape,
+    read_model,
+    session_error,
+)
 from edge.infer.postprocess import PostprocessParams, postprocess, postprocess_batch
 from edge.infer.prepare import free_input_size
-from edge.infer.providers import create_session, usable_providers
+from edge.infer.providers import RunPlan, create_session, usable_providers
 from edge.metrics import EdgeMetrics
 from edge.types import Detections, Frame
 
@@ -65,12 +76,12 @@ class BatchOutcome:
     postprocess_s: list[float]
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-
-
 class Detector:
-    """Loads an ONNX YOLO export and turns frames into `Detections` in source pixels."""
+    """Loads an ONNX YOLO export and turns frames into `Detections` in source pixels.
+
+    A file that cannot serve (not ONNX, not a YOLO layout, refused by ONNX Runtime, lacking a
+    configured class) raises `ModelError`, one line naming the file.
+    """
 
     def __init__(
         self,
@@ -92,12 +103,10 @@ class Detector:
             if not want_rect:
                 log.info("detector.letterbox auto: square on %s (one input shape)", first)
         # Read once: the layout needs the graph; a rect session the weights too.
-        model = onnx.load(str(config.model), load_external_data=want_rect)
+        model = read_model(config.model, load_external_data=want_rect)
         self.rect = want_rect and self._open_rect(model)
         if not self.rect:
-            self.session, self.provider, self.plan = create_session(
-                config.model, config, label=config.model.name
-            )
+            self.session, self.provider, self.plan = self._create_session(config.model)
             self.layout = self._recognise(model)
         self.family = self.layout.family
         self.class_names = list(self.layout.class_names)
@@ -143,18 +152,29 @@ class Detector:
             self.color.upper(), "0-1" if self.unit_scale else "0-255",
         )  # fmt: skip
 
+    def _create_session(self, model: Path | bytes) -> tuple[InferenceSession, str, RunPlan]:
+        try:
+            return create_session(model, self.config, label=self.config.model.name)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types for a bad graph
+            raise session_error(self.config.model, exc) from None
+
     def _recognise(self, model: onnx.ModelProto) -> ModelLayout:
+        path = self.config.model
         try:
             return recognise(model, self.config.family)
+        except SymbolicOutputError:
+            pass
         except LayoutError as exc:
-            if "symbolic" not in str(exc):
-                raise
+            raise layout_error(path, exc) from None
         # Output dims unknown until run: one probe picture tells them.
-        inp = self.session.get_inputs()[0]
-        side = [d if isinstance(d, int) else self.config.input_size for d in inp.shape[2:]]
-        probe = np.full((1, 3, *side), 114, dtype=np.float32)
-        shape = self.session.run(None, {inp.name: probe})[0].shape
-        return recognise(model, self.config.family, output_shape=tuple(shape))
+        try:
+            shape = probe_output_shape(self.session, self.config.input_size)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types
+            raise ModelError(path, f"a probe run failed: {first_line(exc)}") from None
+        try:
+            return recognise(model, self.config.family, output_shape=shape)
+        except LayoutError as exc:
+            raise layout_error(path, exc) from None
 
     def _open_rect(self, model: onnx.ModelProto) -> bool:
         """Open a session on a copy of the model whose input takes pictures of other sizes than
@@ -165,7 +185,7 @@ class Detector:
                 free_input_size(model).SerializeToString(), self.config, label=name
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types for a bad graph
-            problem: str | None = f"not with a free input size: {_first_line(exc)}"
+            problem: str | None = f"not with a free input size: {first_line(exc, 160)}"
         else:
             self.layout = self._recognise(model)
             problem = self._rect_problem()
@@ -190,19 +210,14 @@ class Detector:
             try:
                 out = self.session.run(None, {self.layout.input_name: probe})[0]
             except Exception as exc:
-                return f"it fails at {h}×{s}: {_first_line(exc)}"
+                return f"it fails at {h}×{s}: {first_line(exc, 160)}"
             counts.append(out.shape[2] if self.layout.family == "yolov8" else out.shape[1])
         if counts[1] * s != counts[0] * h:
             return f"{counts[1]} anchors at {h}×{s}, {counts[0]} at {s}²"
         return None
 
     def _class_ids(self, names: Sequence[str]) -> np.ndarray:
-        unknown = [n for n in names if n not in self.class_names]
-        if unknown:
-            raise ValueError(
-                f"detector.classes: {', '.join(map(repr, unknown))} not among the model's classes "
-                f"({', '.join(self.class_names[:10])}, ...)"
-            )
+        check_classes(self.config.model, self.class_names, names)
         return np.array([self.class_names.index(n) for n in names], dtype=np.int64)
 
     # -- stages -------------------------------------------------------------------------------

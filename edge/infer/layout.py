@@ -18,6 +18,7 @@ the decode's arithmetic (Mul/Add/Pow/Exp with the grid and stride constants).
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,7 +50,11 @@ _RAW_HEAD = {"Conv", "Sigmoid"}
 
 
 class LayoutError(ValueError):
-    """The model's output is not one of the YOLO layouts edge understands."""
+    """The model's input or output is not one of the YOLO layouts edge understands."""
+
+
+class SymbolicOutputError(LayoutError):
+    """The output's dims are only known after a run: probe and call `recognise` again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,34 @@ def is_batch_frozen(graph: onnx.GraphProto) -> bool:
     return _dims(image)[0] == 1 or bool(reshape_frozen_to_one(graph))
 
 
+def _shape_text(dims: Sequence[int | None]) -> str:
+    return "×".join("?" if d is None else str(d) for d in dims) or "a scalar"
+
+
+def check_input(value: onnx.ValueInfoProto) -> None:
+    """The detector feeds float32 N×3×S×S (or N×3×H×W) pictures; anything else cannot run."""
+    name, dims = value.name, _dims(value)
+    kind = value.type.tensor_type.elem_type
+    if kind != onnx.TensorProto.FLOAT:
+        what = onnx.TensorProto.DataType.Name(kind) if kind else "not a tensor"
+        raise LayoutError(f"input {name!r} is {what}; edge feeds float32 pictures")
+    if len(dims) != 4:
+        raise LayoutError(f"input {name!r} is {_shape_text(dims)}; edge feeds N×3×H×W pictures")
+    n, c, h, w = dims
+    if c is not None and c != 3:
+        raise LayoutError(
+            f"input {name!r} takes {c} channel(s) ({_shape_text(dims)}); edge feeds 3-channel "
+            "colour pictures (N×3×H×W)"
+        )
+    if n is not None and n != 1:
+        raise LayoutError(f"input {name!r} fixes its batch at {n}; edge needs 1 or a free batch")
+    if (h is None) != (w is None) or (h is not None and h != w):
+        raise LayoutError(
+            f"input {name!r} is {_shape_text(dims)}; edge needs a square input (S×S) or a free "
+            "height and width"
+        )
+
+
 def class_names_for(model: onnx.ModelProto, num_classes: int) -> tuple[str, ...]:
     """Names from the export's metadata (Ultralytics writes `names`), else COCO for 80 classes."""
     meta = {p.key: p.value for p in model.metadata_props}
@@ -154,16 +187,21 @@ def recognise(
     init_names = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in init_names]
     if len(inputs) != 1 or len(graph.output) < 1:
-        raise LayoutError(f"expected one image input and an output, got {len(inputs)} inputs")
+        raise LayoutError(
+            f"expected one image input and an output, got {len(inputs)} input(s) and "
+            f"{len(graph.output)} output(s)"
+        )
+    check_input(inputs[0])
     in_dims, out_value = _dims(inputs[0]), graph.output[0]
-    if len(in_dims) != 4:
-        raise LayoutError(f"input {inputs[0].name!r} must be N×3×H×W, got rank {len(in_dims)}")
     out_dims = list(output_shape) if output_shape is not None else _dims(out_value)
     if len(out_dims) != 3:
-        raise LayoutError(f"output {out_value.name!r} must have rank 3, got {out_dims}")
+        raise LayoutError(
+            f"output {out_value.name!r} is {_shape_text(out_dims)}; a YOLO output is "
+            "N×anchors×(5+classes) or N×(4+classes)×anchors"
+        )
     a, b = out_dims[1], out_dims[2]
     if a is None or b is None:
-        raise LayoutError("output dims are symbolic: pass the shape of a probe run")
+        raise SymbolicOutputError("output dims are symbolic: pass the shape of a probe run")
     if family == "auto":
         if a < b:
             family = "yolov8"

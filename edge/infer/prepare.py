@@ -5,12 +5,17 @@ Exports traced at batch 1 (the shared YOLOX file among them) carry the batch as 
 model that runs with N but returns the wrong shape, so the constants' first dim becomes `0` (copy
 the input's batch), the graph's I/O batch dims become symbolic, and stale shapes are dropped.
 The result is then checked: a batch of N must equal N single runs.
+
+Both entry points check the source first (`edge.infer.model_check`), so a file that is no
+detector fails with one line naming it before anything is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +25,14 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from edge.infer.layout import is_batch_frozen, reshape_frozen_to_one
+from edge.infer.layout import reshape_frozen_to_one
+from edge.infer.model_check import ModelError, check_model, first_line, read_model
 
 log = logging.getLogger(__name__)
 
 BATCH_DIM = "batch"
+SOURCE_KEY = "edge.prepared_from"
+"""Metadata key of a prepared copy: the sha256 of the file it was made from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,15 +135,25 @@ def check_batch(model_path: str | Path, batch: int = 4, seed: int = 0) -> BatchC
 
 
 def prepare_model(
-    src: str | Path, dst: str | Path, fp16: bool = False, check: int = 4
+    src: str | Path,
+    dst: str | Path,
+    fp16: bool = False,
+    check: int = 4,
+    metadata: dict[str, str] | None = None,
 ) -> tuple[int, BatchCheck]:
-    """Write the dynamic-batch (and maybe FP16) model; returns (constants rewritten, check)."""
+    """Write the dynamic-batch (and maybe FP16) model; returns (constants rewritten, check).
+    A source that is no detector raises `ModelError` before anything is written."""
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
         raise ValueError("output must be a different file than the input")
+    check_model(src)
     model, rewritten = make_batch_dynamic(onnx.load(str(src)))
     if fp16:
         model = convert_fp16(model)
+    if metadata:
+        onnx.helper.set_model_props(
+            model, {**{p.key: p.value for p in model.metadata_props}, **metadata}
+        )
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))
     log.info("wrote %s (%d Reshape constants rewritten, fp16=%s)", dst, rewritten, fp16)
@@ -148,19 +166,53 @@ def ensure_dynamic(model_path: str | Path, cache_dir: str | Path) -> Path:
     Why: the shipped YOLOX file is frozen at batch 1, which would silently cost the service its
     cross-camera batching. The copy is named after the source's content hash, so it is made once
     per model and reused at every start; a copy that fails the batch check is deleted and refused.
+    A cached copy that no longer opens, or was not made from this source (its metadata says),
+    is made again rather than trusted. A source that is no detector raises `ModelError` before
+    the cache is touched.
     """
     src = Path(model_path)
-    if not is_batch_frozen(onnx.load(str(src), load_external_data=False).graph):
+    if not check_model(src).frozen_batch:
         return src
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
-    dst = Path(cache_dir) / f"{src.stem}.dynamic-{digest}.onnx"
+    sha256 = hashlib.sha256(src.read_bytes()).hexdigest()
+    dst = Path(cache_dir) / f"{src.stem}.dynamic-{sha256[:12]}.onnx"
     if dst.is_file():
-        return dst
-    tmp = dst.with_suffix(".tmp.onnx")
-    _, check = prepare_model(src, tmp)
-    if not check.ok:
-        tmp.unlink(missing_ok=True)
-        raise ValueError(f"{src}: automatic batch repair failed: {check.describe()}")
-    tmp.replace(dst)
+        problem = _cached_copy_problem(dst, sha256)
+        if problem is None:
+            log.info("using %s, the batch-dynamic copy of %s", dst, src.name)
+            return dst
+        log.warning("prepared model %s is unusable (%s); making it again", dst, problem)
+    tmp = dst.with_name(f"{dst.stem}.{os.getpid()}.tmp.onnx")  # one per process: no clash
+    unbatched = "set detector.max_batch: 1 to run it one frame at a time"
+    try:
+        _, check = prepare_model(src, tmp, metadata={SOURCE_KEY: sha256})
+        if not check.ok:
+            raise ModelError(src, f"automatic batch repair failed: {check.describe()}; {unbatched}")
+        tmp.replace(dst)
+    except OSError as exc:
+        reason = f"cannot write its batch-dynamic copy ({exc.strerror or exc})"
+        raise ModelError(dst, reason, field="prepared_dir") from None
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an unusual graph that the rewrite cannot handle
+        raise ModelError(
+            src, f"automatic batch repair failed: {first_line(exc)}; {unbatched}"
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):  # never there, or its folder cannot be made
+            tmp.unlink()
     log.info("made %s batch-dynamic as %s (%s)", src.name, dst, check.describe())
     return dst
+
+
+def _cached_copy_problem(path: Path, source_sha256: str) -> str | None:
+    """Why a cached copy cannot be used (a crash mid-write, an edited or foreign file), or None."""
+    try:
+        layout = check_model(path)
+    except ModelError as exc:
+        return exc.reason
+    if layout.frozen_batch:
+        return "its batch is still frozen"
+    meta = {p.key: p.value for p in read_model(path, load_external_data=False).metadata_props}
+    if meta.get(SOURCE_KEY) != source_sha256:
+        return "not made from this model"
+    return None

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_config_passes() -> None:
     result = run_edge("check", str(REPO / "configs" / "cameras.yaml"))
     assert result.returncode == 0, result.stderr
-    assert "OK" in result.stdout
+    assert "OK" in result.stdout and "model yolox_nano.onnx: yolox, 80 classes" in result.stdout
 
 
 def test_invalid_config_exits_2_naming_each_field(tmp_path: Path) -> None:
@@ -48,3 +48,23 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
     result = run_edge("check", str(tmp_path / "none.yaml"))
     assert result.returncode == 2
     assert "cannot read" in result.stderr
+
+
+def test_fault_corrupt_model_in_a_valid_config_exits_2_naming_it(tmp_path: Path) -> None:
+    """The config is valid, the file it names is no model: `edge run` would refuse it, so
+    `edge check` does (the whole fault matrix: tests/integration/infer/test_bad_model.py)."""
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"\x08\x07" + bytes(range(256)) * 8)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {"cameras": [{"id": "a", "url": "rtsp://h/x"}], "detector": {"model": str(model)}}
+        )
+    )
+    result = run_edge("check", str(cfg))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"detector.model: {model}: not an ONNX model, or a truncated one (Wire format was corrupt)",
+        f"{cfg}: 1 problem(s)",
+    ]
+    assert result.stdout == ""

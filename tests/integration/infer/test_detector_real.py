@@ -13,6 +13,7 @@ import pytest
 from edge.assets import asset
 from edge.config import DetectorConfig
 from edge.infer.detector import Detector, FrozenBatchError
+from edge.infer.model_check import ModelError
 from edge.metrics import EdgeMetrics
 
 YOLOX = asset("models", "yolox_nano.onnx")
@@ -167,8 +168,10 @@ def test_class_filter_and_metrics(cctv: list) -> None:
         "edge_detections_total", {"camera": cctv[0].camera_id, "class": "truck"}
     )
     assert n > 0 and counted == n
-    with pytest.raises(ValueError, match="'lorry'"):
+    with pytest.raises(ModelError) as unknown:
         detector(config={"classes": ["car", "lorry"]})
+    assert str(unknown.value).startswith(f"{YOLOX}: has no class 'lorry' (its 80 classes: person,")
+    assert unknown.value.field == "classes"
 
 
 @pytest.mark.parametrize("layout", ["yolov5", "yolov8"])

@@ -8,7 +8,13 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge.infer.layout import COCO80, LayoutError, decode_is_baked, recognise
+from edge.infer.layout import (
+    COCO80,
+    LayoutError,
+    SymbolicOutputError,
+    decode_is_baked,
+    recognise,
+)
 from edge.infer.prepare import make_batch_dynamic
 
 
@@ -104,3 +110,51 @@ def test_make_batch_dynamic_runs_any_batch_and_matches_singles() -> None:
 def test_frozen_reshape_alone_counts_as_frozen() -> None:
     model = head(85, decoded=False, channels_first=False, batch="n")
     assert recognise(model).frozen_batch  # symbolic input, but the Reshape still says 1
+
+
+def _set_input(
+    model: onnx.ModelProto, dims: list[int | str], elem: int = TensorProto.FLOAT
+) -> None:
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("images", elem, dims))
+
+
+@pytest.mark.parametrize(
+    ("dims", "elem", "message"),
+    [
+        ([1, 1, 128, 128], TensorProto.FLOAT, r"takes 1 channel\(s\) \(1×1×128×128\)"),
+        ([1, 3, 128, 128], TensorProto.UINT8, "is UINT8; edge feeds float32"),
+        ([4, 3, 128, 128], TensorProto.FLOAT, "fixes its batch at 4"),
+        ([1, 3, 96, 128], TensorProto.FLOAT, "is 1×3×96×128; edge needs a square input"),
+        ([1, 3, "h", 128], TensorProto.FLOAT, r"is 1×3×\?×128; edge needs a square input"),
+        ([1, 3, 128], TensorProto.FLOAT, "is 1×3×128; edge feeds N×3×H×W"),
+    ],
+    ids=["one-channel", "uint8", "batch-4", "not-square", "half-free", "rank-3"],
+)
+def test_inputs_edge_cannot_feed_are_refused(dims: list, elem: int, message: str) -> None:
+    model = head(85, decoded=False, channels_first=False)
+    _set_input(model, dims, elem)
+    with pytest.raises(LayoutError, match=message):
+        recognise(model)
+
+
+@pytest.mark.parametrize(
+    "dims",
+    [["n", 3, 128, 128], [1, "c", "h", "w"], [1, 3, 128, 128]],
+    ids=["free-batch", "free", "fixed"],
+)
+def test_inputs_edge_can_feed_are_accepted(dims: list) -> None:
+    model = head(85, decoded=False, channels_first=False)
+    _set_input(model, dims)
+    assert recognise(model).family == "yolox"
+
+
+def test_symbolic_output_is_its_own_error_and_wrong_rank_is_explained() -> None:
+    symbolic = head(85, decoded=False, channels_first=False)
+    symbolic.graph.output[0].type.tensor_type.shape.dim[2].dim_param = "channels"
+    with pytest.raises(SymbolicOutputError):
+        recognise(symbolic)
+    flat = head(85, decoded=False, channels_first=False)
+    del flat.graph.output[0].type.tensor_type.shape.dim[2]
+    with pytest.raises(LayoutError, match=r"'output' is 1×256; a YOLO output is N×anchors") as e:
+        recognise(flat)
+    assert not isinstance(e.value, SymbolicOutputError)
