@@ -145,4 +145,5 @@ def test_k8s_configmap_is_a_valid_edge_config(
     container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert config.server.port == container["ports"][0]["containerPort"]
     assert config.server.host == "0.0.0.0"
+    assert config.server.exposure_problem() is None  # edge run would refuse to start otherwise
     assert "s3cret-pass" not in config.cameras[0].safe_url

@@ -45,8 +45,8 @@ LIVE_SHARE = 0.5
 window: typically all of them (a frame or two at the window's edges aside); a design that blocks
 on a slow viewer, or restarts the stream, shows next to none."""
 FIRST_FRAME_LIVENESS_MS = 5000.0
-"""Offer → first decoded frame, as the page measures it: typically 250–450 ms on loopback (see
-bench/bench_viewers.py and BENCHMARKS.md); the bound is ten times that, a liveness check only."""
+"""Offer → first decoded frame, as the page measures it: typically 0.3–0.6 s on loopback on 2
+busy cores (bench/bench_viewers.py, BENCHMARKS.md); ten times that is a liveness bound only."""
 
 
 @dataclass
