@@ -39,6 +39,18 @@ class _Parser(argparse.ArgumentParser):
         super().error(redact(message))
 
 
+def port_number(text: str) -> int:
+    """argparse type of a TCP port: 0 (any free one) to 65535, refused with the usage line
+    otherwise (servers given 99999 quietly listen somewhere else)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="edge", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -68,7 +80,13 @@ def report_failure(command: str, exc: BaseException, verbose: bool) -> int:
     """The one line (and with `-v` the traceback before it) for an error no command handled."""
     if verbose:
         sys.stderr.write(format_exception(type(exc), exc, exc.__traceback__))
-    print(f"edge {command}: {describe_exception(exc)}", file=sys.stderr)
+    reason = describe_exception(exc)
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(exc, pydantic.ValidationError):
+        reason = "; ".join(  # `port: Input should be ...`, not pydantic's multi-line report
+            f"{'.'.join(map(str, e['loc'])) or exc.title}: {e['msg']}" for e in exc.errors()
+        )
+    print(f"edge {command}: {redact(reason)}", file=sys.stderr)
     return 1
 
 

@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from edge.cli import port_number
 from edge.redact import redact
 
 
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "EDGE_CAMSIM_CREDENTIALS=user:password in the environment makes every stream ask for "
         "them (RTSP Digest).",
     )
-    p.add_argument("--port", type=int, default=8554, help="RTSP port (0 picks a free one)")
+    p.add_argument("--port", type=port_number, default=8554, help="RTSP port (0: a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("streams", nargs="+", metavar="NAME=FILE", help="camera name and video file")
     p.set_defaults(func=run)

@@ -11,6 +11,7 @@ import sys
 from urllib.parse import urlsplit
 
 from edge.assets import asset
+from edge.cli import port_number
 from edge.commands.run import DEFAULT_CONFIG, load_or_exit, serve
 from edge.config import EdgeConfig
 from edge.redact import redact
@@ -27,9 +28,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})"
     )
-    p.add_argument("--rtsp-port", type=int, default=None, help="simulator port (default: free)")
+    p.add_argument(
+        "--rtsp-port", type=port_number, default=None, help="simulator port (default: free)"
+    )
     p.add_argument("--host", help="override server.host")
-    p.add_argument("--port", type=int, help="override server.port")
+    p.add_argument("--port", type=port_number, help="override server.port")
     p.set_defaults(func=run)
 
 

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 
+from edge.cli import port_number
 from edge.commands.check import print_problems
 from edge.config import ConfigError, EdgeConfig, load_config
 
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})"
     )
     p.add_argument("--host", help="override server.host")
-    p.add_argument("--port", type=int, help="override server.port")
+    p.add_argument("--port", type=port_number, help="override server.port")
     p.set_defaults(func=run)
 
 

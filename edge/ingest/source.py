@@ -4,10 +4,8 @@ Downstream only ever wants the newest picture: a detector that falls behind must
 not queue them, so the hand-off to the event loop is a single slot and a frame that is replaced
 before anyone took it is counted as dropped ("superseded"). Without timeouts PyAV waits forever
 on a camera that hangs, so every network read is bounded (recipes.md §2), a watchdog marks the
-camera `stalled` as soon as packets stop, and the thread reconnects with jittered backoff. A camera
-that refuses the credentials is `unauthorized` and waits the longest backoff between attempts.
-Every problem is kept, redacted and worded for a person, in `last_error` (with `last_error_at`)
-for the API.
+camera `stalled` as soon as packets stop, and the thread reconnects with jittered backoff (the
+longest at once when the camera refuses the credentials: `unauthorized`). `last_error` says why.
 
 Files are read as fast as the consumer takes them (nothing dropped, for offline analysis) unless
 `realtime=True`, which paces them like a live camera (latest-only, drops counted); `loop=True`
@@ -278,14 +276,16 @@ class CameraSource:
         self.backoff.connection_ended(healthy_for)
         delay = self.backoff.next_delay(at_maximum=unauthorized)
         self._set_state(CameraState.UNAUTHORIZED if unauthorized else CameraState.BACKOFF)
-        log.info(
-            "camera %s: %s to %s in %.2f s (attempt %d)",
-            self.camera_id,
-            "credentials refused; trying again" if unauthorized else "reconnecting",
-            self.url,
-            delay,
-            self.backoff.attempt,
-        )
+        if unauthorized:
+            log.info(
+                "camera %s: credentials refused (%d times); trying %s again in %.2f s",
+                self.camera_id, self._counts["unauthorized"], self.url, delay,
+            )  # fmt: skip
+        else:
+            log.info(
+                "camera %s: reconnecting to %s in %.2f s (attempt %d)",
+                self.camera_id, self.url, delay, self.backoff.attempt,
+            )  # fmt: skip
         self._stopping.wait(delay)
 
     def _connect_and_stream(self) -> str:
@@ -296,32 +296,27 @@ class CameraSource:
         try:
             container = open_media(self.media, self.ingest)
         except OpenError as exc:
-            self._set_error(f"cannot open: {exc}")
-            log.warning("camera %s: %s", self.camera_id, self.last_error)
-            if exc.is_unauthorized:
-                self._counts["unauthorized"] += 1
-                self.metrics.unauthorized.labels(camera=self.camera_id).inc()
-                return "unauthorized"
-            return "failed"
-        except Exception as exc:
-            self._note_error("cannot open", exc)
-            return "failed"
+            self._warn(f"cannot open: {exc}")
+            if not exc.is_unauthorized:
+                return "failed"
+            self._counts["unauthorized"] += 1
+            self.metrics.unauthorized.labels(camera=self.camera_id).inc()
+            return "unauthorized"
         try:
             return self._stream(container)
         except _StreamStalled:
             self._set_state(CameraState.STALLED)
-            self._set_error(f"stalled: no data for {self.ingest.read_timeout_s:g} s (read timeout)")
-            log.warning("camera %s: %s", self.camera_id, self.last_error)
+            self._warn(f"stalled: no data for {self.ingest.read_timeout_s:g} s (read timeout)")
             return "failed"
         except Exception as exc:
-            self._note_error("stream broke", exc)
+            self._warn(f"stream broke: {error_reason(exc)}")
             return "failed"
         finally:
             with contextlib.suppress(Exception):
                 container.close()
 
-    def _note_error(self, what: str, exc: BaseException) -> None:
-        self._set_error(f"{what}: {error_reason(exc)}")
+    def _warn(self, text: str) -> None:
+        self._set_error(text)
         log.warning("camera %s: %s", self.camera_id, self.last_error)
 
     def _set_error(self, text: str) -> None:

@@ -184,6 +184,8 @@ function updateTile(tile, camera) {
   const state = tile.querySelector(".state");
   state.textContent = camera.state;
   state.className = `state ${camera.state}`;
+  // why a camera does not stream: its last error (redacted by the server), on hover
+  state.title = camera.last_error ? `${camera.last_error} (${camera.last_error_at})` : "";
   const fps = camera.fps && camera.fps.published;
   tile.querySelector(".fps").textContent = fps ? `${fps.toFixed(1)} fps` : "";
   tile.querySelector(".counts").textContent = countsText(camera.counts);

@@ -8,13 +8,13 @@ import socket
 import subprocess
 import sys
 import time
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import av
 import pytest
 
 from edge.ingest.camsim import CameraSimulator, SimulatorError
-from edge.testing import wait_for
+from edge.testing import descendants, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -122,3 +122,46 @@ def _alive(pid: int) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as f:  # a zombie has exited already
         return f.read().split()[2] != "Z"
+
+
+def test_edge_camsim_asks_for_the_credentials_from_its_environment(clips):
+    """As a real camera: no password or a wrong one is a 401, the right one plays; the password
+    is never on a command line (`ps`) nor in anything the command prints."""
+    password = "cam:p@ss/1"
+    cmd = [sys.executable, "-m", "edge.cli", "camsim", "--port", "0", f"hw={clips['highway']}"]
+    env = {**os.environ, "EDGE_CAMSIM_CREDENTIALS": f"admin:{password}"}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline().split()
+        assert ready[0] == "READY", ready
+        url = ready[1]
+        for wrong in (url, url.replace("rtsp://", "rtsp://admin:nope-nope@")):
+            with pytest.raises(av.error.HTTPUnauthorizedError):
+                read_frames(wrong, 1)
+        right = url.replace("rtsp://", f"rtsp://admin:{quote(password, safe='')}@")
+        assert len(read_frames(right, 2)) == 2
+        for pid in [*descendants(proc.pid), proc.pid]:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                assert password.encode() not in f.read()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0
+        assert password not in out + err + " ".join(ready)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_edge_camsim_refuses_credentials_without_a_user(clips):
+    env = {**os.environ, "EDGE_CAMSIM_CREDENTIALS": ":only-a-password"}
+    cmd = [sys.executable, "-m", "edge.cli", "camsim", "--port", "0", f"hw={clips['highway']}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "edge camsim: EDGE_CAMSIM_CREDENTIALS: credentials: need a user without ':' and a password"
+    )
+
