@@ -12,6 +12,7 @@ import sys
 from edge.cli import port_number
 from edge.commands.check import print_problems
 from edge.config import ConfigError, EdgeConfig, load_config
+from edge.redact import redact
 
 DEFAULT_CONFIG = "configs/cameras.yaml"
 log = logging.getLogger(__name__)
@@ -86,6 +87,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(config))
     except StartupError as exc:
-        print(f"edge: {exc}", file=sys.stderr)
+        print(f"edge: {redact(str(exc))}", file=sys.stderr)
         return 1
     return 0

@@ -51,22 +51,28 @@ def _expand(text: str, where: str, missing: list[str]) -> str:
         else:
             missing.append(f"{where}: environment variable {name} is not set")
             return m.group(0)
-        if _is_secret_slot(text, m.start(), m.end(), name):
+        in_userinfo = _in_url_userinfo(text, m.start(), m.end())
+        if in_userinfo or _SECRET_NAME.search(name):
             register_secret(value)
-        return value
+        return _encode_userinfo(value) if in_userinfo else value
 
     return _VAR.sub(sub, text)
 
 
-def _is_secret_slot(text: str, start: int, end: int, name: str) -> bool:
-    """Whether `${name}` at text[start:end] holds a secret: its name says so, or it sits in the
-    `user:password` part of a URL. Such values are registered for redaction as they are, since a
-    password with '@' or '/' in it is more than a URL pattern can find afterwards."""
-    if _SECRET_NAME.search(name):
-        return True
+def _in_url_userinfo(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] sits in the `user:password@` part of a URL. A value there is a
+    secret whatever its variable's name, registered for redaction as it is (a password with '@'
+    or '/' in it is more than a URL pattern can find afterwards)."""
     before = text[:start]
     scheme_end = before.rfind("://")
     return scheme_end >= 0 and "/" not in before[scheme_end + 3 :] and "@" in text[end:]
+
+
+def _encode_userinfo(value: str) -> str:
+    """Percent-encode what would end the user:password part of a URL early ('/', '?', '#', '@'),
+    so that a password from the environment may hold any character. '%' is left alone: a value
+    already percent-encoded stays as it was."""
+    return value.translate({ord(c): f"%{ord(c):02X}" for c in "/?#@"})
 
 
 def _expand_tree(node: Any, path: str, missing: list[str]) -> Any:

@@ -128,7 +128,7 @@ def faults(
         }
         config_path = tmp / "cameras.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        os.environ["EDGE_TEST_CAM_PASSWORD"] = quote(PASSWORD, safe="")
+        os.environ["EDGE_TEST_CAM_PASSWORD"] = PASSWORD  # as typed: edge encodes it in the URL
         try:
             started_at = time.monotonic()
             svc = ServiceProcess(config_path, port, tmp / "edge-run.log")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
@@ -67,6 +68,35 @@ def test_a_password_from_the_environment_is_masked_however_odd(
     parse_config(cameras("rtsp://admin:${CAM_LOGIN_VALUE}@10.0.0.5/s"))
     leaked = f"cannot open 'rtsp://admin:{password}@10.0.0.5/s': refused; tried {password}"
     assert password not in redact(leaked)
+
+
+@pytest.mark.parametrize(
+    ("password", "in_url"),
+    [
+        ("p@ss/w:rd#1?", "p%40ss%2Fw:rd%231%3F"),
+        ("already%2Fencoded", "already%2Fencoded"),
+        ("plain", "plain"),
+    ],
+)
+def test_a_password_from_the_environment_is_encoded_into_its_url(
+    password: str, in_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A password may hold any character; what would end the URL's user:password part early is
+    percent-encoded, so that the host stays the host."""
+    monkeypatch.setenv("CAM_LOGIN_VALUE", password)
+    config = parse_config(cameras("rtsp://admin:${CAM_LOGIN_VALUE}@10.0.0.5:554/s"))
+    url = config.cameras[0].url
+    assert url == f"rtsp://admin:{in_url}@10.0.0.5:554/s"
+    parts = urlsplit(url)
+    assert (parts.hostname, parts.port, parts.path) == ("10.0.0.5", 554, "/s")
+    assert unquote(parts.password or "") == unquote(password)
+    assert config.cameras[0].safe_url == "rtsp://admin:***@10.0.0.5:554/s"
+
+
+def test_other_variables_in_a_url_are_not_encoded(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CAM_PATH", "live/main?channel=1")
+    config = parse_config(cameras("rtsp://10.0.0.5/${CAM_PATH}"))
+    assert config.cameras[0].url == "rtsp://10.0.0.5/live/main?channel=1"
 
 
 def test_secret_names_are_registered_anywhere_and_other_values_are_not(monkeypatch):
