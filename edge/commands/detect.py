@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             with args.out.open("w", encoding="utf-8") as out:
                 count = _write_all(detector, frames, out)
+    except BrokenPipeError:  # `edge detect ... | head`: the reader has all it wanted
+        raise
     except (OSError, ValueError) as exc:
         print(f"edge detect: {redact(str(exc))}", file=sys.stderr)
         return 1

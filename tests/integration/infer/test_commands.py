@@ -144,3 +144,17 @@ def test_prepare_refuses_same_file_and_missing(tmp_path: Path) -> None:
     copy.write_bytes(YOLOX.read_bytes())
     same = run_edge("model", "prepare", copy, copy)
     assert same.returncode == 1 and "different file" in same.stderr
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_v(tmp_path: Path) -> None:
+    """`--out` is a file: no command expects that, so the CLI's guard speaks for it."""
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    url = f"rtsp://admin:{quote(ODD_PASSWORD, safe='')}@127.0.0.1:9/x"
+    plain = run_edge("analyze", url, "--out", taken)
+    assert plain.returncode == 1
+    assert plain.stderr.splitlines() == [f"edge analyze: [Errno 17] File exists: '{taken}'"]
+    verbose = run_edge("-v", "analyze", url, "--out", taken)
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+    assert verbose.stderr.splitlines()[-1] == plain.stderr.strip()
+    assert ODD_PASSWORD not in verbose.stderr and quote(ODD_PASSWORD, safe="") not in verbose.stderr

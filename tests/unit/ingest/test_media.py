@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import http.server
 import random
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -140,3 +142,34 @@ async def test_a_file_of_random_bytes_stops_the_camera_and_says_why(tmp_path: Pa
     assert src.last_error == f"cannot open: {reason}"
     assert src.last_error_at is not None and before <= src.last_error_at <= time.time()
     assert src.stats.unauthorized == 0 and src.stats.frames == 0
+
+
+class _RefusingCamera(http.server.BaseHTTPRequestHandler):
+    """An HTTP camera that answers 401 (or 403 under /forbidden/) to everyone."""
+
+    def do_GET(self) -> None:
+        forbidden = self.path.startswith("/forbidden/")
+        self.send_response(403 if forbidden else 401)
+        if not forbidden:
+            self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("path", ["video.mjpg", "forbidden/video.mjpg"])
+def test_an_http_camera_answering_401_or_403_is_unauthorized(path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusingCamera)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://viewer:Http-pw-42@127.0.0.1:{server.server_address[1]}/{path}"
+        with pytest.raises(OpenError) as caught:
+            open_media(MediaLocation.parse(url), IngestConfig())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert caught.value.is_unauthorized
+    assert ("403 Forbidden" if path.startswith("forbidden") else "401") in str(caught.value)
+    assert "Http-pw-42" not in str(caught.value)
