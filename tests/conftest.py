@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edge import redact
 from edge.assets import assets_dir
+
+
+@pytest.fixture(autouse=True)
+def _secrets_stay_in_their_test() -> Iterator[None]:
+    """A secret registered for redaction masks that string for the rest of the process; a test's
+    camera user or password must not blank out words in the tests that run after it."""
+    with redact._lock:
+        saved = (set(redact._SECRETS), redact._secret_pattern)
+    yield
+    with redact._lock:
+        redact._SECRETS.clear()
+        redact._SECRETS.update(saved[0])
+        redact._secret_pattern = saved[1]
 
 
 @pytest.fixture(scope="session")

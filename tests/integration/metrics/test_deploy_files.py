@@ -139,7 +139,7 @@ def test_k8s_configmap_is_a_valid_edge_config(
     docs = {d["kind"]: d for d in _k8s_docs()}
     data = yaml.safe_load(docs["ConfigMap"]["data"]["cameras.yaml"])
     data["detector"]["model"] = str(model_path)  # /models is the pod's volume
-    monkeypatch.setenv("CAMERA_USER", "viewer")
+    monkeypatch.setenv("CAMERA_USER", "k8s-cam-user")
     monkeypatch.setenv("CAMERA_PASSWORD", "s3cret-pass")
     config = parse_config(data)
     container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
