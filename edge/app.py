@@ -80,6 +80,9 @@ class EdgeService:
             )
             for cam in config.enabled_cameras
         }
+        for cam in config.enabled_cameras:  # every series at 0 from the first scrape on
+            lines = [(line.name, line.directions) for line in cam.lines]
+            self.metrics.init_camera(cam.id, config.detector.classes, lines)
 
     # ---- ServiceView ----
 
@@ -131,11 +134,6 @@ class EdgeService:
                 await self._start_plates()
             names = self.detector.class_names
             for rt in self.runtimes.values():
-                self.metrics.init_camera(
-                    rt.config.id,
-                    self.config.detector.classes,
-                    [(line.name, line.directions) for line in rt.config.lines],
-                )
                 rt.tracking = CameraTracking(
                     rt.config.id, self.config.tracker, rt.config.lines, names,
                     emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
@@ -200,6 +198,7 @@ class EdgeService:
                 self._process(rt, detected)
             except Exception:
                 log.exception("camera %s: processing a frame failed", rt.config.id)
+                self.metrics.count_drop(rt.config.id, "error")  # neither published nor lost
 
     def _process(self, rt: CameraRuntime, detected: DetectedFrame) -> None:
         assert rt.tracking is not None

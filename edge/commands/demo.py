@@ -71,8 +71,10 @@ def _run(config: EdgeConfig, rtsp_port: int | None) -> None:
                 await started.wait()
                 port = config.server.port
                 host = config.server.host
+                # the token itself is a secret: never printed, only where it goes
+                token = "?token=<server.auth_token>" if config.server.auth_token else ""
                 print(
-                    f"\nedge demo is running: open http://{host}:{port}/ (Ctrl-C stops)\n",
+                    f"\nedge demo is running: open http://{host}:{port}/{token} (Ctrl-C stops)\n",
                     flush=True,
                 )
 

@@ -99,8 +99,8 @@ def _format_error(err: Any, data: Any) -> str:
     parts: list[str] = []
     node = data
     for item in loc:
-        if isinstance(item, int) and isinstance(node, list) and item < len(node):
-            elem = node[item]
+        if isinstance(item, int):  # an index, also one past the end (a missing tuple item)
+            elem = node[item] if isinstance(node, list) and item < len(node) else None
             label = (
                 elem.get("id")
                 if isinstance(elem, dict) and isinstance(elem.get("id"), str)

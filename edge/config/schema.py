@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge.assets import assets_dir
-from edge.redact import redact_url, register_secret
+from edge.redact import redact_url, register_secret, register_url_secrets
 
 COCO_VEHICLES = ("car", "motorcycle", "bus", "truck")
 _ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
@@ -45,6 +45,17 @@ class LineConfig(Strict):
         if self.points[0] == self.points[1]:
             raise ValueError("the two points of a line must differ")
         return self
+
+
+def _password_cut_short(url: str, netloc: str) -> bool:
+    """`rtsp://user:pa/ss@host`: an unencoded '/', '?' or '#' ends the authority inside the
+    password, so the host parsed is the user's name. Told apart from `rtsp://host:554/a@b` by
+    what follows the ':' (a port is digits)."""
+    if "@" in netloc:
+        return False
+    rest = url.partition("://")[2]
+    head = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return "@" in rest and ":" in head and not head.rpartition(":")[2].isdigit()
 
 
 class CameraConfig(Strict):
@@ -81,6 +92,12 @@ class CameraConfig(Strict):
         if parts.scheme and len(parts.scheme) > 1:
             if parts.scheme.lower() not in _URL_SCHEMES:
                 raise ValueError(f"unsupported scheme {parts.scheme!r}")
+            if _password_cut_short(v, parts.netloc):
+                register_url_secrets(v)  # the URL pattern finds a password cut short like this
+                raise ValueError(
+                    "a '/', '?' or '#' in the user:password part must be percent-encoded "
+                    "(%2F, %3F, %23)"
+                )
             if parts.scheme.lower() != "file" and not parts.hostname:
                 raise ValueError(f"{redact_url(v)!r} has no host")
             try:
