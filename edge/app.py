@@ -30,7 +30,7 @@ from edge.publish.publisher import CameraPublisher
 from edge.publish.service import CameraStatus
 from edge.publish.web import create_app
 from edge.track.camera import CameraTracking
-from edge.track.events import EventBus, EventSink, JsonlSink, WebhookSink
+from edge.track.events import EventBus, EventSink, JsonlSink, SinkError, WebhookSink
 from edge.track.plates import PlateReader, PlateScheduler
 from edge.types import DetectedFrame, Detections
 
@@ -128,6 +128,7 @@ class EdgeService:
             # before the service says it serves. Then the port: a busy one fails fast, and
             # /healthz answers while the detector loads.
             await asyncio.to_thread(self._check_model)
+            await self._start_events()
             runner = await self._start_web()
             self.detector = await asyncio.to_thread(self._load_detector)
             if self.config.ocr.enabled:
@@ -139,7 +140,6 @@ class EdgeService:
                     emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
                 )  # fmt: skip
             self.batcher = Batcher(self.detector, self.config.detector, self.metrics)
-            await self.events.start()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.batcher.run(), name="batcher")
                 for rt in self.runtimes.values():
@@ -158,6 +158,12 @@ class EdgeService:
             check_model(cfg.model, cfg.family, cfg.classes, cfg.input_size)
         except ModelError as exc:
             raise StartupError(f"detector.{exc.field}: {exc}") from None
+
+    async def _start_events(self) -> None:
+        try:
+            await self.events.start()
+        except SinkError as exc:
+            raise StartupError(str(exc)) from None
 
     def _load_detector(self) -> Detector:
         cfg = self.config.detector

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from edge.cli import positive_int
 from edge.config import (
     ConfigError,
     DetectorConfig,
@@ -55,7 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
-        "--max-frames", type=int, default=None, metavar="N",
+        "--max-frames", type=positive_int, default=None, metavar="N",
         help="stop after N frames (for live URLs, which never end)",
     )  # fmt: skip
     p.set_defaults(func=run)
@@ -110,7 +111,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(redact(str(exc)), file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "a file, not a folder" if args.out.exists() else exc.strerror
+        print(f"edge analyze: --out {args.out}: {reason}", file=sys.stderr)
+        return 2
     try:
         summary = asyncio.run(analyze(args.source, args.out, detector_cfg, tracker_cfg, lines,
                                       config, camera_id=args.camera or "file",

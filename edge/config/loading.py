@@ -160,6 +160,11 @@ def load_config(path: str | Path) -> EdgeConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"config: cannot read {path}: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"config: cannot read {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+             f"offset {exc.start})"]
+        ) from None  # fmt: skip
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

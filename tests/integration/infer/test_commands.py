@@ -159,3 +159,22 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_v(tmp_path:
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
     assert verbose.stderr.splitlines()[-1] == plain.stderr.strip()
     assert ODD_PASSWORD not in verbose.stderr and quote(ODD_PASSWORD, safe="") not in verbose.stderr
+
+
+def test_bad_outputs_and_counts_are_named_in_one_line(tmp_path: Path) -> None:
+    clip = asset("video", "car-detection.mp4")
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    cases = [
+        (("model", "prepare", YOLOX, tmp_path), 2, f"edge model prepare: cannot write {tmp_path}: "
+                                                   "Is a directory"),
+        (("analyze", clip, "--out", a_file), 2, f"edge analyze: --out {a_file}: a file, not a "
+                                                "folder"),
+        (("analyze", clip, "--out", tmp_path / "o", "--max-frames", "-3"), 2,
+         "edge analyze: error: argument --max-frames: -3 is not a positive number"),
+        (("detect", clip, "--max-frames", "0"), 2,
+         "edge detect: error: argument --max-frames: 0 is not a positive number"),
+    ]  # fmt: skip
+    for args, code, line in cases:
+        run = run_edge(*args)
+        assert (run.returncode, run.stderr.splitlines()[-1]) == (code, line), run.stderr
