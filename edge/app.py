@@ -22,7 +22,7 @@ from edge.config import CameraConfig, EdgeConfig
 from edge.infer.batcher import Batcher, ResultStream
 from edge.infer.detector import Detector
 from edge.infer.model_check import ModelError, check_model
-from edge.infer.prepare import ensure_dynamic
+from edge.infer.prepare import with_dynamic_batch
 from edge.ingest.source import CameraSource, CameraState
 from edge.metrics import EdgeMetrics
 from edge.publish.annotate import Overlay, line_overlays
@@ -168,9 +168,7 @@ class EdgeService:
     def _load_detector(self) -> Detector:
         cfg = self.config.detector
         try:
-            if cfg.auto_prepare and cfg.max_batch != 1:  # unset: batches of 2 or more
-                cfg = cfg.model_copy(update={"model": ensure_dynamic(cfg.model, cfg.prepared_dir)})
-            return Detector(cfg, self.metrics)
+            return Detector(with_dynamic_batch(cfg), self.metrics)
         except ModelError as exc:  # e.g. refused by the configured provider's ONNX Runtime
             raise StartupError(f"detector.{exc.field}: {exc}") from None
 

@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="counting line in source pixels, optional direction names for crossing left→right "
         "of p1→p2 and back (repeatable; replaces a config line of the same name)",
     )  # fmt: skip
+    p.add_argument("--model", type=Path, help="ONNX model (overrides the config's)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
         "--max-frames", type=positive_int, default=None, metavar="N",
@@ -97,6 +98,8 @@ def _settings(
         line = parse_line(text)
         lines[line.name] = line
     detector = config.detector if config else DetectorConfig()
+    if args.model is not None:
+        detector = detector.model_copy(update={"model": args.model.expanduser().resolve()})
     tracker = config.tracker if config else TrackerConfig()
     return detector, tracker, config, list(lines.values())
 
@@ -140,6 +143,7 @@ async def analyze(
 ) -> dict[str, Any]:
     """Process every frame of `source` (in a worker thread), write the three outputs."""
     from edge.infer.detector import Detector
+    from edge.infer.prepare import with_dynamic_batch
     from edge.metrics import EdgeMetrics
     from edge.track.events import EventBus, EventSink, JsonlSink, WebhookSink
 
@@ -151,6 +155,7 @@ async def analyze(
     if events_cfg and events_cfg.webhook:
         sinks.append(WebhookSink(events_cfg.webhook, metrics))
     (out / "events.jsonl").unlink(missing_ok=True)
+    detector_cfg = await asyncio.to_thread(with_dynamic_batch, detector_cfg)
     detector = await asyncio.to_thread(Detector, detector_cfg, metrics)
     bus = EventBus(sinks, metrics)
     await bus.start()
@@ -188,6 +193,7 @@ def _process(
     metrics: EdgeMetrics,
     max_frames: int | None = None,
 ) -> dict[str, Any]:
+    from edge.commands.progress import frame_progress
     from edge.ingest.video_file import read_frames
     from edge.track.camera import CameraTracking
 
@@ -199,7 +205,8 @@ def _process(
     with open(out / "frames.jsonl", "w", encoding="utf-8") as fh:
         frames_in = read_frames(source, camera_id)
         if max_frames is not None:
-            frames_in = islice(frames_in, max(max_frames, 0))
+            frames_in = islice(frames_in, max_frames)
+        frames_in = frame_progress(frames_in, source, max_frames)
         for frame, dets in detector.detect_stream(frames_in):
             pts = frame.pts if frame.pts is not None else last_pts
             last_pts = pts

@@ -32,13 +32,14 @@ def detector_config(config: Path | None, model: Path | None, letterbox: str | No
     """The detector section of `config` (or the defaults), with `model` swapped in and an `auto`
     letterbox made square."""
     from edge.config import DetectorConfig, load_config
+    from edge.infer.prepare import with_dynamic_batch
 
     data = load_config(config).detector.model_dump() if config else {}
     if model is not None:
         data["model"] = model.expanduser().resolve()
     if letterbox is not None or data.get("letterbox", "auto") == "auto":
         data["letterbox"] = letterbox or "square"
-    return DetectorConfig.model_validate(data)
+    return with_dynamic_batch(DetectorConfig.model_validate(data))
 
 
 def frame_record(index: int, pts: float | None, dets: Any, class_names: list[str]) -> dict:
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
+    from edge.commands.progress import frame_progress
     from edge.config import ConfigError
     from edge.infer.detector import Detector
     from edge.ingest.video_file import read_frames
@@ -91,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     frames: Iterable[Any] = read_frames(args.source, camera_id="detect")
     if args.max_frames is not None:
-        frames = islice(frames, max(args.max_frames, 0))
+        frames = islice(frames, args.max_frames)
+    frames = frame_progress(frames, args.source, args.max_frames)
     try:
         if args.out is None:
             count = _write_all(detector, frames, sys.stdout)

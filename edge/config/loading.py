@@ -29,7 +29,7 @@ _SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|key|auth|cred")
 
 
 def expand_env(text: str, where: str = "config") -> str:
-    """Replace `${VAR}` and `${VAR:-default}`; `${EDGE_ASSETS}` defaults to the shared assets.
+    """Replace `${VAR}` and `${VAR:-default}`; `${EDGE_ASSETS}` defaults to the repository's assets.
 
     A variable that is not set is a ConfigError naming the field (`where`) and the variable."""
     missing: list[str] = []

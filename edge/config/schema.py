@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edge.assets import assets_dir
+from edge.assets import assets_dir, model_cache_dir
 from edge.redact import redact_url, register_secret, register_url_secrets
 
 COCO_VEHICLES = ("car", "motorcycle", "bus", "truck")
@@ -169,7 +169,10 @@ class DetectorConfig(Strict):
         default=True,
         description="Service: make a frozen-batch model dynamic (cached in prepared_dir) at start.",
     )
-    prepared_dir: Path = Field(default=Path("models"), description="Cache for prepared models.")
+    prepared_dir: Path = Field(
+        default_factory=model_cache_dir,
+        description="Cache for prepared models (default: the user's cache, ~/.cache/edge/models).",
+    )
     family: Literal["auto", "yolov5", "yolox", "yolov8"] = "auto"
     input_size: int = Field(default=416, ge=32, le=2048, multiple_of=32)
     classes: list[str] = Field(default_factory=lambda: list(COCO_VEHICLES), min_length=1)

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import pty
 import random
+import re
+import struct
+import subprocess
+import sys
+import termios
 from pathlib import Path
 from urllib.parse import quote
 
@@ -178,3 +187,26 @@ def test_bad_outputs_and_counts_are_named_in_one_line(tmp_path: Path) -> None:
     for args, code, line in cases:
         run = run_edge(*args)
         assert (run.returncode, run.stderr.splitlines()[-1]) == (code, line), run.stderr
+
+
+def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
+    """Frames done, frames/s and time left on a terminal (a real pseudo-terminal here); nothing
+    of it when stderr is a pipe, so logs and redirected output stay clean."""
+    clip = str(asset("video", "car-detection.mp4"))
+    args = [sys.executable, "-m", "edge.cli", "analyze", clip, "--out", str(tmp_path / "tty"),
+            "--max-frames", "40"]  # fmt: skip
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 120 columns
+    with subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower) as proc:
+        os.close(follower)
+        seen = b""
+        with contextlib.suppress(OSError):  # EIO once the child has closed its end
+            while chunk := os.read(leader, 4096):
+                seen += chunk
+        assert proc.wait(timeout=120) == 0, seen.decode(errors="replace")
+    os.close(leader)
+    text = seen.decode(errors="replace")
+    assert re.search(r"40/40 \[[0-9:]+<[0-9:]+, +[0-9.]+ ?frame/s\]", text), text[-2000:]
+    piped = run_edge("analyze", clip, "--out", tmp_path / "pipe", "--max-frames", "40")
+    assert piped.returncode == 0, piped.stderr
+    assert "frame/s" not in piped.stderr and "40/40" not in piped.stderr
