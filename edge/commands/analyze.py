@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from edge.infer.detector import Detector
     from edge.metrics import EdgeMetrics
     from edge.track.events import VehicleEvent
+    from edge.types import Frame
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ def _process(
     frames = 0
     last_pts = 0.0
     with open(out / "frames.jsonl", "w", encoding="utf-8") as fh:
-        frames_in = read_frames(source, camera_id)
+        frames_in: Iterable[Frame] = read_frames(source, camera_id)
         if max_frames is not None:
             frames_in = islice(frames_in, max_frames)
         frames_in = frame_progress(frames_in, source, max_frames)

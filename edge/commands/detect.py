@@ -42,7 +42,9 @@ def detector_config(config: Path | None, model: Path | None, letterbox: str | No
     return with_dynamic_batch(DetectorConfig.model_validate(data))
 
 
-def frame_record(index: int, pts: float | None, dets: Any, class_names: list[str]) -> dict:
+def frame_record(
+    index: int, pts: float | None, dets: Any, class_names: list[str]
+) -> dict[str, Any]:
     return {
         "frame": index,
         "pts": None if pts is None else round(pts, 6),

@@ -39,4 +39,7 @@ def frame_progress(
     total = expected_frames(source)
     if max_frames is not None:
         total = min(total, max_frames) if total else max_frames
-    return tqdm(frames, total=total, unit="frame", file=out, dynamic_ncols=True, smoothing=0.1)
+    bar: Iterable[T] = tqdm(
+        frames, total=total, unit="frame", file=out, dynamic_ncols=True, smoothing=0.1
+    )
+    return bar

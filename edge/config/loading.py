@@ -148,7 +148,7 @@ def _duplicate_ids(data: dict[str, Any]) -> list[str]:
     cams = data.get("cameras")
     if not isinstance(cams, list):
         return []
-    ids = [c.get("id") for c in cams if isinstance(c, dict) and isinstance(c.get("id"), str)]
+    ids: list[str] = [c["id"] for c in cams if isinstance(c, dict) and isinstance(c.get("id"), str)]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     return [f"cameras: duplicate camera ids: {', '.join(dupes)}"] if dupes else []
 

@@ -1,6 +1,6 @@
 """The `cameras.yaml` schema: pydantic models that refuse unknown keys and explain every error.
 
-Defaults mirror the original app (../shared/docs/origin.md): 416 input, conf 0.25, IoU 0.50,
+Defaults are the original traffic app's parameters: 416 input, conf 0.25, IoU 0.50,
 max_det 30, car/motorcycle/bus/truck and its CUDA provider options. Everything that can be
 checked before the service starts (duplicate ids, bad URLs, missing model) is checked here.
 """
@@ -20,6 +20,18 @@ from edge.redact import redact_url, register_secret, register_url_secrets
 
 COCO_VEHICLES = ("car", "motorcycle", "bus", "truck")
 _ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+Provider = Literal["tensorrt", "cuda", "cpu"]
+VideoCodec = Literal["h264", "vp8"]
+
+
+def _cuda_then_cpu() -> list[Provider]:
+    return ["cuda", "cpu"]
+
+
+def _h264_then_vp8() -> list[VideoCodec]:
+    return ["h264", "vp8"]
+
+
 _URL_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "file", "udp", "tcp", "srt"}
 
 
@@ -193,9 +205,7 @@ class DetectorConfig(Strict):
     stale_s: float = Field(
         default=0.5, gt=0, le=10, description="Frames older than this are dropped."
     )
-    providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(
-        default_factory=lambda: ["cuda", "cpu"], min_length=1
-    )
+    providers: list[Provider] = Field(default_factory=_cuda_then_cpu, min_length=1)
     cuda: CudaOptions = Field(default_factory=CudaOptions)
     tensorrt: TensorRTOptions = Field(default_factory=TensorRTOptions)
     preprocess: PreprocessOptions = Field(default_factory=PreprocessOptions)
@@ -302,9 +312,7 @@ class OcrConfig(Strict):
 class StreamConfig(Strict):
     max_width: int = Field(default=1280, ge=64, le=7680)
     keyframe_interval_s: float = Field(default=1.0, gt=0, le=10)
-    codecs: list[Literal["h264", "vp8"]] = Field(
-        default_factory=lambda: ["h264", "vp8"], min_length=1
-    )
+    codecs: list[VideoCodec] = Field(default_factory=_h264_then_vp8, min_length=1)
     bitrate_kbps: int = Field(default=2000, ge=100, le=50_000)
     ice_servers: list[str] = Field(default_factory=list, description="stun:/turn: URLs.")
     host_addresses: list[str] | None = Field(
