@@ -165,7 +165,10 @@ class EdgeService:
         cfg = self.config.detector
         try:
             if cfg.auto_prepare and cfg.max_batch != 1:  # unset: batches of 2 or more
-                cfg = cfg.model_copy(update={"model": ensure_dynamic(cfg.model, cfg.prepared_dir)})
+                scale = cfg.preprocess.scale
+                unit = None if scale == "auto" else scale == "unit"
+                model = ensure_dynamic(cfg.model, cfg.prepared_dir, unit_scale=unit)
+                cfg = cfg.model_copy(update={"model": model})
             return Detector(cfg, self.metrics)
         except ModelError as exc:  # e.g. refused by the configured provider's ONNX Runtime
             raise StartupError(f"detector.{exc.field}: {exc}") from None
