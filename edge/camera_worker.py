@@ -145,7 +145,6 @@ class _Worker:
             with contextlib.suppress(OSError):
                 self._send_status()
                 self.conn.send(("bye",))
-            self.arena.close()
 
     async def _feed(self, source: CameraSource) -> None:
         async for frame in source.frames():

@@ -7,9 +7,10 @@ copy into the batch, a few arrays of detections out, and the workers' metric rec
 
 A worker that dies (kill -9, a decoder's segfault, an OOM kill) is restarted with backoff; its
 cameras resume from a fresh connection, the other workers' cameras never wait for it (the batcher
-stops waiting for cameras that send nothing). Its segment is unlinked at once; the mapping closes
-when no batch reads it any more. `stop()` asks every worker to finish (their track-end events and
-last metrics come back), kills any that does not within a few seconds, and unlinks every segment.
+stops waiting for cameras that send nothing). Its segment is unlinked at once; the mapping goes
+when the last frame viewing it has left the batcher. `stop()` asks every worker to finish (their
+track-end events and last metrics come back), kills any that does not within a few seconds, and
+unlinks every segment.
 """
 
 from __future__ import annotations
@@ -63,10 +64,11 @@ class SlotFrame:
     """A worker's picture as the batcher sees it: `prepared()` views its slot, `release()` hands
     the slot back (once)."""
 
-    __slots__ = ("ref", "_pool", "_worker", "camera_id", "seq", "received_at")
+    __slots__ = ("ref", "_pool", "_worker", "_arena", "camera_id", "seq", "received_at")
 
     def __init__(self, ref: FrameRef, pool: _Worker) -> None:
         self.ref, self._pool, self._worker = ref, pool, pool.generation
+        self._arena: SlotArena = pool.arena  # keeps the mapping alive while the frame lives
         self.camera_id, self.seq, self.received_at = ref.camera_id, ref.seq, ref.received_at
 
     @property
@@ -78,7 +80,7 @@ class SlotFrame:
         return self.ref.height
 
     def prepared(self) -> tuple[np.ndarray, Letterbox]:
-        return self._pool.arena.picture(self.ref), self.ref.letterbox()
+        return self._arena.picture(self.ref), self.ref.letterbox()
 
     def release(self) -> None:
         self._pool.release(self._worker, self.ref.slot)
@@ -122,7 +124,6 @@ class _Worker:
     failures: int = 0
     releases: list[int] = field(default_factory=list)
     results: list[tuple[Any, ...]] = field(default_factory=list)
-    retired: list[SlotArena] = field(default_factory=list)
 
     def release(self, generation: int, slot: int) -> None:
         if generation == self.generation:
@@ -245,9 +246,7 @@ class WorkerPool:
         w.process = None
         if w.arena is not None:
             w.arena.unlink()
-            w.retired.append(w.arena)
             w.arena = None
-        w.retired = [a for a in w.retired if not a.close()]
 
     # ---- worker → service ----
 
@@ -350,8 +349,6 @@ class WorkerPool:
     def tick(self) -> None:
         """Hand back released slots (also those of dropped frames) at least this often."""
         self._flush()
-        for w in self.workers:
-            w.retired = [a for a in w.retired if not a.close()]
 
     def worker_of(self, camera_id: str) -> int | None:
         w = self.owner.get(camera_id)

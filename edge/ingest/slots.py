@@ -4,7 +4,9 @@ Why: a 720p frame pickled through a pipe costs megabytes of copying per frame in
 a letterboxed uint8 picture at model resolution written once into a fixed slot costs the batching
 process one copy (into its batch) and a descriptor of a few dozen bytes (`FrameRef`).
 
-One segment per worker generation, `slots_per_camera` slots per camera, each `3×S×S` bytes. A slot
+The mapping is never closed by hand: arrays viewing it keep it alive and it goes when the last
+of them does (closing it under a batch still reading would crash the process). One segment per
+worker generation, `slots_per_camera` slots per camera, each `3×S×S` bytes. A slot
 is free, written (by the worker), or held (by the batching process, from the descriptor's arrival
 until its batch copied it or it was dropped); the batching process hands held slots back with
 `release`, the worker never writes a held one. Segment names start with `SHM_PREFIX` and the
@@ -134,15 +136,6 @@ class SlotArena:
 
     def picture(self, ref: FrameRef) -> np.ndarray:
         return self.view(ref.slot, ref.geometry[6], ref.geometry[5])
-
-    def close(self) -> bool:
-        """Unmap the segment; False while arrays still view it (try again later)."""
-        self._flat = np.empty(0, np.uint8)
-        try:
-            self.shm.close()
-        except BufferError:
-            return False
-        return True
 
     def unlink(self) -> None:
         unregister = resource_tracker.unregister
