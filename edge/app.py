@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -32,7 +33,7 @@ from edge.publish.web import create_app
 from edge.track.camera import CameraTracking
 from edge.track.events import EventBus, EventSink, JsonlSink, WebhookSink
 from edge.track.plates import PlateReader, PlateScheduler
-from edge.types import DetectedFrame, Detections
+from edge.types import DetectedFrame, Detections, Frame
 from edge.workers import WorkerPool, resolve_processes
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,8 @@ class EdgeService:
             if processes:
                 self.pool = WorkerPool(
                     self.config, processes, self.detector, self.batcher, self.metrics,
-                    self.events.emit,
+                    self.events.emit, publish=self._publish_remote,
+                    is_watched=lambda cam: self.runtimes[cam].publisher.is_watched,
                 )  # fmt: skip
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.batcher.run(), name="batcher")
@@ -281,6 +283,22 @@ class EdgeService:
             clock=time.time(),
         )
         rt.publisher.publish(detected.frame, tracks, overlay)
+
+    def _publish_remote(
+        self, camera_id: str, frame: Frame, tracks: Detections, counts: dict[str, Any]
+    ) -> None:
+        """A watched camera's frame tracked in its worker: annotated and encoded here, once."""
+        rt = self.runtimes[camera_id]
+        assert self.detector is not None
+        rt.last_frame_size = (frame.width, frame.height)
+        overlay = Overlay(
+            camera_name=rt.config.display_name,
+            class_names=self.detector.class_names,
+            lines=line_overlays(rt.config.lines, counts),
+            plates={},
+            clock=time.time(),
+        )
+        rt.publisher.publish(frame, tracks, overlay)
 
     async def _shutdown(self, runner: web.AppRunner | None) -> None:
         if self.pool is not None:

@@ -8,8 +8,12 @@ Runtime and an event loop is unsafe) and talks to it over one pipe:
   put pictures in their slots (one message for the frames of every camera ready at once), and
   ("status", {camera: CameraInfo}, records, events) every `STATUS_S`; records are metric calls
   (`edge.metrics_relay`), events the vehicle events for the service's sinks.
+  For cameras someone watches, ("published", [(camera, Frame, tracks, counts)], records, events)
+  after tracking: the decoded picture (its planes, no colour conversion) goes to the service, which
+  annotates and encodes it once for all its viewers.
 - service → worker: ("sync", [slot], [(camera, seq, received_at, xyxy, score, class_id)]): slots
-  the batcher no longer holds and detections in frame order; ("stop",).
+  the batcher no longer holds and detections in frame order; ("watch", [camera]): the cameras
+  someone watches now; ("stop",).
 
 A worker that loses the pipe (the service died, even by kill -9) exits: nothing is left behind.
 """
@@ -113,6 +117,9 @@ class _Worker:
         }
         self.sizes: dict[str, tuple[int, int]] = {}
         self.ready: list[FrameRef] = []
+        self.watched: set[str] = set()
+        self.pictures: dict[str, dict[int, Frame]] = {}
+        """Watched cameras' frames waiting for their detections (at most one per slot)."""
         self.held: dict[str, Frame] = {}
         """Per camera, the newest decoded frame not yet letterboxed: it waits while the batcher
         holds enough of the camera's pictures, so that a frame that would only be superseded
@@ -181,6 +188,8 @@ class _Worker:
         letterbox_frame(frame.image, spec.input_size, spec.color, False, spec.pad_value,
                         spec.center, spec.rect, uint8=True, out=out)  # fmt: skip
         self.metrics.observe_stage(cam, "preprocess", time.perf_counter() - start)
+        if cam in self.watched:
+            self.pictures.setdefault(cam, {})[frame.seq] = frame
         self.ready.append(FrameRef.of(cam, slot, frame.seq, frame.pts, frame.received_at, lb))
         if len(self.ready) == 1:
             asyncio.get_running_loop().call_soon(self._send_frames)
@@ -212,18 +221,39 @@ class _Worker:
         kind = msg[0]
         if kind == "sync":
             now = time.monotonic()
+            published = []
             for cam, seq, received_at, xyxy, score, class_id in msg[2]:
                 dets = Detections(xyxy, score, class_id)
                 self._count_detections(cam, class_id)
-                self.tracking[cam].update(dets, frame=seq)
+                tracking = self.tracking[cam]
+                tracked = tracking.update(dets, frame=seq)
+                picture = self._picture(cam, seq)
+                if picture is not None:
+                    published.append((cam, picture, tracked.tracks, tracking.counts))
                 self.metrics.observe_end_to_end(cam, now - received_at)
+            if published:
+                self._send(("published", published, self.metrics.take(), self._take_events()))
             for slot in msg[1]:
                 self.free.give_back(slot)
             for cam in list(self.held):
                 if self.free.free_count(cam) >= 2:
                     self._prepare_safely(self.held.pop(cam))
+        elif kind == "watch":
+            self.watched = set(msg[1])
+            for cam in list(self.pictures):
+                if cam not in self.watched:
+                    del self.pictures[cam]
         elif kind == "stop":
             self.stopped.set()
+
+    def _picture(self, cam: str, seq: int) -> Frame | None:
+        """The watched camera's frame `seq`, forgetting older ones (dropped in the batcher)."""
+        waiting = self.pictures.get(cam)
+        if not waiting:
+            return None
+        for old in [s for s in waiting if s < seq]:
+            del waiting[old]
+        return waiting.pop(seq, None)
 
     def _count_detections(self, cam: str, class_id: np.ndarray) -> None:
         """`EdgeMetrics.count_detections`, done here so that the service replays a merged sum."""

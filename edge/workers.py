@@ -40,7 +40,7 @@ from edge.ingest.slots import FrameRef, SlotArena, remove_stale, segment_name
 from edge.metrics import EdgeMetrics
 from edge.metrics_relay import MetricsReplayer
 from edge.track.events import VehicleEvent
-from edge.types import DetectedFrame
+from edge.types import DetectedFrame, Detections, Frame
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ class _Worker:
     started_at: float = 0.0
     failures: int = 0
     releases: list[int] = field(default_factory=list)
+    watched: frozenset[str] = frozenset()
     results: list[tuple[Any, ...]] = field(default_factory=list)
 
     def release(self, generation: int, slot: int) -> None:
@@ -141,9 +142,13 @@ class WorkerPool:
         batcher: Batcher,
         metrics: EdgeMetrics,
         emit: Callable[[VehicleEvent], None],
+        publish: Callable[[str, Frame, Detections, dict[str, Any]], None] | None = None,
+        is_watched: Callable[[str], bool] | None = None,
     ) -> None:
+        """`publish(camera, frame, tracks, counts)`: a watched camera's tracked frame, for the
+        encoders; `is_watched(camera)`: whether anyone watches it now (asked every tick)."""
         self.config, self.detector, self.batcher, self.metrics = config, detector, batcher, metrics
-        self.emit = emit
+        self.emit, self.publish, self.is_watched = emit, publish, is_watched
         self.replayer = MetricsReplayer(metrics)
         cams = config.enabled_cameras
         self.workers = [
@@ -192,6 +197,7 @@ class WorkerPool:
         w.sender = _Sender(parent, f"edge-send-{w.index}")
         w.releases.clear()
         w.results.clear()
+        w.watched = frozenset()
         assert self._loop is not None
         self._loop.add_reader(parent.fileno(), self._on_readable, w)
         log.info(
@@ -276,6 +282,9 @@ class WorkerPool:
             submit = self.batcher.submit
             for ref in msg[1]:
                 submit(SlotFrame(ref, w))  # type: ignore[arg-type]
+        elif kind == "published" and self.publish is not None:
+            for cam, frame, tracks, counts in msg[1]:
+                self.publish(cam, frame, tracks, counts)
         elif kind == "status":
             for cam, info in msg[1].items():
                 if info.state == "streaming" and self.info.get(cam, info).state != "streaming":
@@ -347,8 +356,16 @@ class WorkerPool:
             w.results.clear()
 
     def tick(self) -> None:
-        """Hand back released slots (also those of dropped frames) at least this often."""
+        """Hand back released slots (also those of dropped frames) at least this often, and tell
+        each worker which of its cameras someone watches."""
         self._flush()
+        if self.is_watched is None:
+            return
+        for w in self.workers:
+            watched = frozenset(c.id for c in w.cameras if self.is_watched(c.id))
+            if watched != w.watched and w.sender is not None:
+                w.watched = watched
+                w.sender.send(("watch", sorted(watched)))
 
     def worker_of(self, camera_id: str) -> int | None:
         w = self.owner.get(camera_id)

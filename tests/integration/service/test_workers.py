@@ -19,6 +19,7 @@ import pytest
 
 from edge.ingest.camsim import CameraSimulator
 from edge.ingest.slots import SHM_DIR, SHM_PREFIX
+from edge.publish.viewer_client import ThreadedViewer as Viewer
 from edge.testing import (
     ServiceProcess,
     descendants,
@@ -98,6 +99,18 @@ def test_cameras_run_in_their_workers(service: ServiceProcess) -> None:
     assert segments(service.proc.pid) == [f"{SHM_PREFIX}{service.proc.pid}-w0-g1",
                                           f"{SHM_PREFIX}{service.proc.pid}-w1-g1"]  # fmt: skip
     assert len(worker_pids(service)) == 2
+
+
+def test_a_viewer_of_a_worker_camera_gets_video(service: ServiceProcess) -> None:
+    """The worker sends watched frames back; the service annotates and encodes them once."""
+    viewer = Viewer(service.base, "overpass")
+    try:
+        wait_for(lambda: viewer.frames >= 10, LIVENESS_S)
+    finally:
+        viewer.stop()
+    metrics = service.text("/metrics")
+    assert metric_value(metrics, "edge_frames_rendered_total", camera="overpass") >= 10
+    assert metric_value(metrics, "edge_frames_rendered_total", camera="parking") == 0
 
 
 def test_fault_connection_errors_stay_in_their_camera(service: ServiceProcess) -> None:
