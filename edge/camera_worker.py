@@ -122,8 +122,8 @@ class _Worker:
         """Watched cameras' frames waiting for their detections (at most one per slot)."""
         self.held: dict[str, Frame] = {}
         """Per camera, the newest decoded frame not yet letterboxed: it waits while the batcher
-        holds enough of the camera's pictures, so that a frame that would only be superseded
-        there is never converted (latest-only before the work, not after)."""
+        holds a picture of the camera that no batch has copied yet, so that a frame that would
+        only supersede it there is never converted (latest-only before the work, not after)."""
         self.stopped = asyncio.Event()
 
     async def run(self) -> None:
@@ -170,7 +170,7 @@ class _Worker:
 
     def _on_frame(self, frame: Frame) -> None:
         cam = frame.camera_id
-        if self.free.free_count(cam) < 2:  # one in a batch and one pending there already
+        if self.free.free_count(cam) < self.spec.slots_per_camera:  # the batcher has one waiting
             if self.held.pop(cam, None) is not None:
                 self.metrics.count_drop(cam, "superseded")
             self.held[cam] = frame
@@ -236,7 +236,7 @@ class _Worker:
             for slot in msg[1]:
                 self.free.give_back(slot)
             for cam in list(self.held):
-                if self.free.free_count(cam) >= 2:
+                if self.free.free_count(cam) == self.spec.slots_per_camera:
                     self._prepare_safely(self.held.pop(cam))
         elif kind == "watch":
             self.watched = set(msg[1])

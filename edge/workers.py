@@ -64,11 +64,12 @@ class SlotFrame:
     """A worker's picture as the batcher sees it: `prepared()` views its slot, `release()` hands
     the slot back (once)."""
 
-    __slots__ = ("ref", "_pool", "_worker", "_arena", "camera_id", "seq", "received_at")
+    __slots__ = ("ref", "_pool", "_worker", "_arena", "_held", "camera_id", "seq", "received_at")
 
     def __init__(self, ref: FrameRef, pool: _Worker) -> None:
         self.ref, self._pool, self._worker = ref, pool, pool.generation
         self._arena: SlotArena = pool.arena  # keeps the mapping alive while the frame lives
+        self._held = True
         self.camera_id, self.seq, self.received_at = ref.camera_id, ref.seq, ref.received_at
 
     @property
@@ -83,7 +84,10 @@ class SlotFrame:
         return self._arena.picture(self.ref), self.ref.letterbox()
 
     def release(self) -> None:
-        self._pool.release(self._worker, self.ref.slot)
+        if self._held:
+            self._held = False
+            self._pool.release(self._worker, self.ref.slot)
+            self._pool.notify()
 
 
 class _Sender:
@@ -124,11 +128,16 @@ class _Worker:
     failures: int = 0
     releases: list[int] = field(default_factory=list)
     watched: frozenset[str] = frozenset()
+    on_release: Callable[[], None] | None = None
     results: list[tuple[Any, ...]] = field(default_factory=list)
 
     def release(self, generation: int, slot: int) -> None:
         if generation == self.generation:
             self.releases.append(slot)
+
+    def notify(self) -> None:
+        if self.on_release is not None:
+            self.on_release()
 
 
 class WorkerPool:
@@ -155,6 +164,8 @@ class WorkerPool:
             _Worker(i, tuple(cams[i::processes])) for i in range(processes) if cams[i::processes]
         ]
         self.owner = {c.id: w for w in self.workers for c in w.cameras}
+        for w in self.workers:  # a freed slot lets the worker prepare that camera's next frame
+            w.on_release = self._schedule_flush
         self.info: dict[str, CameraInfo] = {}
         self._ctx = mp.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -25,8 +25,9 @@ waiting for a batch and the results no subscriber took are counted as dropped (r
 "shutdown"), so that every frame submitted ends up inferred or counted, stopped or not.
 
 Frames prepared elsewhere (a worker process's letterboxed picture in shared memory) carry
-`prepared()` (the batcher then only copies them into the batch) and `release()`, called once when
-the frame leaves the batcher, batched or dropped.
+`prepared()` (the batcher then only copies them into the batch) and `release()`, called when the
+picture was copied into its batch or the frame was dropped (and again when a batched frame's
+results are delivered: `release()` must be idempotent).
 
 Call `submit` and `set_streaming` from the event loop's thread only. The pure policy (deadline,
 capacity, latest-only slots, camera liveness) lives in `edge.infer.batch_policy`.
@@ -73,7 +74,10 @@ class BatchDetector(Protocol):
 
     def preprocess(self, frame: Frame) -> tuple[np.ndarray, Letterbox]: ...
     def run_batch(
-        self, jobs: Sequence[Prepare], skip_bad: Callable[[int], None] | None = None
+        self,
+        jobs: Sequence[Prepare],
+        skip_bad: Callable[[int], None] | None = None,
+        copied: Callable[[], None] | None = None,
     ) -> BatchOutcome: ...
 
 
@@ -112,6 +116,7 @@ class Batcher:
         self._streams: dict[str, list[ResultStream]] = {}
         self._wake = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._busy: set[str] = set()
@@ -246,6 +251,7 @@ class Batcher:
         """Form batches and start them on free workers until cancelled.
 
         Run it through `start()`, or as a task of your own (`stop()` then cancels it too)."""
+        self._loop = asyncio.get_running_loop()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="edge-infer")
         if self._task is None:
@@ -340,7 +346,16 @@ class Batcher:
 
         prepare = self.detector.preprocess
         jobs = [getattr(f, "prepared", None) or partial(prepare, f) for f in frames]
-        return self.detector.run_batch(jobs, bad)
+        copied = None
+        if any(hasattr(f, "release") for f in frames) and self._loop is not None:
+            loop = self._loop
+
+            def copied() -> None:  # the slots are free once their pictures are in the batch
+                loop.call_soon_threadsafe(_release_all, frames)
+
+        if copied is None:
+            return self.detector.run_batch(jobs, bad)
+        return self.detector.run_batch(jobs, bad, copied=copied)
 
     # ---- delivery (event loop) ----
 
@@ -385,6 +400,11 @@ class Batcher:
                 self.on_result(result)
             except Exception:
                 log.exception("camera %s: on_result callback failed", cam)
+
+
+def _release_all(frames: Sequence[Frame]) -> None:
+    for frame in frames:
+        _release(frame)
 
 
 def _release(frame: Frame) -> None:

@@ -288,17 +288,25 @@ class Detector:
             return h == w == s
         return 0 < h <= s and 0 < w <= s and h % STRIDE == 0 and w % STRIDE == 0
 
-    def infer_groups(self, tensors: Sequence[np.ndarray]) -> Iterator[tuple[list[int], np.ndarray]]:
+    def infer_groups(
+        self, tensors: Sequence[np.ndarray], copied: Callable[[], None] | None = None
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
         """(indices, raw output rows) for each group of prepared pictures of one size, which run as
         one batch (with a rect letterbox, cameras of different aspect ratios make different
-        sizes)."""
+        sizes). Every picture is copied into its batch first, then `copied()` is called: the
+        pictures are free for reuse (a worker's shared slot) while the batches run."""
         groups: dict[tuple[int, ...], list[int]] = {}
         for k, tensor in enumerate(tensors):
             groups.setdefault(tensor.shape, []).append(k)
+        batches = []
         for shape, members in groups.items():
             batch = np.zeros((max(len(members), self.pad_to), *shape), self.input_dtype)
             for row, k in enumerate(members):
                 batch[row] = tensors[k]
+            batches.append((members, batch))
+        if copied is not None:
+            copied()
+        for members, batch in batches:
             yield members, self.infer(batch)[: len(members)]
 
     def infer_each(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -336,7 +344,10 @@ class Detector:
     # -- whole pipeline -----------------------------------------------------------------------
 
     def run_batch(
-        self, jobs: Sequence[Prepare], skip_bad: Callable[[int], None] | None = None
+        self,
+        jobs: Sequence[Prepare],
+        skip_bad: Callable[[int], None] | None = None,
+        copied: Callable[[], None] | None = None,
     ) -> BatchOutcome:
         """Prepare, infer and postprocess one batch (≤ `max_batch` pictures), timing each stage.
         With `skip_bad`, a picture that cannot be prepared (a broken frame) is left out alone:
@@ -360,7 +371,7 @@ class Detector:
         post_s = [0.0] * len(jobs)
         infer_s = 0.0
         start = time.perf_counter()
-        for members, raw in self.infer_groups(inputs):
+        for members, raw in self.infer_groups(inputs, copied):
             done = time.perf_counter()
             infer_s += done - start
             found = self.postprocess_batch(raw, [boxes[k] for k in members])
