@@ -227,11 +227,14 @@ class IngestConfig(Strict):
     )
     slots_per_camera: int = Field(default=3, ge=2, le=16)
 
-    @field_validator("processes")
+    @field_validator("processes", mode="before")
     @classmethod
-    def _processes(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and not 0 <= v <= 256:
-            raise ValueError("processes must be 0-256 or auto")
+    def _processes(cls, v: object) -> object:
+        """One line for any wrong value (the union alone would give one per member)."""
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 256:
+            raise ValueError("processes must be an integer 0-256 or auto")
         return v
 
     @model_validator(mode="after")
