@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -32,7 +33,8 @@ from edge.publish.web import create_app
 from edge.track.camera import CameraTracking
 from edge.track.events import EventBus, EventSink, JsonlSink, SinkError, WebhookSink
 from edge.track.plates import PlateReader, PlateScheduler
-from edge.types import DetectedFrame, Detections
+from edge.types import DetectedFrame, Detections, Frame
+from edge.workers import WorkerPool, resolve_processes
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ class EdgeService:
         self.registry: CollectorRegistry = self.metrics.registry
         self.detector: Detector | None = None
         self.batcher: Batcher | None = None
+        self.pool: WorkerPool | None = None
         self.events = EventBus(self._sinks(), self.metrics)
         self.url: str | None = None
         self.runtimes: dict[str, CameraRuntime] = {
@@ -88,23 +91,37 @@ class EdgeService:
 
     def cameras(self) -> Sequence[CameraStatus]:
         result = []
+        pool = self.pool
         for rt in self.runtimes.values():
             cam, src = rt.config, rt.source
             size = rt.last_frame_size
+            state, fps, error, error_at = str(src.state), src.source_fps, src.last_error, None
+            error_at = src.last_error_at
+            counts = rt.tracking.counts if rt.tracking else {}
+            info = pool.info.get(cam.id) if pool is not None else None
+            if info is not None:
+                state, fps, error, error_at = (
+                    info.state,
+                    info.source_fps,
+                    info.last_error,
+                    info.last_error_at,
+                )
+                counts, size = info.counts, info.size
             result.append(
                 CameraStatus(
                     id=cam.id,
                     name=cam.display_name,
-                    state=str(src.state),
+                    state=state,
                     url=cam.safe_url,
                     fps=self.metrics.fps_rates(cam.id),
-                    source_fps=src.source_fps,
-                    counts=rt.tracking.counts if rt.tracking else {},
+                    source_fps=fps,
+                    counts=counts,
                     viewers=rt.publisher.viewer_count,
                     width=size[0] if size else None,
                     height=size[1] if size else None,
-                    last_error=src.last_error,
-                    last_error_at=src.last_error_at,
+                    last_error=error,
+                    last_error_at=error_at,
+                    worker=pool.worker_of(cam.id) if pool is not None else None,
                 )
             )
         return result
@@ -114,6 +131,8 @@ class EdgeService:
         return rt.publisher if rt else None
 
     def is_ready(self) -> bool:
+        if self.pool is not None:
+            return any(i.state == CameraState.STREAMING for i in self.pool.info.values())
         return self.detector is not None and any(
             rt.source.state == CameraState.STREAMING for rt in self.runtimes.values()
         )
@@ -134,14 +153,31 @@ class EdgeService:
             if self.config.ocr.enabled:
                 await self._start_plates()
             names = self.detector.class_names
+            processes = self._processes()
             for rt in self.runtimes.values():
-                rt.tracking = CameraTracking(
-                    rt.config.id, self.config.tracker, rt.config.lines, names,
-                    emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
+                if not processes:
+                    rt.tracking = CameraTracking(
+                        rt.config.id, self.config.tracker, rt.config.lines, names,
+                        emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
+                    )  # fmt: skip
+            self.batcher = Batcher(
+                self.detector, self.config.detector, self.metrics,
+                count_detections=not processes,
+            )  # fmt: skip
+            if processes:
+                self.pool = WorkerPool(
+                    self.config, processes, self.detector, self.batcher, self.metrics,
+                    self.events.emit, publish=self._publish_remote,
+                    is_watched=lambda cam: self.runtimes[cam].publisher.is_watched,
                 )  # fmt: skip
-            self.batcher = Batcher(self.detector, self.config.detector, self.metrics)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.batcher.run(), name="batcher")
+                if self.pool is not None:
+                    self.pool.start()
+                    tg.create_task(self._tick_pool(self.pool), name="workers")
+                    if started is not None:
+                        started.set()
+                    return
                 for rt in self.runtimes.values():
                     stream = self.batcher.subscribe(rt.config.id)
                     tg.create_task(self._consume(rt, stream), name=f"track:{rt.config.id}")
@@ -151,6 +187,27 @@ class EdgeService:
                     started.set()
         finally:
             await self._shutdown(runner)
+
+    def _processes(self) -> int:
+        """Worker processes to run the cameras in (`ingest.processes`); 0 where they cannot."""
+        n = resolve_processes(self.config.ingest.processes, len(self.runtimes))
+        assert self.detector is not None
+        why = None
+        if n and self.config.ocr.enabled:
+            why = "plate reading runs in the service's process"
+        elif n and not self.detector.uint8 and self.detector.unit_scale:
+            why = "the model takes 0-1 float pictures (prepare it for a uint8 input)"
+        if why:
+            log.warning("ingest.processes: cameras stay in the service's process: %s", why)
+            return 0
+        log.info("ingest.processes: %d worker process(es)", n)
+        return n
+
+    @staticmethod
+    async def _tick_pool(pool: WorkerPool) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            pool.tick()
 
     def _check_model(self) -> None:
         cfg = self.config.detector
@@ -227,7 +284,25 @@ class EdgeService:
         )
         rt.publisher.publish(detected.frame, tracks, overlay)
 
+    def _publish_remote(
+        self, camera_id: str, frame: Frame, tracks: Detections, counts: dict[str, Any]
+    ) -> None:
+        """A watched camera's frame tracked in its worker: annotated and encoded here, once."""
+        rt = self.runtimes[camera_id]
+        assert self.detector is not None
+        rt.last_frame_size = (frame.width, frame.height)
+        overlay = Overlay(
+            camera_name=rt.config.display_name,
+            class_names=self.detector.class_names,
+            lines=line_overlays(rt.config.lines, counts),
+            plates={},
+            clock=time.time(),
+        )
+        rt.publisher.publish(frame, tracks, overlay)
+
     async def _shutdown(self, runner: web.AppRunner | None) -> None:
+        if self.pool is not None:
+            await self.pool.stop()
         for rt in self.runtimes.values():
             with contextlib.suppress(Exception):
                 await rt.source.stop()

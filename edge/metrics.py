@@ -163,6 +163,12 @@ class EdgeMetrics:
         )
         self.camera_up = Gauge("edge_camera_up", "1 while the camera streams.", cam, registry=r)
         self.reconnects = Counter("edge_camera_reconnects", "Reconnect attempts.", cam, registry=r)
+        self.worker_restarts = Counter(
+            "edge_worker_restarts",
+            "Camera worker processes restarted after dying.",
+            ["worker"],
+            registry=r,
+        )
         self.unauthorized = Counter(
             "edge_camera_unauthorized",
             "Connection attempts the camera refused for its credentials (401/403).",
@@ -265,6 +271,7 @@ class EdgeMetrics:
         )
         for reason in VIEWER_REFUSAL_REASONS:
             self.viewers_refused.labels(reason=reason)
+        self._stage_children: dict[tuple[str, str], object] = {}
         self._meters: dict[tuple[str, str], RateMeter] = {}
         self._meters_lock = threading.Lock()
         self._cameras_seen: set[str] = set()
@@ -301,7 +308,14 @@ class EdgeMetrics:
         return {point: meter.rate() for point, meter in meters.items()}
 
     def observe_stage(self, camera: str, stage: str, seconds: float) -> None:
-        self.stage_seconds.labels(camera=camera, stage=stage).observe(seconds)
+        # The labelled child cached: a `labels()` lookup costs more than the observation, and
+        # this runs several times per frame in the batching process.
+        child = self._stage_children.get((camera, stage))
+        if child is None:
+            child = self._stage_children[(camera, stage)] = self.stage_seconds.labels(
+                camera=camera, stage=stage
+            )
+        child.observe(seconds)  # type: ignore[attr-defined]
 
     # --- helpers the stages and the app call -------------------------------------------------
 
@@ -411,6 +425,12 @@ class EdgeMetrics:
     def count_viewer_refused(self, reason: str) -> None:
         """One offer refused or one never-connected viewer dropped (VIEWER_REFUSAL_REASONS)."""
         self.viewers_refused.labels(reason=reason).inc()
+
+    def count_inferred(self, camera: str) -> None:
+        child = self._stage_children.get((camera, ""))
+        if child is None:
+            child = self._stage_children[(camera, "")] = self.frames_inferred.labels(camera=camera)
+        child.inc()  # type: ignore[attr-defined]
 
     def count_drop(self, camera: str, reason: str, n: int = 1) -> None:
         self.frames_dropped.labels(camera=camera, reason=reason).inc(n)

@@ -16,12 +16,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "prepare",
         help="rewrite a batch-1 ONNX export into a dynamic-batch model and verify it",
         description="Rewrites the frozen batch (Reshape shape constants, I/O dims, value_info), "
-        "optionally converts to FP16 with float32 inputs/outputs, then checks that a batch of N "
+        "optionally converts to FP16 (float32 outputs), gives the model a uint8 input that its "
+        "first nodes cast and scale as the family expects, then checks that a batch of N "
         "pictures equals N single runs.",
     )
     prep.add_argument("input", type=Path, metavar="IN.onnx")
     prep.add_argument("output", type=Path, metavar="OUT.onnx")
-    prep.add_argument("--fp16", action="store_true", help="FP16 weights, float32 I/O")
+    prep.add_argument("--fp16", action="store_true", help="FP16 weights, float32 outputs")
+    prep.add_argument(
+        "--float-input", action="store_true", help="keep the float32 input (host scales)"
+    )
     prep.add_argument("--check", type=int, default=4, metavar="N", help="batch size to verify (4)")
     prep.set_defaults(func=run)
 
@@ -34,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
         print("edge model prepare: --check must be at least 2", file=sys.stderr)
         return 2
     try:
-        rewritten, check = prepare_model(args.input, args.output, fp16=args.fp16, check=args.check)
+        rewritten, check = prepare_model(
+            args.input, args.output, fp16=args.fp16, check=args.check, uint8=not args.float_input
+        )
     except ModelError as exc:  # missing, unreadable, not ONNX, not a detector: `IN: reason`
         print(f"edge model prepare: {redact(str(exc))}", file=sys.stderr)
         return 2
@@ -48,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(
         f"wrote {args.output}: batch dynamic ({rewritten} Reshape constants rewritten)"
-        f"{', FP16 with float32 I/O' if args.fp16 else ''}"
+        f"{', FP16' if args.fp16 else ''}"
+        f"{', float32 input' if args.float_input else ', uint8 input scaled in the graph'}"
     )
     print(f"verified: {check.describe()}")
     return 0 if check.ok else 1

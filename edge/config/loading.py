@@ -85,8 +85,7 @@ def _expand_tree(node: Any, path: str, missing: list[str]) -> Any:
         label = node.get("id") if path.startswith("cameras[") else None
         missing_before = len(missing)
         expanded = {
-            k: _expand_tree(v, f"{path}.{k}" if path else str(k), missing)
-            for k, v in node.items()
+            k: _expand_tree(v, f"{path}.{k}" if path else str(k), missing) for k, v in node.items()
         }
         if isinstance(label, str) and "${" not in label:
             missing[missing_before:] = [f"{m} (camera {label})" for m in missing[missing_before:]]

@@ -250,6 +250,22 @@ class IngestConfig(Strict):
     backoff_initial_s: float = Field(default=0.5, gt=0, le=60)
     backoff_max_s: float = Field(default=30.0, gt=0, le=3600)
     healthy_reset_s: float = Field(default=60.0, gt=0, le=3600)
+    processes: int | Literal["auto"] = Field(
+        default="auto",
+        description="Worker processes that decode, letterbox and track the cameras around the "
+        "one detector session; 0: all in the service's process; auto: from the core count.",
+    )
+    slots_per_camera: int = Field(default=3, ge=2, le=16)
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _processes(cls, v: object) -> object:
+        """One line for any wrong value (the union alone would give one per member)."""
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 256:
+            raise ValueError("processes must be an integer 0-256 or auto")
+        return v
 
     @model_validator(mode="after")
     def _backoff_order(self) -> IngestConfig:

@@ -24,6 +24,11 @@ Results are delivered two ways, both optional:
 waiting for a batch and the results no subscriber took are counted as dropped (reason
 "shutdown"), so that every frame submitted ends up inferred or counted, stopped or not.
 
+Frames prepared elsewhere (a worker process's letterboxed picture in shared memory) carry
+`prepared()` (the batcher then only copies them into the batch) and `release()`, called when the
+picture was copied into its batch or the frame was dropped (and again when a batched frame's
+results are delivered: `release()` must be idempotent).
+
 Call `submit` and `set_streaming` from the event loop's thread only. The pure policy (deadline,
 capacity, latest-only slots, camera liveness) lives in `edge.infer.batch_policy`.
 """
@@ -34,7 +39,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -53,12 +57,11 @@ from edge.infer.batch_policy import (
 )
 from edge.infer.detector import BatchOutcome, Prepare
 from edge.infer.letterbox import Letterbox
+from edge.infer.results import RESULT_QUEUE_SIZE, ResultStream
 from edge.metrics import EdgeMetrics
 from edge.types import DetectedFrame, Frame
 
 log = logging.getLogger(__name__)
-
-RESULT_QUEUE_SIZE = 4
 
 
 class BatchDetector(Protocol):
@@ -71,7 +74,10 @@ class BatchDetector(Protocol):
 
     def preprocess(self, frame: Frame) -> tuple[np.ndarray, Letterbox]: ...
     def run_batch(
-        self, jobs: Sequence[Prepare], skip_bad: Callable[[int], None] | None = None
+        self,
+        jobs: Sequence[Prepare],
+        skip_bad: Callable[[int], None] | None = None,
+        copied: Callable[[], None] | None = None,
     ) -> BatchOutcome: ...
 
 
@@ -84,49 +90,6 @@ class FrameSource(Protocol):
     def frames(self) -> AsyncIterator[Frame]: ...
 
 
-class ResultStream:
-    """Async iterator of one camera's results; keeps only the newest `maxsize` undelivered."""
-
-    def __init__(self, batcher: Batcher, camera_id: str, maxsize: int) -> None:
-        self.camera_id = camera_id
-        self._batcher = batcher
-        self._items: deque[DetectedFrame] = deque(maxlen=maxsize)
-        self._ready = asyncio.Event()
-        self._closed = False
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def push(self, item: DetectedFrame) -> bool:
-        """Queue `item`; return False when the oldest queued result had to be dropped."""
-        full = len(self._items) == self._items.maxlen
-        self._items.append(item)
-        self._ready.set()
-        return not full
-
-    def discard(self) -> int:
-        """Drop every undelivered result; return how many there were."""
-        n = len(self._items)
-        self._items.clear()
-        return n
-
-    def close(self) -> None:
-        self._closed = True
-        self._ready.set()
-        self._batcher._unsubscribe(self)
-
-    def __aiter__(self) -> ResultStream:
-        return self
-
-    async def __anext__(self) -> DetectedFrame:
-        while not self._items:
-            if self._closed:
-                raise StopAsyncIteration
-            self._ready.clear()
-            await self._ready.wait()
-        return self._items.popleft()
-
-
 class Batcher:
     """Micro-batches the latest frame of every camera through one detector (see module doc)."""
 
@@ -137,8 +100,12 @@ class Batcher:
         metrics: EdgeMetrics | None = None,
         on_result: Callable[[DetectedFrame], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        count_detections: bool = True,
     ) -> None:
+        """`count_detections` False: whoever takes the results counts detections by class (a
+        camera worker does, off the batching process)."""
         self.detector = detector
+        self.count_detections = count_detections
         self.config = config
         self.metrics = metrics or getattr(detector, "metrics", None) or EdgeMetrics()
         self.on_result = on_result
@@ -149,6 +116,7 @@ class Batcher:
         self._streams: dict[str, list[ResultStream]] = {}
         self._wake = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._busy: set[str] = set()
@@ -175,6 +143,7 @@ class Batcher:
         old = self._slots.put(frame, now)
         if old is not None:
             self._count_drop(old.camera_id, "superseded")
+            _release(old)
         self._wake.set()
 
     def set_streaming(self, camera_id: str, streaming: bool, fps: float | None = None) -> None:
@@ -261,6 +230,7 @@ class Batcher:
         self._busy.clear()
         for frame in self._slots.pop_all():
             self._count_drop(frame.camera_id, "shutdown")
+            _release(frame)
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, True)
             self._executor = None
@@ -281,6 +251,7 @@ class Batcher:
         """Form batches and start them on free workers until cancelled.
 
         Run it through `start()`, or as a task of your own (`stop()` then cancels it too)."""
+        self._loop = asyncio.get_running_loop()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="edge-infer")
         if self._task is None:
@@ -306,8 +277,9 @@ class Batcher:
             loop = asyncio.get_running_loop()
             outcome = await loop.run_in_executor(executor, self._infer, [p.frame for p in batch])
         except asyncio.CancelledError:  # only when the loop tears down without stop()
-            for cam in cameras:
-                self._count_drop(cam, "shutdown")
+            for p in batch:
+                self._count_drop(p.frame.camera_id, "shutdown")
+                _release(p.frame)
             raise
         except Exception:
             log.exception("inference failed for cameras %s", cameras)
@@ -318,8 +290,9 @@ class Batcher:
             self._busy.difference_update(cameras)
             self._wake.set()
         if outcome is None:
-            for cam in cameras:
-                self._count_drop(cam, "error")
+            for p in batch:
+                self._count_drop(p.frame.camera_id, "error")
+                _release(p.frame)
         else:
             self._deliver(batch, started, capacity, outcome)
 
@@ -347,6 +320,7 @@ class Batcher:
         for frame in self._slots.pop_stale(now, self.config.stale_s):
             self.stats.stale += 1
             self._count_drop(frame.camera_id, "stale")
+            _release(frame)
         return self._slots.take(capacity, self._busy)
 
     def _count_drop(self, camera_id: str, reason: str) -> None:
@@ -371,7 +345,17 @@ class Batcher:
             log.exception("camera %s: cannot preprocess frame %d", f.camera_id, f.seq)
 
         prepare = self.detector.preprocess
-        return self.detector.run_batch([partial(prepare, f) for f in frames], bad)
+        jobs = [getattr(f, "prepared", None) or partial(prepare, f) for f in frames]
+        copied = None
+        if any(hasattr(f, "release") for f in frames) and self._loop is not None:
+            loop = self._loop
+
+            def copied() -> None:  # the slots are free once their pictures are in the batch
+                loop.call_soon_threadsafe(_release_all, frames)
+
+        if copied is None:
+            return self.detector.run_batch(jobs, bad)
+        return self.detector.run_batch(jobs, bad, copied=copied)
 
     # ---- delivery (event loop) ----
 
@@ -380,6 +364,7 @@ class Batcher:
     ) -> None:
         m, done = self.metrics, self._clock()
         for p, d in zip(batch, outcome.detections, strict=True):
+            _release(p.frame)  # its picture was copied into the batch
             if d is None:
                 self._count_drop(p.frame.camera_id, "error")
         n = sum(d is not None for d in outcome.detections)
@@ -395,12 +380,14 @@ class Batcher:
                 continue
             cam = pending.frame.camera_id
             m.observe_stage(cam, "queue_wait", max(0.0, started - pending.submitted_at))
-            m.observe_stage(cam, "preprocess", outcome.preprocess_s[i])
+            if not hasattr(pending.frame, "prepared"):  # else the worker that prepared it records
+                m.observe_stage(cam, "preprocess", outcome.preprocess_s[i])
             m.observe_stage(cam, "inference", outcome.inference_s / n)
             m.observe_stage(cam, "postprocess", outcome.postprocess_s[i])
-            m.frames_inferred.labels(camera=cam).inc()
+            m.count_inferred(cam)
             m.tick_fps(cam, "inferred")
-            m.count_detections(cam, dets.class_id, self.detector.class_names)
+            if self.count_detections:
+                m.count_detections(cam, dets.class_id, self.detector.class_names)
             self._publish(DetectedFrame(pending.frame, dets, inferred_at=done))
 
     def _publish(self, result: DetectedFrame) -> None:
@@ -413,3 +400,16 @@ class Batcher:
                 self.on_result(result)
             except Exception:
                 log.exception("camera %s: on_result callback failed", cam)
+
+
+def _release_all(frames: Sequence[Frame]) -> None:
+    for frame in frames:
+        _release(frame)
+
+
+def _release(frame: Frame) -> None:
+    """A frame that leaves the batcher (batched, dropped) gives back what holds its picture: a
+    worker's shared-memory slot (`edge.ingest.slots`); plain frames hold nothing."""
+    release = getattr(frame, "release", None)
+    if release is not None:
+        release()

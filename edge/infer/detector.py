@@ -23,8 +23,16 @@ import onnx
 from onnxruntime import InferenceSession
 
 from edge.config import DetectorConfig
-from edge.infer.layout import LayoutError, ModelLayout, SymbolicOutputError, recognise
-from edge.infer.letterbox import STRIDE, Color, Letterbox, letterbox_bgr, letterbox_frame
+from edge.infer.layout import (
+    FAMILY_PREPROCESS,
+    INPUT_SCALE_KEY,
+    Color,
+    LayoutError,
+    ModelLayout,
+    SymbolicOutputError,
+    recognise,
+)
+from edge.infer.letterbox import STRIDE, Letterbox, letterbox_bgr, letterbox_frame
 from edge.infer.model_check import (
     ModelError,
     check_classes,
@@ -42,12 +50,7 @@ from edge.types import Detections, Frame
 
 log = logging.getLogger(__name__)
 
-# Colour order, 0-1 scaling and centred padding that each family was trained with.
-FAMILY_PREPROCESS: dict[str, tuple[Color, bool, bool]] = {
-    "yolov5": ("rgb", True, True),
-    "yolox": ("bgr", False, False),
-    "yolov8": ("rgb", True, True),
-}
+__all__ = ["FAMILY_PREPROCESS", "BatchOutcome", "Detector", "FrozenBatchError", "Prepare"]
 
 
 class FrozenBatchError(ValueError):
@@ -124,6 +127,11 @@ class Detector:
         self.color: Color = color if pre.color == "auto" else pre.color
         self.unit_scale = unit if pre.scale == "auto" else pre.scale == "unit"
         self.center_pad = center
+        self.uint8 = self.layout.uint8_input
+        """The graph takes uint8 pictures and casts and scales them itself."""
+        self.input_dtype = np.uint8 if self.uint8 else np.float32
+        if self.uint8:
+            self._check_graph_scale(model)
         self.params = PostprocessParams(
             conf=config.conf, iou=config.iou, max_det=config.max_det,
             allowed=self._class_ids(config.classes),
@@ -151,6 +159,22 @@ class Detector:
             f"dynamic (max {self.max_batch})" if self.is_dynamic_batch else "frozen at 1",
             self.color.upper(), "0-1" if self.unit_scale else "0-255",
         )  # fmt: skip
+        if self.uint8:
+            log.info("detector %s: uint8 input, scaled in the graph", config.model.name)
+
+    def _check_graph_scale(self, model: onnx.ModelProto) -> None:
+        """A uint8 model made by `edge model prepare` scales inside its graph: the configured
+        scaling must be the one it does (the host feeds 0-255 as is)."""
+        meta = {p.key: p.value for p in model.metadata_props}
+        baked = meta.get(INPUT_SCALE_KEY)
+        want = "unit" if self.unit_scale else "raw"
+        if baked is not None and baked != want:
+            raise ModelError(
+                self.config.model,
+                f"takes uint8 pictures scaled {baked} in its graph, but detector.preprocess.scale "
+                f"asks {want}; prepare it again with that scale",
+                field="preprocess.scale",
+            )
 
     def _create_session(self, model: Path | bytes) -> tuple[InferenceSession, str, RunPlan]:
         try:
@@ -208,7 +232,8 @@ class Detector:
         h = max(STRIDE, -(-s // 2 // STRIDE) * STRIDE)
         counts = []
         for shape in ((s, s), (h, s)):
-            probe = np.full((1, 3, *shape), 114, dtype=np.float32)
+            dtype = np.uint8 if self.layout.uint8_input else np.float32
+            probe = np.full((1, 3, *shape), 114, dtype=dtype)
             try:
                 out = self.session.run(None, {self.layout.input_name: probe})[0]
             except Exception as exc:
@@ -229,13 +254,13 @@ class Detector:
         colour conversion."""
         return letterbox_frame(
             frame.image, self.input_size, self.color, self.unit_scale,
-            self.config.preprocess.pad_value, self.center_pad, self.rect,
+            self.config.preprocess.pad_value, self.center_pad, self.rect, self.uint8,
         )  # fmt: skip
 
     def preprocess_bgr(self, img: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         return letterbox_bgr(
             img, self.input_size, self.color, self.unit_scale,
-            self.config.preprocess.pad_value, self.center_pad, self.rect,
+            self.config.preprocess.pad_value, self.center_pad, self.rect, self.uint8,
         )  # fmt: skip
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -253,7 +278,7 @@ class Detector:
         if n < self.pad_to:
             blank = np.zeros((self.pad_to - n, *batch.shape[1:]), batch.dtype)
             batch = np.concatenate([batch, blank])
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
         start = time.perf_counter()
         out = self._run_bound(batch) if self.io_binding else self._run_plain(batch)
         self.metrics.batch_inference_seconds.observe(time.perf_counter() - start)
@@ -265,17 +290,25 @@ class Detector:
             return h == w == s
         return 0 < h <= s and 0 < w <= s and h % STRIDE == 0 and w % STRIDE == 0
 
-    def infer_groups(self, tensors: Sequence[np.ndarray]) -> Iterator[tuple[list[int], np.ndarray]]:
+    def infer_groups(
+        self, tensors: Sequence[np.ndarray], copied: Callable[[], None] | None = None
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
         """(indices, raw output rows) for each group of prepared pictures of one size, which run as
         one batch (with a rect letterbox, cameras of different aspect ratios make different
-        sizes)."""
+        sizes). Every picture is copied into its batch first, then `copied()` is called: the
+        pictures are free for reuse (a worker's shared slot) while the batches run."""
         groups: dict[tuple[int, ...], list[int]] = {}
         for k, tensor in enumerate(tensors):
             groups.setdefault(tensor.shape, []).append(k)
+        batches = []
         for shape, members in groups.items():
-            batch = np.zeros((max(len(members), self.pad_to), *shape), np.float32)
+            batch = np.zeros((max(len(members), self.pad_to), *shape), self.input_dtype)
             for row, k in enumerate(members):
                 batch[row] = tensors[k]
+            batches.append((members, batch))
+        if copied is not None:
+            copied()
+        for members, batch in batches:
             yield members, self.infer(batch)[: len(members)]
 
     def infer_each(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -313,7 +346,10 @@ class Detector:
     # -- whole pipeline -----------------------------------------------------------------------
 
     def run_batch(
-        self, jobs: Sequence[Prepare], skip_bad: Callable[[int], None] | None = None
+        self,
+        jobs: Sequence[Prepare],
+        skip_bad: Callable[[int], None] | None = None,
+        copied: Callable[[], None] | None = None,
     ) -> BatchOutcome:
         """Prepare, infer and postprocess one batch (≤ `max_batch` pictures), timing each stage.
         With `skip_bad`, a picture that cannot be prepared (a broken frame) is left out alone:
@@ -337,7 +373,7 @@ class Detector:
         post_s = [0.0] * len(jobs)
         infer_s = 0.0
         start = time.perf_counter()
-        for members, raw in self.infer_groups(inputs):
+        for members, raw in self.infer_groups(inputs, copied):
             done = time.perf_counter()
             infer_s += done - start
             found = self.postprocess_batch(raw, [boxes[k] for k in members])

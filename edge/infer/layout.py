@@ -27,6 +27,18 @@ from onnx import numpy_helper
 
 Family = Literal["yolov5", "yolox", "yolov8"]
 
+Color = Literal["rgb", "bgr"]
+
+FAMILY_PREPROCESS: dict[str, tuple[Color, bool, bool]] = {
+    "yolov5": ("rgb", True, True),
+    "yolox": ("bgr", False, False),
+    "yolov8": ("rgb", True, True),
+}
+"""Colour order, 0-1 scaling and centred padding that each family was trained with."""
+
+INPUT_SCALE_KEY = "edge.input_scale"
+"""Metadata of a model whose uint8 input is scaled inside its graph: "unit" (÷255) or "raw"."""
+
 COCO80 = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
     "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
@@ -68,6 +80,8 @@ class ModelLayout:
     """Square input side when the graph fixes it, None when height/width are symbolic."""
     frozen_batch: bool
     """True when the graph pins the batch to 1 (input dim or constant Reshape shapes)."""
+    uint8_input: bool = False
+    """The graph takes uint8 pictures (0-255) and casts and scales them itself."""
 
     @property
     def channels_first(self) -> bool:
@@ -137,12 +151,13 @@ def _shape_text(dims: Sequence[int | None]) -> str:
 
 
 def check_input(value: onnx.ValueInfoProto) -> None:
-    """The detector feeds float32 N×3×S×S (or N×3×H×W) pictures; anything else cannot run."""
+    """The detector feeds float32 or uint8 N×3×S×S (or N×3×H×W) pictures; anything else cannot
+    run."""
     name, dims = value.name, _dims(value)
     kind = value.type.tensor_type.elem_type
-    if kind != onnx.TensorProto.FLOAT:
+    if kind not in (onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8):
         what = onnx.TensorProto.DataType.Name(kind) if kind else "not a tensor"
-        raise LayoutError(f"input {name!r} is {what}; edge feeds float32 pictures")
+        raise LayoutError(f"input {name!r} is {what}; edge feeds float32 or uint8 pictures")
     if len(dims) != 4:
         raise LayoutError(f"input {name!r} is {_shape_text(dims)}; edge feeds N×3×H×W pictures")
     n, c, h, w = dims
@@ -220,4 +235,5 @@ def recognise(
         output_name=out_value.name,
         input_size=h if h is not None and h == w else None,
         frozen_batch=is_batch_frozen(graph),
+        uint8_input=inputs[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8,
     )

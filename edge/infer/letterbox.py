@@ -12,15 +12,14 @@ the next multiple of the model's largest stride (32), as Ultralytics' `auto` let
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import av
 import cv2
 import numpy as np
 
+from edge.infer.layout import Color
 from edge.types import convert
 
-Color = Literal["rgb", "bgr"]
 STRIDE = 32
 """A rect input's sides are multiples of this: the largest stride of P5 YOLO models."""
 
@@ -64,16 +63,30 @@ def fit(src_w: int, src_h: int, size: int, center: bool, rect: bool = False) -> 
 
 
 def _to_tensor(
-    picture: np.ndarray, lb: Letterbox, size: int, pad_value: int, unit_scale: bool
+    picture: np.ndarray,
+    lb: Letterbox,
+    size: int,
+    pad_value: int,
+    unit_scale: bool,
+    uint8: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Place an H×W×3 uint8 picture on its padded 3×H×W float32 canvas, scaled to 0–1 if asked."""
-    factor = 1.0 / 255.0 if unit_scale else 1.0
+    """Place an H×W×3 uint8 picture on its padded 3×H×W canvas: float32 scaled to 0–1 if asked,
+    or with `uint8` as is (for a model that casts and scales inside its graph; a quarter of the
+    bytes). `out`: a preallocated uint8 canvas of the right shape to fill (a shared slot)."""
     shape = (3, lb.in_h or size, lb.in_w or size)
-    out = np.full(shape, pad_value * factor, dtype=np.float32)
     h, w = picture.shape[:2]
-    region = out[:, lb.pad_y : lb.pad_y + h, lb.pad_x : lb.pad_x + w]
+    if uint8:
+        if out is None:
+            out = np.empty(shape, dtype=np.uint8)
+        out.fill(pad_value)
+        out[:, lb.pad_y : lb.pad_y + h, lb.pad_x : lb.pad_x + w] = picture.transpose(2, 0, 1)
+        return out
+    factor = 1.0 / 255.0 if unit_scale else 1.0
+    canvas = np.full(shape, pad_value * factor, dtype=np.float32)
+    region = canvas[:, lb.pad_y : lb.pad_y + h, lb.pad_x : lb.pad_x + w]
     np.multiply(picture.transpose(2, 0, 1), factor, out=region, casting="unsafe")
-    return out
+    return canvas
 
 
 def letterbox_frame(
@@ -84,12 +97,15 @@ def letterbox_frame(
     pad_value: int = 114,
     center: bool = False,
     rect: bool = False,
+    uint8: bool = False,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Letterbox]:
-    """A decoded frame as a model input tensor, resized during the colour conversion."""
+    """A decoded frame as a model input tensor, resized during the colour conversion (see
+    `_to_tensor` for `uint8` and `out`)."""
     lb = fit(int(image.width), int(image.height), size, center, rect)
     fmt = "rgb24" if color == "rgb" else "bgr24"
     small = convert(image, lb.new_w, lb.new_h, fmt)
-    return _to_tensor(small, lb, size, pad_value, unit_scale), lb
+    return _to_tensor(small, lb, size, pad_value, unit_scale, uint8, out), lb
 
 
 def letterbox_bgr(
@@ -100,6 +116,7 @@ def letterbox_bgr(
     pad_value: int = 114,
     center: bool = False,
     rect: bool = False,
+    uint8: bool = False,
 ) -> tuple[np.ndarray, Letterbox]:
     """An H×W×3 BGR uint8 array as a model input tensor (for callers that already hold BGR)."""
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
@@ -108,7 +125,7 @@ def letterbox_bgr(
     small = cv2.resize(img, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
     if color == "rgb":
         small = small[:, :, ::-1]
-    return _to_tensor(small, lb, size, pad_value, unit_scale), lb
+    return _to_tensor(small, lb, size, pad_value, unit_scale, uint8), lb
 
 
 def to_source(boxes_xyxy: np.ndarray, lb: Letterbox) -> np.ndarray:

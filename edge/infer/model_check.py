@@ -100,7 +100,8 @@ def probe_output_shape(session: ort.InferenceSession, input_size: int) -> tuple[
     """The output's shape for one grey picture (free height/width taken as `input_size`)."""
     inp = session.get_inputs()[0]
     side = [d if isinstance(d, int) else input_size for d in inp.shape[2:]]
-    probe = np.full((1, 3, *side), 114, dtype=np.float32)
+    dtype = np.uint8 if inp.type == "tensor(uint8)" else np.float32
+    probe = np.full((1, 3, *side), 114, dtype=dtype)
     return tuple(session.run(None, {inp.name: probe})[0].shape)
 
 

@@ -50,6 +50,8 @@ class CameraStatus:
     kept after it recovers, so that a camera that stopped or flaps says why."""
     last_error_at: float | None = None
     """When `last_error` happened, Unix time."""
+    worker: int | None = None
+    """The worker process that owns the camera (`ingest.processes`), None in the service's own."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class CameraStatus:
             "height": self.height,
             "last_error": None if self.last_error is None else redact(self.last_error),
             "last_error_at": _iso(self.last_error_at),
+            "worker": self.worker,
         }
 
 
@@ -75,8 +78,10 @@ def _iso(unix_s: float | None) -> str | None:
     """`2026-12-02T18:55:40.121Z`, or None."""
     if unix_s is None:
         return None
-    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(unix_s, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 

@@ -96,12 +96,19 @@ def write_config(tmp: Path, camera_url: str, port: int, model: Path) -> Path:
             {"id": "gone", "url": f"rtsp://admin:${{EDGE_T_PW}}@127.0.0.1:{free_port()}/x"},
         ],
         "detector": {"model": str(model), "providers": ["cpu"]},
-        "ingest": {"open_timeout_s": 2, "read_timeout_s": 2, "backoff_initial_s": 0.2,
-                   "backoff_max_s": 1.0},  # fmt: skip
+        "ingest": {
+            "open_timeout_s": 2,
+            "read_timeout_s": 2,
+            "backoff_initial_s": 0.2,
+            "backoff_max_s": 1.0,
+        },  # fmt: skip
         "events": {
             "jsonl": str(tmp / "events.jsonl"),
-            "webhook": {"url": f"http://hook:${{EDGE_T_PW}}@127.0.0.1:{free_port()}/in",
-                        "retries": 1, "timeout_s": 1},  # fmt: skip
+            "webhook": {
+                "url": f"http://hook:${{EDGE_T_PW}}@127.0.0.1:{free_port()}/in",
+                "retries": 1,
+                "timeout_s": 1,
+            },  # fmt: skip
         },
         "server": {"host": "127.0.0.1", "port": port, "auth_token": "${EDGE_T_TOKEN}"},
     }
@@ -180,13 +187,26 @@ def test_no_secret_in_anything_the_service_or_a_command_prints(
     out = tmp_path / "study"
     runs = {
         "check": run_edge("-v", "check", config, env=env),
-        "detect good": run_edge("-v", "detect", good, "--model", dynamic_model,
-                                "--max-frames", "3"),  # fmt: skip
+        "detect good": run_edge(
+            "-v", "detect", good, "--model", dynamic_model, "--max-frames", "3"
+        ),  # fmt: skip
         "detect wrong": run_edge("-v", "detect", wrong, "--model", dynamic_model),
         "detect gone": run_edge("-v", "detect", raw_gone, "--model", dynamic_model),
         "detect bad arg": run_edge("detect", good, "--max-frames", f"x{PASSWORD}"),
-        "analyze good": run_edge("-v", "analyze", good, "--config", config, "--camera", "good",
-                                 "--out", out, "--max-frames", "5", env=env),  # fmt: skip
+        "analyze good": run_edge(
+            "-v",
+            "analyze",
+            good,
+            "--config",
+            config,
+            "--camera",
+            "good",
+            "--out",
+            out,
+            "--max-frames",
+            "5",
+            env=env,
+        ),  # fmt: skip
         "analyze wrong": run_edge("-v", "analyze", wrong, "--out", tmp_path / "x"),
         "model prepare": run_edge("-v", "model", "prepare", raw_gone, tmp_path / "o.onnx"),
         "camsim": run_edge("-v", "camsim", "--port", "0", f"x={raw_gone}"),

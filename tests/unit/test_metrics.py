@@ -31,6 +31,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "edge_camera_state": ("gauge", {"camera", "state"}),
     "edge_camera_up": ("gauge", {"camera"}),
     "edge_camera_reconnects": ("counter", {"camera"}),
+    "edge_worker_restarts": ("counter", {"worker"}),
     "edge_camera_unauthorized": ("counter", {"camera"}),
     "edge_camera_decode_errors": ("counter", {"camera"}),
     "edge_stage_seconds": ("histogram", {"camera", "stage"}),
@@ -70,6 +71,7 @@ def filled_metrics() -> EdgeMetrics:
     m.frames_inferred.labels(camera="cam-1").inc(2)
     m.count_drop("cam-1", "stale")
     m.reconnects.labels(camera="cam-1").inc()
+    m.worker_restarts.labels(worker="0").inc()
     m.decode_errors.labels(camera="cam-1").inc()
     for stage in STAGES:
         m.observe_stage("cam-1", stage, 0.004)

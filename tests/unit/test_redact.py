@@ -52,7 +52,7 @@ def test_filter_masks_args_and_exceptions(caplog: pytest.LogCaptureFixture) -> N
     assert "rtsp://admin:***@cam/1" in caplog.text
 
 
-ODD_PASSWORDS = ["p@ss/w:rd", "a:b@c/d?e#f", "it's \"quoted\"", "back\\slash%20pct", "Pässwört"]
+ODD_PASSWORDS = ["p@ss/w:rd", "a:b@c/d?e#f", 'it\'s "quoted"', "back\\slash%20pct", "Pässwört"]
 
 
 @pytest.mark.parametrize("password", ODD_PASSWORDS)

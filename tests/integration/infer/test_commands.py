@@ -131,8 +131,9 @@ def test_prepare_fp16_runs_and_roughly_agrees(tmp_path: Path, clip_frames) -> No
     assert "verified: batch of 4 equals 4 single runs" in run.stdout
     assert out.stat().st_size < 0.7 * YOLOX.stat().st_size  # weights really are half size
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    assert session.get_inputs()[0].type == "tensor(float)"
+    assert session.get_inputs()[0].type == "tensor(uint8)"  # cast to float, then FP16, in graph
     assert session.get_inputs()[0].shape[0] == "batch"
+    assert session.get_outputs()[0].type == "tensor(float)"
     frames: list[Frame] = clip_frames("traffic_highway_cctv.mp4", 4, step=150)
     fp16 = Detector(DetectorConfig(model=out))
     fp32 = Detector(DetectorConfig(model=YOLOX))

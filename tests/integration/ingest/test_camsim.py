@@ -130,9 +130,7 @@ def test_edge_camsim_asks_for_the_credentials_from_its_environment(clips):
     password = "cam:p@ss/1"
     cmd = [sys.executable, "-m", "edge.cli", "camsim", "--port", "0", f"hw={clips['highway']}"]
     env = {**os.environ, "EDGE_CAMSIM_CREDENTIALS": f"admin:{password}"}
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         ready = proc.stdout.readline().split()
@@ -164,4 +162,3 @@ def test_edge_camsim_refuses_credentials_without_a_user(clips):
     assert out.stderr.strip() == (
         "edge camsim: EDGE_CAMSIM_CREDENTIALS: credentials: need a user without ':' and a password"
     )
-

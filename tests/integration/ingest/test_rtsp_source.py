@@ -170,9 +170,7 @@ async def test_credentials_never_show_in_logs_repr_or_errors(clips, fast_ingest,
         assert password not in text
 
 
-async def test_fault_wrong_credentials_are_unauthorized_and_retried_only_at_the_cap(
-    clips, consume
-):
+async def test_fault_wrong_credentials_are_unauthorized_and_retried_only_at_the_cap(clips, consume):
     """A camera that asks for a password (RTSP Digest, as real ones do): the right one streams,
     a wrong one is `unauthorized`, counted, and retried between half the cap and the cap."""
     ingest = IngestConfig(

@@ -102,9 +102,7 @@ async def test_auth_token_guards_api_and_metrics(
 
 
 async def test_vp8_only_viewers_share_one_vp8_encoder(served: Served) -> None:
-    viewers = [
-        await WebRtcViewer(served.base_url, "cam2", codec="VP8").connect() for _ in range(2)
-    ]
+    viewers = [await WebRtcViewer(served.base_url, "cam2", codec="VP8").connect() for _ in range(2)]
     try:
         assert all(v.answer["codec"] == "vp8" for v in viewers)
         for v in viewers:

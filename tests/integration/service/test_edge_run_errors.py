@@ -153,8 +153,10 @@ def faults(
             "cameras": [
                 {"id": "good", "url": "rtsp://admin:${EDGE_TEST_CAM_PASSWORD}@" + base},
                 {"id": "wrongpw", "url": f"rtsp://admin:{WRONG}@{base}"},
-                {"id": "unreachable",
-                 "url": f"rtsp://admin:${{EDGE_TEST_CAM_PASSWORD}}@127.0.0.1:{free_port()}/x"},
+                {
+                    "id": "unreachable",
+                    "url": f"rtsp://admin:${{EDGE_TEST_CAM_PASSWORD}}@127.0.0.1:{free_port()}/x",
+                },
                 {"id": "junk", "url": str(junk)},
             ],  # fmt: skip
             "detector": {"model": str(dynamic_model), "providers": ["cpu"]},

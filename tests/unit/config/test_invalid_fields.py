@@ -136,6 +136,9 @@ class Generator:
         elif origin is typing.Literal:
             choices = typing.get_args(tp)
             self.add(name, loc, "no-such-choice", repr(choices[0]))
+        elif origin in (typing.Union, types.UnionType) and int in typing.get_args(tp):
+            self.add(name, loc, "many", "integer")  # e.g. `int | Literal["auto"]`
+            self.add(name, loc, -1, "integer")
         elif origin is list:
             self.add(name, loc, "not a list", "list")
             self.lengths(name, loc, metadata, None)

@@ -122,13 +122,13 @@ def _set_input(
     ("dims", "elem", "message"),
     [
         ([1, 1, 128, 128], TensorProto.FLOAT, r"takes 1 channel\(s\) \(1×1×128×128\)"),
-        ([1, 3, 128, 128], TensorProto.UINT8, "is UINT8; edge feeds float32"),
+        ([1, 3, 128, 128], TensorProto.INT32, "is INT32; edge feeds float32 or uint8"),
         ([4, 3, 128, 128], TensorProto.FLOAT, "fixes its batch at 4"),
         ([1, 3, 96, 128], TensorProto.FLOAT, "is 1×3×96×128; edge needs a square input"),
         ([1, 3, "h", 128], TensorProto.FLOAT, r"is 1×3×\?×128; edge needs a square input"),
         ([1, 3, 128], TensorProto.FLOAT, "is 1×3×128; edge feeds N×3×H×W"),
     ],
-    ids=["one-channel", "uint8", "batch-4", "not-square", "half-free", "rank-3"],
+    ids=["one-channel", "int32", "batch-4", "not-square", "half-free", "rank-3"],
 )
 def test_inputs_edge_cannot_feed_are_refused(dims: list, elem: int, message: str) -> None:
     model = head(85, decoded=False, channels_first=False)

@@ -1,0 +1,292 @@
+"""The body of one camera worker process: decode, letterbox into shared memory, track and count.
+
+Part of the service's wiring, like `edge.app` (it joins ingest and track for the cameras a worker
+owns); `edge.workers` starts it with the `spawn` method (forking a process that runs threads, ONNX
+Runtime and an event loop is unsafe) and talks to it over one pipe:
+
+- worker → service: ("frames", [FrameRef], records, events) once per turn of its event loop that
+  put pictures in their slots (one message for the frames of every camera ready at once), and
+  ("status", {camera: CameraInfo}, records, events) every `STATUS_S`; records are metric calls
+  (`edge.metrics_relay`), events the vehicle events for the service's sinks.
+  For cameras someone watches, ("published", [(camera, Frame, tracks, counts)], records, events)
+  after tracking: the decoded picture (its planes, no colour conversion) goes to the service, which
+  annotates and encodes it once for all its viewers.
+- service → worker: ("sync", [slot], [(camera, seq, received_at, xyxy, score, class_id)]): slots
+  the batcher no longer holds and detections in frame order; ("watch", [camera]): the cameras
+  someone watches now; ("stop",).
+
+A worker that loses the pipe (the service died, even by kill -9) exits: nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from edge.config import CameraConfig, IngestConfig, TrackerConfig
+from edge.infer.layout import Color
+from edge.infer.letterbox import fit, letterbox_frame
+from edge.ingest.slots import FrameRef, FreeSlots, SlotArena
+from edge.ingest.source import CameraSource
+from edge.metrics_relay import MetricsRecorder
+from edge.track.camera import CameraTracking
+from edge.track.events import VehicleEvent
+from edge.types import Detections, Frame
+
+log = logging.getLogger(__name__)
+
+STATUS_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Everything a worker needs, picklable (it crosses the spawn)."""
+
+    index: int
+    generation: int
+    shm_name: str
+    cameras: tuple[CameraConfig, ...]
+    ingest: IngestConfig
+    tracker: TrackerConfig
+    class_names: tuple[str, ...]
+    input_size: int
+    color: Color
+    pad_value: int
+    center: bool
+    rect: bool
+    slots_per_camera: int
+    log_level: int = logging.INFO
+
+
+@dataclass(frozen=True, slots=True)
+class CameraInfo:
+    """What /api/cameras shows of a camera that a worker owns."""
+
+    state: str
+    source_fps: float | None
+    last_error: str | None
+    last_error_at: float | None
+    counts: dict[str, dict[str, dict[str, int]]]
+    size: tuple[int, int] | None
+
+
+def worker_main(spec: WorkerSpec, conn: Connection) -> None:
+    """Process entry point (spawned)."""
+    logging.basicConfig(
+        level=spec.log_level, format=f"%(asctime)s %(levelname)s [worker {spec.index}] %(message)s"
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the service decides
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_Worker(spec, conn).run())
+
+
+class _Worker:
+    def __init__(self, spec: WorkerSpec, conn: Connection) -> None:
+        self.spec, self.conn = spec, conn
+        self.metrics = MetricsRecorder()
+        metrics: Any = self.metrics  # records with EdgeMetrics' API
+        self.arena = SlotArena(
+            spec.shm_name, len(spec.cameras), spec.slots_per_camera, spec.input_size, create=False
+        )
+        self.free = FreeSlots(
+            {c.id: self.arena.camera_slots(i) for i, c in enumerate(spec.cameras)}
+        )
+        self.events: list[VehicleEvent] = []
+        self.sources = {
+            c.id: CameraSource(c, spec.ingest, metrics, realtime=c.realtime, loop=c.loop)
+            for c in spec.cameras
+        }
+        self.tracking = {
+            c.id: CameraTracking(
+                c.id,
+                spec.tracker,
+                c.lines,
+                spec.class_names,
+                emit=self.events.append,
+                metrics=metrics,
+            )  # fmt: skip
+            for c in spec.cameras
+        }
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self.ready: list[FrameRef] = []
+        self.watched: set[str] = set()
+        self.pictures: dict[str, dict[int, Frame]] = {}
+        """Watched cameras' frames waiting for their detections (at most one per slot)."""
+        self.held: dict[str, Frame] = {}
+        """Per camera, the newest decoded frame not yet letterboxed: it waits while the batcher
+        holds a picture of the camera that no batch has copied yet, so that a frame that would
+        only supersede it there is never converted (latest-only before the work, not after)."""
+        self.stopped = asyncio.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.conn.fileno(), self._on_readable)
+        tasks = []
+        for source in self.sources.values():
+            await source.start()
+            tasks.append(asyncio.create_task(self._feed(source)))
+        status = asyncio.create_task(self._status_loop())
+        try:
+            await self.stopped.wait()
+        finally:
+            loop.remove_reader(self.conn.fileno())
+            status.cancel()
+            for source in self.sources.values():
+                with contextlib.suppress(Exception):
+                    await source.stop()
+            for t in tasks:
+                t.cancel()
+            for frame in self.held.values():
+                self.metrics.count_drop(frame.camera_id, "shutdown")
+            self.held.clear()
+            for tracking in self.tracking.values():
+                tracking.finish()
+            with contextlib.suppress(OSError):
+                self._send_status()
+                self.conn.send(("bye",))
+
+    async def _feed(self, source: CameraSource) -> None:
+        async for frame in source.frames():
+            try:
+                self._on_frame(frame)
+            except Exception:
+                log.exception("camera %s: preparing frame %d failed", frame.camera_id, frame.seq)
+                self.metrics.count_drop(frame.camera_id, "error")
+
+    def _prepare_safely(self, frame: Frame) -> None:
+        try:
+            self._prepare(frame)
+        except Exception:
+            log.exception("camera %s: preparing frame %d failed", frame.camera_id, frame.seq)
+            self.metrics.count_drop(frame.camera_id, "error")
+
+    def _on_frame(self, frame: Frame) -> None:
+        cam = frame.camera_id
+        if self.free.free_count(cam) < self.spec.slots_per_camera:  # the batcher has one waiting
+            if self.held.pop(cam, None) is not None:
+                self.metrics.count_drop(cam, "superseded")
+            self.held[cam] = frame
+            return
+        self._prepare(frame)
+
+    def _prepare(self, frame: Frame) -> None:
+        cam, spec = frame.camera_id, self.spec
+        slot = self.free.take(cam)
+        assert slot is not None
+        start = time.perf_counter()
+        self.sizes[cam] = (frame.width, frame.height)
+        lb = fit(frame.width, frame.height, spec.input_size, spec.center, spec.rect)
+        out = self.arena.view(slot, lb.in_h, lb.in_w)
+        letterbox_frame(frame.image, spec.input_size, spec.color, False, spec.pad_value,
+                        spec.center, spec.rect, uint8=True, out=out)  # fmt: skip
+        self.metrics.observe_stage(cam, "preprocess", time.perf_counter() - start)
+        if cam in self.watched:
+            self.pictures.setdefault(cam, {})[frame.seq] = frame
+        self.ready.append(FrameRef.of(cam, slot, frame.seq, frame.pts, frame.received_at, lb))
+        if len(self.ready) == 1:
+            asyncio.get_running_loop().call_soon(self._send_frames)
+
+    def _send_frames(self) -> None:
+        ready = self.ready[:]
+        self.ready.clear()
+        self._send(("frames", ready, self.metrics.take(), self._take_events()))
+
+    def _take_events(self) -> list[VehicleEvent]:
+        out = self.events[:]
+        del self.events[: len(out)]
+        return out
+
+    def _send(self, msg: tuple[Any, ...]) -> None:
+        try:
+            self.conn.send(msg)
+        except (OSError, EOFError):  # the service is gone
+            self.stopped.set()
+
+    def _on_readable(self) -> None:
+        try:
+            while self.conn.poll():
+                self._handle(self.conn.recv())
+        except (OSError, EOFError):
+            self.stopped.set()
+
+    def _handle(self, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "sync":
+            now = time.monotonic()
+            published = []
+            for cam, seq, received_at, xyxy, score, class_id in msg[2]:
+                dets = Detections(xyxy, score, class_id)
+                self._count_detections(cam, class_id)
+                tracking = self.tracking[cam]
+                tracked = tracking.update(dets, frame=seq)
+                picture = self._picture(cam, seq)
+                if picture is not None:
+                    published.append((cam, picture, tracked.tracks, tracking.counts))
+                self.metrics.observe_end_to_end(cam, now - received_at)
+            if published:
+                self._send(("published", published, self.metrics.take(), self._take_events()))
+            for slot in msg[1]:
+                self.free.give_back(slot)
+            for cam in list(self.held):
+                if self.free.free_count(cam) == self.spec.slots_per_camera:
+                    self._prepare_safely(self.held.pop(cam))
+        elif kind == "watch":
+            self.watched = set(msg[1])
+            for cam in list(self.pictures):
+                if cam not in self.watched:
+                    del self.pictures[cam]
+        elif kind == "stop":
+            self.stopped.set()
+
+    def _picture(self, cam: str, seq: int) -> Frame | None:
+        """The watched camera's frame `seq`, forgetting older ones (dropped in the batcher)."""
+        waiting = self.pictures.get(cam)
+        if not waiting:
+            return None
+        for old in [s for s in waiting if s < seq]:
+            del waiting[old]
+        return waiting.pop(seq, None)
+
+    def _count_detections(self, cam: str, class_id: np.ndarray) -> None:
+        """`EdgeMetrics.count_detections`, done here so that the service replays a merged sum."""
+        if not len(class_id):
+            return
+        names = self.spec.class_names
+        ids, counts = np.unique(class_id, return_counts=True)
+        for cid, n in zip(ids.tolist(), counts.tolist(), strict=True):
+            name = names[cid] if 0 <= cid < len(names) else str(cid)
+            self.metrics.detections.labels(camera=cam, **{"class": name}).inc(n)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_S)
+            self._send_status()
+
+    def _send_status(self) -> None:
+        info = {
+            cam: CameraInfo(
+                str(src.state),
+                src.source_fps,
+                src.last_error,
+                src.last_error_at,
+                self.tracking[cam].counts,
+                self.sizes.get(cam),
+            )  # fmt: skip
+            for cam, src in self.sources.items()
+        }
+        self._send(("status", info, self.metrics.take(), self._take_events()))
+
+
+def detections_message(
+    camera_id: str, seq: int, received_at: float, dets: Detections
+) -> tuple[str, int, float, np.ndarray, np.ndarray, np.ndarray]:
+    """One frame's detections as the service sends them back (arrays only, no objects)."""
+    return (camera_id, seq, received_at, dets.xyxy, dets.score, dets.class_id)

@@ -1,0 +1,168 @@
+"""Model-ready pictures in shared memory: a worker process writes, the batching process reads.
+
+Why: a 720p frame pickled through a pipe costs megabytes of copying per frame in both processes;
+a letterboxed uint8 picture at model resolution written once into a fixed slot costs the batching
+process one copy (into its batch) and a descriptor of a few dozen bytes (`FrameRef`).
+
+The mapping is never closed by hand: arrays viewing it keep it alive and it goes when the last
+of them does (closing it under a batch still reading would crash the process). One segment per
+worker generation, `slots_per_camera` slots per camera, each `3×S×S` bytes. A slot
+is free, written (by the worker), or held (by the batching process, from the descriptor's arrival
+until its batch copied it or it was dropped); the batching process hands held slots back with
+`release`, the worker never writes a held one. Segment names start with `SHM_PREFIX` and the
+owning process id, so that segments a crashed run left in /dev/shm are recognised and removed at
+the next start (`remove_stale`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from multiprocessing import resource_tracker, shared_memory
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from edge.infer.letterbox import Letterbox
+
+log = logging.getLogger(__name__)
+
+SHM_PREFIX = "edge-slots-"
+SHM_DIR = Path("/dev/shm")
+
+
+def segment_name(owner_pid: int, worker: int, generation: int) -> str:
+    return f"{SHM_PREFIX}{owner_pid}-w{worker}-g{generation}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(shm_dir: Path = SHM_DIR) -> list[str]:
+    """Unlink the segments of edge processes that no longer run; returns their names."""
+    removed = []
+    for path in sorted(shm_dir.glob(f"{SHM_PREFIX}*")):
+        pid_text = path.name[len(SHM_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path.name)
+    if removed:
+        log.info("removed %d shared-memory segment(s) of a previous run: %s", len(removed), removed)
+    return removed
+
+
+class FrameRef(NamedTuple):
+    """What crosses the pipe for one picture: where it lies and how it was letterboxed. A named
+    tuple of plain values: it pickles several times faster than a dataclass, and the batching
+    process unpickles one per frame."""
+
+    camera_id: str
+    slot: int
+    seq: int
+    pts: float | None
+    received_at: float
+    """`time.monotonic()` when the worker decoded it (the clock is system-wide)."""
+    geometry: tuple[float, int, int, int, int, int | None, int | None]
+    """The `Letterbox` fields, in order (`letterbox()` rebuilds it)."""
+
+    @classmethod
+    def of(
+        cls, camera_id: str, slot: int, seq: int, pts: float | None, received_at: float,
+        lb: Letterbox,
+    ) -> FrameRef:  # fmt: skip
+        geometry = (lb.scale, lb.pad_x, lb.pad_y, lb.src_w, lb.src_h, lb.in_w, lb.in_h)
+        return cls(camera_id, slot, seq, pts, received_at, geometry)
+
+    def letterbox(self) -> Letterbox:
+        return Letterbox(*self.geometry)
+
+    @property
+    def width(self) -> int:
+        """The source picture's size."""
+        return self.geometry[3]
+
+    @property
+    def height(self) -> int:
+        return self.geometry[4]
+
+
+def _no_tracking(name: str, rtype: str) -> None:
+    """Stands in for `resource_tracker.register` while a segment opens (see `SlotArena`)."""
+
+
+class SlotArena:
+    """`cameras × per_camera` picture slots of `3×size×size` bytes in one shared segment."""
+
+    def __init__(
+        self, name: str, cameras: int, per_camera: int, size: int, *, create: bool
+    ) -> None:
+        self.cameras, self.per_camera, self.size = cameras, per_camera, size
+        self.slot_bytes = 3 * size * size
+        nbytes = max(1, cameras * per_camera * self.slot_bytes)
+        self.shm = shared_memory.SharedMemory(
+            name=name, create=create, size=nbytes if create else 0
+        )
+        # The owner unlinks its segments itself (also a dead worker's, at once) and a crashed
+        # run's at the next start; Python's resource tracker would unlink a segment when any
+        # process that merely attached it exits, under the feet of the others.
+        with contextlib.suppress(Exception):
+            resource_tracker.unregister(self.shm._name, "shared_memory")  # type: ignore[attr-defined]
+        self.name = name
+        self._flat = np.ndarray((nbytes,), np.uint8, self.shm.buf)
+
+    def slot_index(self, camera: int, k: int) -> int:
+        return camera * self.per_camera + k
+
+    def camera_slots(self, camera: int) -> range:
+        start = camera * self.per_camera
+        return range(start, start + self.per_camera)
+
+    def view(self, slot: int, height: int | None = None, width: int | None = None) -> np.ndarray:
+        """Slot `slot` as a 3×H×W uint8 array (S×S unless a rect letterbox made it smaller)."""
+        h, w = height or self.size, width or self.size
+        start = slot * self.slot_bytes
+        return self._flat[start : start + 3 * h * w].reshape(3, h, w)
+
+    def picture(self, ref: FrameRef) -> np.ndarray:
+        return self.view(ref.slot, ref.geometry[6], ref.geometry[5])
+
+    def unlink(self) -> None:
+        unregister = resource_tracker.unregister
+        resource_tracker.unregister = _no_tracking  # type: ignore[assignment]
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                self.shm.unlink()
+        finally:
+            resource_tracker.unregister = unregister  # type: ignore[assignment]
+
+
+class FreeSlots:
+    """The worker's book of which of a camera's slots it may write (pure logic, no memory)."""
+
+    def __init__(self, arena_slots: dict[str, range]) -> None:
+        self._free = {cam: list(slots) for cam, slots in arena_slots.items()}
+        self._owner = {s: cam for cam, slots in arena_slots.items() for s in slots}
+
+    def take(self, camera_id: str) -> int | None:
+        """A free slot of the camera, or None when the batching process holds all of them."""
+        free = self._free[camera_id]
+        return free.pop() if free else None
+
+    def give_back(self, slot: int) -> None:
+        cam = self._owner[slot]
+        if slot not in self._free[cam]:
+            self._free[cam].append(slot)
+
+    def free_count(self, camera_id: str) -> int:
+        return len(self._free[camera_id])

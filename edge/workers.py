@@ -1,0 +1,383 @@
+"""The service's side of the camera worker processes (`ingest.processes` ≥ 1).
+
+Part of the wiring, like `edge.app`: the cameras are shared out over worker processes
+(`edge.camera_worker`) that decode, letterbox into shared memory and track; this process keeps the
+one detector session and the batcher, and its per-frame work stays small: a descriptor in, one
+copy into the batch, a few arrays of detections out, and the workers' metric records replayed.
+
+A worker that dies (kill -9, a decoder's segfault, an OOM kill) is restarted with backoff; its
+cameras resume from a fresh connection, the other workers' cameras never wait for it (the batcher
+stops waiting for cameras that send nothing). Its segment is unlinked at once; the mapping goes
+when the last frame viewing it has left the batcher. `stop()` asks every worker to finish (their
+track-end events and last metrics come back), kills any that does not within a few seconds, and
+unlinks every segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import numpy as np
+
+from edge.camera_worker import CameraInfo, WorkerSpec, detections_message, worker_main
+from edge.config import CameraConfig, EdgeConfig
+from edge.infer.batcher import Batcher
+from edge.infer.detector import Detector
+from edge.infer.letterbox import Letterbox
+from edge.ingest.slots import FrameRef, SlotArena, remove_stale, segment_name
+from edge.metrics import EdgeMetrics
+from edge.metrics_relay import MetricsReplayer
+from edge.track.events import VehicleEvent
+from edge.types import DetectedFrame, Detections, Frame
+
+log = logging.getLogger(__name__)
+
+STOP_WAIT_S = 5.0
+RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+HEALTHY_S = 30.0
+"""A worker that lived this long starts its restart backoff from the shortest delay again."""
+
+
+def resolve_processes(setting: int | str, cameras: int, cores: int | None = None) -> int:
+    """`ingest.processes`: auto is one worker per two cores beyond the batching process's, none
+    on boxes of two cores or fewer (measured: BENCHMARKS.md, worker processes), never more than
+    the cameras."""
+    if setting != "auto":
+        return min(int(setting), cameras)
+    cores = cores or os.cpu_count() or 1
+    return 0 if cores <= 2 else min(cameras, max(1, (cores - 1) // 2))
+
+
+class SlotFrame:
+    """A worker's picture as the batcher sees it: `prepared()` views its slot, `release()` hands
+    the slot back (once)."""
+
+    __slots__ = ("ref", "_pool", "_worker", "_arena", "_held", "camera_id", "seq", "received_at")
+
+    def __init__(self, ref: FrameRef, pool: _Worker) -> None:
+        self.ref, self._pool, self._worker = ref, pool, pool.generation
+        self._arena: SlotArena = pool.arena  # keeps the mapping alive while the frame lives
+        self._held = True
+        self.camera_id, self.seq, self.received_at = ref.camera_id, ref.seq, ref.received_at
+
+    @property
+    def width(self) -> int:
+        return self.ref.width
+
+    @property
+    def height(self) -> int:
+        return self.ref.height
+
+    def prepared(self) -> tuple[np.ndarray, Letterbox]:
+        return self._arena.picture(self.ref), self.ref.letterbox()
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._pool.release(self._worker, self.ref.slot)
+            self._pool.notify()
+
+
+class _Sender:
+    """Sends to one worker from a thread of its own: a send blocks while the pipe is full, and
+    the event loop must keep reading that worker's frames meanwhile (or both would wait on each
+    other, each blocked in its send)."""
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        self._conn = conn
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        self._queue.put(msg)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (msg := self._queue.get()) is not None:
+            try:
+                self._conn.send(msg)
+            except OSError:  # the worker died: its reader in the loop sees the end of the pipe
+                return
+
+
+@dataclass(eq=False)
+class _Worker:
+    index: int
+    cameras: tuple[CameraConfig, ...]
+    generation: int = 0
+    arena: Any = None
+    process: BaseProcess | None = None
+    conn: Connection | None = None
+    sender: _Sender | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    releases: list[int] = field(default_factory=list)
+    watched: frozenset[str] = frozenset()
+    on_release: Callable[[], None] | None = None
+    results: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def release(self, generation: int, slot: int) -> None:
+        if generation == self.generation:
+            self.releases.append(slot)
+
+    def notify(self) -> None:
+        if self.on_release is not None:
+            self.on_release()
+
+
+class WorkerPool:
+    """Starts, feeds from and restarts the camera workers (see module doc)."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        processes: int,
+        detector: Detector,
+        batcher: Batcher,
+        metrics: EdgeMetrics,
+        emit: Callable[[VehicleEvent], None],
+        publish: Callable[[str, Frame, Detections, dict[str, Any]], None] | None = None,
+        is_watched: Callable[[str], bool] | None = None,
+    ) -> None:
+        """`publish(camera, frame, tracks, counts)`: a watched camera's tracked frame, for the
+        encoders; `is_watched(camera)`: whether anyone watches it now (asked every tick)."""
+        self.config, self.detector, self.batcher, self.metrics = config, detector, batcher, metrics
+        self.emit, self.publish, self.is_watched = emit, publish, is_watched
+        self.replayer = MetricsReplayer(metrics)
+        cams = config.enabled_cameras
+        self.workers = [
+            _Worker(i, tuple(cams[i::processes])) for i in range(processes) if cams[i::processes]
+        ]
+        self.owner = {c.id: w for w in self.workers for c in w.cameras}
+        for w in self.workers:  # a freed slot lets the worker prepare that camera's next frame
+            w.on_release = self._schedule_flush
+        self.info: dict[str, CameraInfo] = {}
+        self._ctx = mp.get_context("spawn")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_scheduled = False
+        self._stopping = False
+        self._restarts: set[asyncio.Task[None]] = set()
+        batcher.on_result = self._on_result
+
+    # ---- lifecycle ----
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        remove_stale()
+        for w in self.workers:
+            self._spawn(w)
+
+    def _spawn(self, w: _Worker) -> None:
+        w.generation += 1
+        spec_cfg = self.config
+        size = self.detector.input_size
+        name = segment_name(os.getpid(), w.index, w.generation)
+        w.arena = SlotArena(
+            name, len(w.cameras), spec_cfg.ingest.slots_per_camera, size, create=True
+        )
+        d = self.detector
+        spec = WorkerSpec(
+            index=w.index, generation=w.generation, shm_name=name, cameras=w.cameras,
+            ingest=spec_cfg.ingest, tracker=spec_cfg.tracker, class_names=tuple(d.class_names),
+            input_size=size, color=d.color, pad_value=spec_cfg.detector.preprocess.pad_value,
+            center=d.center_pad, rect=d.rect, slots_per_camera=spec_cfg.ingest.slots_per_camera,
+            log_level=logging.getLogger().getEffectiveLevel(),
+        )  # fmt: skip
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=worker_main, args=(spec, child), name=f"edge-worker-{w.index}", daemon=True
+        )
+        proc.start()
+        child.close()
+        w.process, w.conn, w.started_at = proc, parent, time.monotonic()
+        w.sender = _Sender(parent, f"edge-send-{w.index}")
+        w.releases.clear()
+        w.results.clear()
+        w.watched = frozenset()
+        assert self._loop is not None
+        self._loop.add_reader(parent.fileno(), self._on_readable, w)
+        log.info(
+            "worker %d (pid %d): cameras %s", w.index, proc.pid, ", ".join(c.id for c in w.cameras)
+        )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for t in list(self._restarts):
+            t.cancel()
+        for w in self.workers:
+            self._flush_worker(w)
+            if w.sender is not None:
+                w.sender.send(("stop",))
+        deadline = time.monotonic() + STOP_WAIT_S
+        for w in self.workers:
+            proc = w.process
+            if proc is None:
+                continue
+            while proc.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.is_alive():
+                log.warning("worker %d did not stop in %.0f s; killing it", w.index, STOP_WAIT_S)
+                proc.kill()
+                await asyncio.to_thread(proc.join, 2.0)
+            self._drain(w)
+            self._retire(w)
+
+    def _drain(self, w: _Worker) -> None:
+        """Read what a stopping worker still said (its last status, events and metrics)."""
+        conn = w.conn
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            while conn.poll():
+                self._handle(w, conn.recv())
+
+    def _retire(self, w: _Worker) -> None:
+        """Forget a worker's process, pipe and segment (unlinked now, unmapped when unused)."""
+        if w.sender is not None:
+            w.sender.close()
+            w.sender = None
+        if w.conn is not None and self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(w.conn.fileno())
+            w.conn.close()
+        w.conn = None
+        if w.process is not None:
+            with contextlib.suppress(Exception):
+                w.process.join(0)
+                w.process.close()
+        w.process = None
+        if w.arena is not None:
+            w.arena.unlink()
+            w.arena = None
+
+    # ---- worker → service ----
+
+    def _on_readable(self, w: _Worker) -> None:
+        """One message per call: the loop calls again while more wait (`conn.poll()` would build
+        a selector per call, costlier than the message)."""
+        conn = w.conn
+        if conn is None:
+            return
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            self._on_death(w)
+            return
+        self._handle(w, msg)
+
+    def _handle(self, w: _Worker, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "bye":
+            return
+        records, events = msg[2], msg[3]
+        if records:
+            self.replayer.replay(records)
+        for ev in events:
+            self.emit(ev)
+        if kind == "frames":
+            submit = self.batcher.submit
+            for ref in msg[1]:
+                submit(SlotFrame(ref, w))  # type: ignore[arg-type]
+        elif kind == "published" and self.publish is not None:
+            for cam, frame, tracks, counts in msg[1]:
+                self.publish(cam, frame, tracks, counts)
+        elif kind == "status":
+            for cam, info in msg[1].items():
+                if info.state == "streaming" and self.info.get(cam, info).state != "streaming":
+                    self.batcher.set_streaming(cam, True, info.source_fps)
+                self.info[cam] = info
+
+    def _on_death(self, w: _Worker) -> None:
+        if self._stopping or w.process is None:
+            return
+        proc = w.process
+        proc.join(1.0)
+        code = proc.exitcode
+        cams = ", ".join(c.id for c in w.cameras)
+        lived = time.monotonic() - w.started_at
+        w.failures = 1 if lived > HEALTHY_S else w.failures + 1
+        delay = RESTART_DELAYS_S[min(w.failures, len(RESTART_DELAYS_S)) - 1]
+        log.error(
+            "worker %d (pid %s) died (exit code %s) with cameras %s; restarting in %.1f s",
+            w.index, proc.pid, code, cams, delay,
+        )  # fmt: skip
+        self.metrics.worker_restarts.labels(worker=str(w.index)).inc()
+        for c in w.cameras:
+            self.batcher.set_streaming(c.id, False)
+            self.metrics.set_camera_state(c.id, "backoff")
+            old = self.info.get(c.id)
+            if old is not None:
+                self.info[c.id] = CameraInfo("backoff", old.source_fps, f"worker died ({code})",
+                                             time.time(), old.counts, old.size)  # fmt: skip
+        self._retire(w)
+        task = asyncio.get_running_loop().create_task(self._restart(w, delay))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    async def _restart(self, w: _Worker, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if not self._stopping:
+            self._spawn(w)
+
+    # ---- service → worker ----
+
+    def _on_result(self, result: DetectedFrame) -> None:
+        frame: Any = result.frame
+        w = self.owner.get(frame.camera_id)
+        if w is None or not isinstance(frame, SlotFrame) or frame._worker != w.generation:
+            if w is not None:  # inferred for a worker that died since: nobody tracks it
+                self.metrics.count_drop(frame.camera_id, "error")
+            return
+        w.results.append(
+            detections_message(frame.camera_id, frame.seq, frame.received_at, result.detections)
+        )
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        for w in self.workers:
+            self._flush_worker(w)
+
+    def _flush_worker(self, w: _Worker) -> None:
+        if w.sender is None:
+            return
+        if w.releases or w.results:
+            w.sender.send(("sync", w.releases[:], w.results[:]))
+            w.releases.clear()
+            w.results.clear()
+
+    def tick(self) -> None:
+        """Hand back released slots (also those of dropped frames) at least this often, and tell
+        each worker which of its cameras someone watches."""
+        self._flush()
+        if self.is_watched is None:
+            return
+        for w in self.workers:
+            watched = frozenset(c.id for c in w.cameras if self.is_watched(c.id))
+            if watched != w.watched and w.sender is not None:
+                w.watched = watched
+                w.sender.send(("watch", sorted(watched)))
+
+    def worker_of(self, camera_id: str) -> int | None:
+        w = self.owner.get(camera_id)
+        return w.index if w is not None else None
