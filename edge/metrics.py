@@ -248,6 +248,18 @@ class EdgeMetrics:
         self.events_queue = Gauge(
             "edge_events_queue", "Events waiting in a sink's queue.", ["sink"], registry=r
         )
+        self.store_bytes = Gauge(
+            "edge_store_bytes", "Size of the events database (file and WAL).", registry=r
+        )
+        self.store_events_deleted = Counter(
+            "edge_store_events_deleted",
+            "Events deleted from the database: past retention or over the size cap.",
+            ["reason"],
+            registry=r,
+        )
+        self.mqtt_connected = Gauge(
+            "edge_mqtt_connected", "1 while the MQTT sink is connected to its broker.", registry=r
+        )
         # publishing
         self.viewers = Gauge("edge_viewers", "Connected WebRTC viewers.", cam, registry=r)
         self.encoders_active = Gauge(

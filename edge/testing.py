@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.metrics import EdgeMetrics
+from edge.track.events import VehicleEvent
 
 CHROMIUM = "/usr/bin/chromium"
 """Debian's Chromium (never a browser downloaded by a test tool)."""
@@ -215,3 +217,28 @@ def run_edge(
         cwd=cwd,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
+
+
+def synthetic_traffic(
+    n: int,
+    every_s: float,
+    start: datetime,
+    camera: str = "cam1",
+    first_track: int = 1,
+    classes: Sequence[str] = ("car", "motorcycle", "bus", "truck"),
+) -> list[VehicleEvent]:
+    """`n` vehicles, one every `every_s` from `start`: each crosses `north` (away) or `west`
+    (toward) in turn and its track ends a second later; every fourth has a plate. Sorted by time
+    (the store's tests and bench/bench_store.py)."""
+    out = []
+    for i in range(n):
+        when = start + timedelta(seconds=i * every_s)
+        track = first_track + i
+        cls = classes[i % 3 % len(classes)]
+        line, direction = ("north", "away") if i % 2 else ("west", "toward")
+        plate = f"AB{track:03d}CD" if i % 4 == 0 else None
+        out.append(VehicleEvent(camera, track, cls, "crossing", when, line=line,
+                                direction=direction, frame=round(i * every_s * 25)))  # fmt: skip
+        out.append(VehicleEvent(camera, track, cls, "track_end", when + timedelta(seconds=1),
+                                plate=plate, frame=round((i * every_s + 1) * 25)))  # fmt: skip
+    return sorted(out, key=lambda e: e.time)
