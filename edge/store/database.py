@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from edge.store.intervals import interval_start
+from edge.intervals import interval_start
 
 log = logging.getLogger(__name__)
 

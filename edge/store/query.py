@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from edge.intervals import iso_utc
 from edge.store.database import connect
-from edge.store.intervals import iso_utc
 from edge.store.report import CountLayout, CountsReport
 
 _EVENT_COLUMNS = "id, camera, kind, time_ms, track_id, class, line, direction, plate, frame"
@@ -119,3 +119,10 @@ def event_json(row: Sequence[Any]) -> dict[str, Any]:
 def layout_of(classes: Sequence[str], cameras: Mapping[str, Mapping[str, tuple[str, str]]]
               ) -> CountLayout:  # fmt: skip
     return CountLayout(tuple(classes), {c: dict(lines) for c, lines in cameras.items()})
+
+
+def queries_for(path: Path, interval_minutes: int, classes: Sequence[str],
+                cameras: Mapping[str, Mapping[str, tuple[str, str]]]) -> StoreQueries:  # fmt: skip
+    """Queries on the database at `path`, whose reports always have a column per class and
+    direction and a row per configured camera line (`cameras`: camera → line → directions)."""
+    return StoreQueries(path, interval_minutes * 60, layout_of(classes, cameras))

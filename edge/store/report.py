@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.store.intervals import iso_utc
+from edge.intervals import iso_utc
 
 CountKey = tuple[str, str, int, str, str]
 """(camera, line, interval start in Unix seconds, class, direction)."""

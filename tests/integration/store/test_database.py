@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from edge.config import StoreConfig
+from edge.intervals import interval_start
 from edge.metrics import EdgeMetrics
 from edge.store.database import EventStore, StoreError
-from edge.store.intervals import interval_start
 from edge.store.query import StoreQueries
 from edge.store.report import CountLayout
 from edge.store.sink import StoreSink

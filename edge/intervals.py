@@ -1,4 +1,5 @@
-"""Clock-aligned count intervals and the UTC times of storage and the API, as pure functions."""
+"""Clock-aligned count intervals and the UTC times of the store and the API, as pure functions
+(shared by edge/store and edge/publish, like edge/types.py)."""
 
 from __future__ import annotations
 

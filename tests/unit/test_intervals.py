@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge.store.intervals import interval_start, iso_utc, parse_duration_s, parse_time
+from edge.intervals import interval_start, iso_utc, parse_duration_s, parse_time
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC).timestamp()
 
