@@ -35,6 +35,7 @@ from edge.store.query import StoreQueries, queries_for
 from edge.store.sink import StoreSink
 from edge.track.camera import CameraTracking
 from edge.track.events import EventBus, EventSink, JsonlSink, WebhookSink
+from edge.track.mqtt import MqttSink
 from edge.track.plates import PlateReader, PlateScheduler
 from edge.types import DetectedFrame, Detections
 
@@ -273,6 +274,11 @@ class EdgeService:
             sinks.append(JsonlSink(ev.jsonl, ev.max_bytes, ev.backups, self.metrics))
         if ev.webhook is not None:
             sinks.append(WebhookSink(ev.webhook, self.metrics))
+        if ev.mqtt is not None:
+            queries = self._queries()
+            seed = queries.current_counts if queries is not None else None
+            interval_s = self.config.store.interval_minutes * 60
+            sinks.append(MqttSink(ev.mqtt, interval_s, self.metrics, seed=seed))
         for sink in sinks:
             self.metrics.init_sink(sink.name)
         return sinks

@@ -8,11 +8,12 @@ checked by the caller (edge/publish/data_api.py); this module only knows SQL.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge.intervals import iso_utc
+from edge.intervals import interval_start, iso_utc
 from edge.store.database import connect
 from edge.store.report import CountLayout, CountsReport
 
@@ -71,6 +72,25 @@ class StoreQueries:
         finally:
             conn.close()
         return CountsReport.build(self.layout, rows, start_s, end_s, interval_s, camera, line)
+
+    def current_counts(
+        self, now_s: float | None = None
+    ) -> dict[tuple[str, str], tuple[int, dict[str, dict[str, int]]]]:
+        """(camera, line) → (start, class → direction → n) of the interval in progress, for
+        sinks that publish it (the MQTT sink) to continue after a restart."""
+        start = interval_start(time.time() if now_s is None else now_s, self.interval_s)
+        conn = self._connect()
+        try:
+            rows = conn.execute(
+                "SELECT camera, line, class, direction, n FROM counts WHERE start_s = ?", (start,)
+            ).fetchall()
+        finally:
+            conn.close()
+        out: dict[tuple[str, str], tuple[int, dict[str, dict[str, int]]]] = {}
+        for camera, line, cls, direction, n in rows:
+            per_class = out.setdefault((camera, line), (start, {}))[1]
+            per_class.setdefault(cls, {})[direction] = n
+        return out
 
     def events(
         self,

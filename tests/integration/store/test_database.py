@@ -213,3 +213,18 @@ async def test_events_pages_newest_first_with_filters(tmp_path: Path) -> None:
     assert q.cameras() == {"cam1": ["north", "west"], "cam2": ["north", "west"]}
 
 
+
+
+async def test_current_counts_seed_the_interval_in_progress(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    start = interval_start(now.timestamp(), 900)
+    events = traffic(10, 1.0, start=datetime.fromtimestamp(start + 1, UTC))
+    events += traffic(4, 1.0, start=datetime.fromtimestamp(start - 600, UTC), first_track=50)
+    await store_events(tmp_path / "edge.db", events)
+    current = StoreQueries(tmp_path / "edge.db", 900, LAYOUT).current_counts(start + 30)
+    assert current == {
+        ("cam1", "west"): (start, {"car": {"toward": 2}, "bus": {"toward": 2},
+                                   "motorcycle": {"toward": 1}}),
+        ("cam1", "north"): (start, {"motorcycle": {"away": 2}, "car": {"away": 2},
+                                    "bus": {"away": 1}}),
+    }  # fmt: skip
