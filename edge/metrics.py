@@ -55,6 +55,7 @@ STAGES = (
 DROP_REASONS = ("superseded", "stale", "queue_full", "viewer_slow", "fps_cap", "error", "shutdown")
 FPS_POINTS = ("decoded", "inferred", "published", "rendered")
 EVENT_DROP_REASONS = ("queue_full", "failed", "rejected", "io_error")
+STORE_DELETE_REASONS = ("retention", "size_cap")
 VIEWER_REFUSAL_REASONS = (
     "server_full",
     "camera_full",
@@ -370,6 +371,11 @@ class EdgeMetrics:
         self.events_queue.labels(sink=sink).set(0)
         for reason in EVENT_DROP_REASONS:
             self.events_dropped.labels(sink=sink, reason=reason)
+
+    def init_store(self) -> None:
+        """Create the store's deletion series at 0 (one per reason)."""
+        for reason in STORE_DELETE_REASONS:
+            self.store_events_deleted.labels(reason=reason)
 
     def set_source_fps(self, camera: str, fps: float | None) -> None:
         """The rate the camera advertises; the FPS alert compares the decoded rate with it."""

@@ -35,6 +35,7 @@ class StoreSink:
         self.config = config
         self.path: Path = config.path
         self.metrics = metrics
+        metrics.init_store()
         self.maintain_every_s = maintain_every_s
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self._store: EventStore | None = None

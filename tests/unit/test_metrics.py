@@ -66,6 +66,7 @@ def filled_metrics() -> EdgeMetrics:
     m = EdgeMetrics(process=True)
     m.init_camera("cam-1", classes=["car", "truck"], lines=[("north", ("in", "out"))])
     m.init_sink("jsonl")
+    m.init_store()
     m.set_camera_state("cam-1", "streaming")
     m.set_source_fps("cam-1", 25.0)
     m.frames_received.labels(camera="cam-1").inc(3)
