@@ -4,8 +4,10 @@ samples (from a registry or a scraped `/metrics` text), box overlap, processes a
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -242,3 +244,37 @@ def synthetic_traffic(
         out.append(VehicleEvent(camera, track, cls, "track_end", when + timedelta(seconds=1),
                                 plate=plate, frame=round((i * every_s + 1) * 25)))  # fmt: skip
     return sorted(out, key=lambda e: e.time)
+
+
+class MosquittoBroker:
+    """Debian's mosquitto on 127.0.0.1:`port` with its own config in `folder` (never the system
+    service), persisting sessions there across `stop()` and `start()` (the MQTT sink's tests)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {folder}/\nlog_dest file {folder}/mosquitto.log\n"
+            f"user {getpass.getuser()}\n"  # as root it would switch to `mosquitto`: no access
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([binary, "-c", str(self.conf)])
+        wait_for(self._listening, 10)
+
+    def _listening(self) -> bool:
+        assert self.proc is not None
+        assert self.proc.poll() is None, (self.folder / "mosquitto.log").read_text()
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: mosquitto saves its sessions first
+            self.proc.wait(10)
+        self.proc = None

@@ -12,11 +12,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import yaml
 
 from edge.ingest.camsim import CameraSimulator
 from edge.intervals import interval_start
-from edge.testing import ServiceProcess, free_port, wait_for
+from edge.testing import MosquittoBroker, ServiceProcess, free_port, metric_value, wait_for
 
 from .conftest import write_config
 
@@ -84,18 +85,40 @@ HAND_LINES = LINES + [{"name": "west", "points": [[100, 40], [100, 150]],
                        "directions": ["toward", "away"]}]  # fmt: skip
 
 
+class Subscriber:
+    """A plain paho-mqtt client collecting every message under `edge/#`."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload,
+                                                                       bool(m.retain)))
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe("edge/#", qos=1)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 def test_api_csv_of_a_recorded_camera_matches_the_hand_counts(
     assets: Path, tmp_path: Path
 ) -> None:
-    """The clip played once as a camera (`realtime: true`, as a live one) through `edge run`:
+    """The clip played once as a camera (`realtime: true`: paced as a live one) through `edge run`:
     once it has ended, /api/counts?format=csv holds the hand counts, and exactly the crossings
-    the service emitted."""
+    the service emitted; the broker got every event in order and the retained interval counts,
+    and the MQTT password appears nowhere."""
+    broker = MosquittoBroker(tmp_path / "broker")
+    broker.start()
+    sub = Subscriber(broker.port)
     port = free_port()
     clip = assets / "video" / "traffic_highway_cctv.mp4"
     config = write_config(tmp_path, [{"id": "highway", "url": str(clip), "lines": HAND_LINES}],
                           port)  # fmt: skip
     data = yaml.safe_load(config.read_text())
     data["server"]["auth_token"] = "store-token-1"
+    data["events"]["mqtt"] = {"url": f"mqtt://edge:mq-s3cret-77@127.0.0.1:{broker.port}"}
     config.write_text(yaml.safe_dump(data))
     svc = ServiceProcess(config, port, tmp_path / "edge-run.log")
     try:
@@ -107,8 +130,25 @@ def test_api_csv_of_a_recorded_camera_matches_the_hand_counts(
         wait_for(lambda: len(svc.get_json(f"/api/events?limit=1000&{auth}")["events"])
                  == len(events_lines(tmp_path)), 10)  # fmt: skip
         text = svc.text(f"/api/counts?camera=highway&format=csv&{auth}")
+        metrics = svc.text(f"/metrics?{auth}")
+        assert "mq-s3cret-77" not in metrics + svc.text(f"/api/cameras?{auth}")
+        dropped = metric_value(metrics, "edge_frames_dropped_total", camera="highway",
+                               reason="stale") + metric_value(
+            metrics, "edge_frames_dropped_total", camera="highway", reason="superseded")
     finally:
         assert svc.stop() == 0
+        sub.close()
+        broker.stop()
+    assert "mq-s3cret-77" not in svc.log_path.read_text()
+    emitted_events = [json.loads(x) for x in events_lines(tmp_path)]
+    on_broker = [json.loads(p) for t, p, _ in sub.messages if t == "edge/highway/events"]
+    assert on_broker == emitted_events
+    last = max(by_interval(crossings(tmp_path / "events" / "events.jsonl")))
+    for line in ("north", "west"):
+        body = [json.loads(p) for t, p, _ in sub.messages if t == f"edge/highway/counts/{line}"]
+        expected = sum(1 for e in crossings(tmp_path / "events" / "events.jsonl")
+                       if e["line"] == line and interval_start(e["epoch"], 900) == last)
+        assert body[-1]["total"] == expected
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(rows) == 2 * 96  # the last 24 h of both lines, every interval
     totals = Counter()
@@ -116,7 +156,11 @@ def test_api_csv_of_a_recorded_camera_matches_the_hand_counts(
         totals[r["line"]] += int(r["total"])
     emitted = Counter(e["line"] for e in crossings(tmp_path / "events" / "events.jsonl"))
     assert totals == emitted
-    assert abs(totals["north"] - NORTH_HAND) <= 1 and abs(totals["west"] - WEST_HAND) <= 1, totals
+    # live, a busy machine drops frames (the newest is processed), which can cost a vehicle or
+    # two its track; with every frame processed the pipeline is within one of the hand count
+    slack = 1 if dropped == 0 else 3
+    assert abs(totals["north"] - NORTH_HAND) <= slack, (totals, dropped)
+    assert abs(totals["west"] - WEST_HAND) <= slack, (totals, dropped)
 
 
 def events_lines(tmp: Path) -> list[str]:

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import json
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,47 +22,14 @@ import pytest_asyncio
 from edge.config import MqttConfig
 from edge.intervals import interval_start, iso_utc
 from edge.metrics import EdgeMetrics
-from edge.testing import async_wait_for, free_port, synthetic_traffic, wait_for
+from edge.testing import MosquittoBroker, async_wait_for, free_port, synthetic_traffic
 from edge.track.events import EventBus, VehicleEvent
 from edge.track.mqtt import MqttSink
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-class Broker:
-    """mosquitto on 127.0.0.1:`port`, persisting sessions in `folder` across restarts."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {folder}/\nlog_dest file {folder}/mosquitto.log\n"
-            f"user {getpass.getuser()}\n"  # as root it would switch to `mosquitto`: no access
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)])
-        wait_for(self._listening, 10)
-
-    def _listening(self) -> bool:
-        assert self.proc is not None
-        assert self.proc.poll() is None, (self.folder / "mosquitto.log").read_text()
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: mosquitto saves its sessions first
-            self.proc.wait(10)
-        self.proc = None
-
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path)
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    b = MosquittoBroker(tmp_path)
     b.start()
     try:
         yield b
@@ -130,7 +93,7 @@ def sample(metrics: EdgeMetrics, name: str, **labels: str) -> float:
 
 
 async def test_every_event_once_in_order_per_camera_and_retained_counts(
-    broker: Broker, metrics: EdgeMetrics
+    broker: MosquittoBroker, metrics: EdgeMetrics
 ) -> None:
     config = MqttConfig(url=f"mqtt://127.0.0.1:{broker.port}")
     events = {cam: current_interval_traffic(cam, 150) for cam in ("cam1", "cam2")}
@@ -160,7 +123,7 @@ async def test_every_event_once_in_order_per_camera_and_retained_counts(
 
 
 async def test_broker_restart_loses_nothing_within_the_bound(
-    broker: Broker, metrics: EdgeMetrics
+    broker: MosquittoBroker, metrics: EdgeMetrics
 ) -> None:
     config = MqttConfig(url=f"mqtt://127.0.0.1:{broker.port}", backoff_initial_s=0.1,
                         backoff_max_s=0.5, queue_size=1000)  # fmt: skip
@@ -188,7 +151,7 @@ async def test_broker_restart_loses_nothing_within_the_bound(
 
 
 async def test_beyond_the_bound_drops_are_counted_and_the_rest_arrive_in_order(
-    broker: Broker, metrics: EdgeMetrics
+    broker: MosquittoBroker, metrics: EdgeMetrics
 ) -> None:
     config = MqttConfig(url=f"mqtt://127.0.0.1:{broker.port}", backoff_initial_s=0.1,
                         backoff_max_s=0.5, queue_size=20)  # fmt: skip
