@@ -22,7 +22,7 @@ from edge.config import CameraConfig, EdgeConfig
 from edge.infer.batcher import Batcher, ResultStream
 from edge.infer.detector import Detector
 from edge.infer.model_check import ModelError, check_model
-from edge.infer.prepare import ensure_dynamic
+from edge.infer.prepare import with_dynamic_batch
 from edge.ingest.source import CameraSource, CameraState
 from edge.metrics import EdgeMetrics
 from edge.publish.annotate import Overlay, line_overlays
@@ -34,7 +34,7 @@ from edge.store.database import StoreError
 from edge.store.query import StoreQueries, queries_for
 from edge.store.sink import StoreSink
 from edge.track.camera import CameraTracking
-from edge.track.events import EventBus, EventSink, JsonlSink, WebhookSink
+from edge.track.events import EventBus, EventSink, JsonlSink, SinkError, WebhookSink
 from edge.track.mqtt import MqttSink
 from edge.track.plates import PlateReader, PlateScheduler
 from edge.types import DetectedFrame, Detections
@@ -87,6 +87,9 @@ class EdgeService:
             )
             for cam in config.enabled_cameras
         }
+        for cam in config.enabled_cameras:  # every series at 0 from the first scrape on
+            lines = [(line.name, line.directions) for line in cam.lines]
+            self.metrics.init_camera(cam.id, config.detector.classes, lines)
 
     # ---- ServiceView ----
 
@@ -133,23 +136,18 @@ class EdgeService:
             # /healthz answers while the detector loads.
             await asyncio.to_thread(self._check_model)
             await asyncio.to_thread(self._open_store)
+            await self._start_events()
             runner = await self._start_web()
             self.detector = await asyncio.to_thread(self._load_detector)
             if self.config.ocr.enabled:
                 await self._start_plates()
             names = self.detector.class_names
             for rt in self.runtimes.values():
-                self.metrics.init_camera(
-                    rt.config.id,
-                    self.config.detector.classes,
-                    [(line.name, line.directions) for line in rt.config.lines],
-                )
                 rt.tracking = CameraTracking(
                     rt.config.id, self.config.tracker, rt.config.lines, names,
                     emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
                 )  # fmt: skip
             self.batcher = Batcher(self.detector, self.config.detector, self.metrics)
-            await self.events.start()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.batcher.run(), name="batcher")
                 for rt in self.runtimes.values():
@@ -183,12 +181,16 @@ class EdgeService:
         lines = {c.id: {ln.name: ln.directions for ln in c.lines} for c in cfg.enabled_cameras}
         return queries_for(cfg.store.path, cfg.store.interval_minutes, cfg.detector.classes, lines)
 
+    async def _start_events(self) -> None:
+        try:
+            await self.events.start()
+        except SinkError as exc:
+            raise StartupError(str(exc)) from None
+
     def _load_detector(self) -> Detector:
         cfg = self.config.detector
         try:
-            if cfg.auto_prepare and cfg.max_batch != 1:  # unset: batches of 2 or more
-                cfg = cfg.model_copy(update={"model": ensure_dynamic(cfg.model, cfg.prepared_dir)})
-            return Detector(cfg, self.metrics)
+            return Detector(with_dynamic_batch(cfg), self.metrics)
         except ModelError as exc:  # e.g. refused by the configured provider's ONNX Runtime
             raise StartupError(f"detector.{exc.field}: {exc}") from None
 
@@ -222,6 +224,7 @@ class EdgeService:
                 self._process(rt, detected)
             except Exception:
                 log.exception("camera %s: processing a frame failed", rt.config.id)
+                self.metrics.count_drop(rt.config.id, "error")  # neither published nor lost
 
     def _process(self, rt: CameraRuntime, detected: DetectedFrame) -> None:
         assert rt.tracking is not None

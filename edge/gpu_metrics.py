@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
@@ -46,7 +46,7 @@ def _load_nvml() -> ModuleType | None:
         pynvml.nvmlShutdown()
         log.info("no NVIDIA GPU metrics: NVML sees no GPU")
         return None
-    return pynvml
+    return cast("ModuleType", pynvml)
 
 
 class GpuCollector(Collector):

@@ -296,16 +296,19 @@ class EdgeMetrics:
 
     def tick_fps(self, camera: str, point: str, now: float | None = None) -> None:
         """Count one frame at `point` (see FPS_POINTS) for the `edge_camera_fps` gauge."""
+        self._meter(camera, point).tick(now)
+
+    def _meter(self, camera: str, point: str) -> RateMeter:
         key = (camera, point)
         with self._meters_lock:
             meter = self._meters.get(key)
             if meter is None:
                 meter = self._meters[key] = RateMeter(FPS_WINDOW_S)
                 self.fps.labels(camera=camera, point=point).set_function(meter.rate)
-        meter.tick(now)
+        return meter
 
     def fps_rates(self, camera: str) -> dict[str, float]:
-        """Current FPS of one camera at each point that has seen a frame (for the API)."""
+        """Current FPS of one camera at each point (for the API)."""
         with self._meters_lock:
             meters = {p: m for (c, p), m in self._meters.items() if c == camera}
         return {point: meter.rate() for point, meter in meters.items()}
@@ -364,6 +367,12 @@ class EdgeMetrics:
             self.frames_dropped.labels(camera=camera, reason=reason)
         self.viewers.labels(camera=camera)  # a new child starts at 0; an existing one is kept
         self.encoders_active.labels(camera=camera)
+        for stage in STAGES:
+            self.stage_seconds.labels(camera=camera, stage=stage)
+        self.end_to_end_seconds.labels(camera=camera)
+        self.video_latency_seconds.labels(camera=camera)
+        for point in FPS_POINTS:
+            self._meter(camera, point)
 
     def init_sink(self, sink: str) -> None:
         """Create an event sink's series at 0 (queue length, emitted, drops by reason)."""

@@ -11,6 +11,15 @@ from edge import redact
 from edge.assets import assets_dir
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _model_cache_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Prepared model copies go to a cache of this test session (every `edge` process the tests
+    start inherits it), never into the user's own cache or the checkout."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _secrets_stay_in_their_test() -> Iterator[None]:
     """A secret registered for redaction masks that string for the rest of the process; a test's

@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from edge.cli import positive_int
 from edge.config import (
     ConfigError,
     DetectorConfig,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from edge.infer.detector import Detector
     from edge.metrics import EdgeMetrics
     from edge.track.events import VehicleEvent
+    from edge.types import Frame
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="counting line in source pixels, optional direction names for crossing left→right "
         "of p1→p2 and back (repeatable; replaces a config line of the same name)",
     )  # fmt: skip
+    p.add_argument("--model", type=Path, help="ONNX model (overrides the config's)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
-        "--max-frames", type=int, default=None, metavar="N",
+        "--max-frames", type=positive_int, default=None, metavar="N",
         help="stop after N frames (for live URLs, which never end)",
     )  # fmt: skip
     p.set_defaults(func=run)
@@ -100,6 +103,8 @@ def _settings(
         line = parse_line(text)
         lines[line.name] = line
     detector = config.detector if config else DetectorConfig()
+    if args.model is not None:
+        detector = detector.model_copy(update={"model": args.model.expanduser().resolve()})
     tracker = config.tracker if config else TrackerConfig()
     return detector, tracker, config, list(lines.values())
 
@@ -114,7 +119,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(redact(str(exc)), file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "a file, not a folder" if args.out.exists() else exc.strerror
+        print(f"edge analyze: --out {args.out}: {reason}", file=sys.stderr)
+        return 2
     try:
         summary = asyncio.run(analyze(args.source, args.out, detector_cfg, tracker_cfg, lines,
                                       config, camera_id=args.camera or "file",
@@ -138,6 +148,7 @@ async def analyze(
 ) -> dict[str, Any]:
     """Process every frame of `source` (in a worker thread), write the three outputs."""
     from edge.infer.detector import Detector
+    from edge.infer.prepare import with_dynamic_batch
     from edge.metrics import EdgeMetrics
     from edge.store.sink import StoreSink
     from edge.track.events import EventBus, EventSink, JsonlSink, WebhookSink
@@ -155,6 +166,7 @@ async def analyze(
     if events_cfg and events_cfg.webhook:
         sinks.append(WebhookSink(events_cfg.webhook, metrics))
     (out / "events.jsonl").unlink(missing_ok=True)
+    detector_cfg = await asyncio.to_thread(with_dynamic_batch, detector_cfg)
     detector = await asyncio.to_thread(Detector, detector_cfg, metrics)
     sinks.append(StoreSink(store_cfg, metrics))
     bus = EventBus(sinks, metrics)
@@ -215,6 +227,7 @@ def _process(
     metrics: EdgeMetrics,
     max_frames: int | None = None,
 ) -> dict[str, Any]:
+    from edge.commands.progress import frame_progress
     from edge.ingest.video_file import read_frames
     from edge.track.camera import CameraTracking
 
@@ -224,9 +237,10 @@ def _process(
     frames = 0
     last_pts = 0.0
     with open(out / "frames.jsonl", "w", encoding="utf-8") as fh:
-        frames_in = read_frames(source, camera_id)
+        frames_in: Iterable[Frame] = read_frames(source, camera_id)
         if max_frames is not None:
-            frames_in = islice(frames_in, max(max_frames, 0))
+            frames_in = islice(frames_in, max_frames)
+        frames_in = frame_progress(frames_in, source, max_frames)
         for frame, dets in detector.detect_stream(frames_in):
             pts = frame.pts if frame.pts is not None else last_pts
             last_pts = pts

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from edge.assets import asset
 from edge.cli import port_number
-from edge.commands.run import DEFAULT_CONFIG, load_or_exit, serve
+from edge.commands.run import DEFAULT_CONFIG, REPO_CONFIG, load_or_exit, serve
 from edge.config import EdgeConfig
 from edge.redact import redact
 
@@ -26,8 +26,9 @@ CLIPS = {
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="simulated RTSP cameras from the shared clips + the service")
     p.add_argument(
-        "--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})"
-    )
+        "--config", default=str(REPO_CONFIG), help="YAML config (default: the repository's "
+        f"{DEFAULT_CONFIG}, whatever the working directory)",
+    )  # fmt: skip
     p.add_argument(
         "--rtsp-port", type=port_number, default=None, help="simulator port (default: free)"
     )
@@ -71,8 +72,10 @@ def _run(config: EdgeConfig, rtsp_port: int | None) -> None:
                 await started.wait()
                 port = config.server.port
                 host = config.server.host
+                # the token itself is a secret: never printed, only where it goes
+                token = "?token=<server.auth_token>" if config.server.auth_token else ""
                 print(
-                    f"\nedge demo is running: open http://{host}:{port}/ (Ctrl-C stops)\n",
+                    f"\nedge demo is running: open http://{host}:{port}/{token} (Ctrl-C stops)\n",
                     flush=True,
                 )
 

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from edge.cli import positive_int
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("detect", help="run the detector over a video file or URL, write JSONL")
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="default: the config's, where auto means square here (the exported model's own "
         "input, so the output matches it exactly); rect reproduces the service's detections",
     )
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     p.set_defaults(func=run)
 
 
@@ -30,16 +32,19 @@ def detector_config(config: Path | None, model: Path | None, letterbox: str | No
     """The detector section of `config` (or the defaults), with `model` swapped in and an `auto`
     letterbox made square."""
     from edge.config import DetectorConfig, load_config
+    from edge.infer.prepare import with_dynamic_batch
 
     data = load_config(config).detector.model_dump() if config else {}
     if model is not None:
         data["model"] = model.expanduser().resolve()
     if letterbox is not None or data.get("letterbox", "auto") == "auto":
         data["letterbox"] = letterbox or "square"
-    return DetectorConfig.model_validate(data)
+    return with_dynamic_batch(DetectorConfig.model_validate(data))
 
 
-def frame_record(index: int, pts: float | None, dets: Any, class_names: list[str]) -> dict:
+def frame_record(
+    index: int, pts: float | None, dets: Any, class_names: list[str]
+) -> dict[str, Any]:
     return {
         "frame": index,
         "pts": None if pts is None else round(pts, 6),
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
+    from edge.commands.progress import frame_progress
     from edge.config import ConfigError
     from edge.infer.detector import Detector
     from edge.ingest.video_file import read_frames
@@ -89,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     frames: Iterable[Any] = read_frames(args.source, camera_id="detect")
     if args.max_frames is not None:
-        frames = islice(frames, max(args.max_frames, 0))
+        frames = islice(frames, args.max_frames)
+    frames = frame_progress(frames, args.source, args.max_frames)
     try:
         if args.out is None:
             count = _write_all(detector, frames, sys.stdout)

@@ -38,6 +38,11 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as exc:  # missing, unreadable, not ONNX, not a detector: `IN: reason`
         print(f"edge model prepare: {redact(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None or Path(exc.filename) != args.output:
+            raise
+        print(f"edge model prepare: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return 2
     except Exception as exc:  # a broken or unusual graph: say so instead of a traceback
         print(f"edge model prepare: {redact(f'{args.input}: {exc}')}", file=sys.stderr)
         return 1

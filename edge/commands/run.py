@@ -8,13 +8,16 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
 
+from edge.assets import REPO_ROOT
 from edge.cli import port_number
 from edge.commands.check import print_problems
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.redact import redact
 
 DEFAULT_CONFIG = "configs/cameras.yaml"
+REPO_CONFIG = REPO_ROOT / DEFAULT_CONFIG
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +33,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def load_or_exit(path: str, host: str | None = None, port: int | None = None) -> EdgeConfig:
     """Load the config with CLI overrides, or print every problem and exit 2 (as `edge check`)."""
+    if not Path(path).exists():
+        where = "" if Path(path).is_absolute() else f" (in {Path.cwd()})"
+        print(
+            f"edge: no config file {path}{where}: pass --config FILE; the repository's "
+            f"{REPO_CONFIG.relative_to(REPO_ROOT)} is a commented example to start from",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     try:
         config = load_config(path)
         if host is not None:

@@ -29,7 +29,7 @@ _SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|key|auth|cred")
 
 
 def expand_env(text: str, where: str = "config") -> str:
-    """Replace `${VAR}` and `${VAR:-default}`; `${EDGE_ASSETS}` defaults to the shared assets.
+    """Replace `${VAR}` and `${VAR:-default}`; `${EDGE_ASSETS}` defaults to the repository's assets.
 
     A variable that is not set is a ConfigError naming the field (`where`) and the variable."""
     missing: list[str] = []
@@ -99,8 +99,8 @@ def _format_error(err: Any, data: Any) -> str:
     parts: list[str] = []
     node = data
     for item in loc:
-        if isinstance(item, int) and isinstance(node, list) and item < len(node):
-            elem = node[item]
+        if isinstance(item, int):  # an index, also one past the end (a missing tuple item)
+            elem = node[item] if isinstance(node, list) and item < len(node) else None
             label = (
                 elem.get("id")
                 if isinstance(elem, dict) and isinstance(elem.get("id"), str)
@@ -148,7 +148,7 @@ def _duplicate_ids(data: dict[str, Any]) -> list[str]:
     cams = data.get("cameras")
     if not isinstance(cams, list):
         return []
-    ids = [c.get("id") for c in cams if isinstance(c, dict) and isinstance(c.get("id"), str)]
+    ids: list[str] = [c["id"] for c in cams if isinstance(c, dict) and isinstance(c.get("id"), str)]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     return [f"cameras: duplicate camera ids: {', '.join(dupes)}"] if dupes else []
 
@@ -160,6 +160,11 @@ def load_config(path: str | Path) -> EdgeConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"config: cannot read {path}: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"config: cannot read {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+             f"offset {exc.start})"]
+        ) from None  # fmt: skip
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

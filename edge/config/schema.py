@@ -1,6 +1,6 @@
 """The `cameras.yaml` schema: pydantic models that refuse unknown keys and explain every error.
 
-Defaults mirror the original app (../shared/docs/origin.md): 416 input, conf 0.25, IoU 0.50,
+Defaults are the original traffic app's parameters: 416 input, conf 0.25, IoU 0.50,
 max_det 30, car/motorcycle/bus/truck and its CUDA provider options. Everything that can be
 checked before the service starts (duplicate ids, bad URLs, missing model) is checked here.
 """
@@ -15,11 +15,23 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edge.assets import assets_dir
-from edge.redact import redact_url, register_secret
+from edge.assets import assets_dir, model_cache_dir
+from edge.redact import redact_url, register_secret, register_url_secrets
 
 COCO_VEHICLES = ("car", "motorcycle", "bus", "truck")
 _ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+Provider = Literal["tensorrt", "cuda", "cpu"]
+VideoCodec = Literal["h264", "vp8"]
+
+
+def _cuda_then_cpu() -> list[Provider]:
+    return ["cuda", "cpu"]
+
+
+def _h264_then_vp8() -> list[VideoCodec]:
+    return ["h264", "vp8"]
+
+
 _URL_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "file", "udp", "tcp", "srt"}
 
 
@@ -45,6 +57,17 @@ class LineConfig(Strict):
         if self.points[0] == self.points[1]:
             raise ValueError("the two points of a line must differ")
         return self
+
+
+def _password_cut_short(url: str, netloc: str) -> bool:
+    """`rtsp://user:pa/ss@host`: an unencoded '/', '?' or '#' ends the authority inside the
+    password, so the host parsed is the user's name. Told apart from `rtsp://host:554/a@b` by
+    what follows the ':' (a port is digits)."""
+    if "@" in netloc:
+        return False
+    rest = url.partition("://")[2]
+    head = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return "@" in rest and ":" in head and not head.rpartition(":")[2].isdigit()
 
 
 class CameraConfig(Strict):
@@ -81,6 +104,12 @@ class CameraConfig(Strict):
         if parts.scheme and len(parts.scheme) > 1:
             if parts.scheme.lower() not in _URL_SCHEMES:
                 raise ValueError(f"unsupported scheme {parts.scheme!r}")
+            if _password_cut_short(v, parts.netloc):
+                register_url_secrets(v)  # the URL pattern finds a password cut short like this
+                raise ValueError(
+                    "a '/', '?' or '#' in the user:password part must be percent-encoded "
+                    "(%2F, %3F, %23)"
+                )
             if parts.scheme.lower() != "file" and not parts.hostname:
                 raise ValueError(f"{redact_url(v)!r} has no host")
             try:
@@ -152,7 +181,10 @@ class DetectorConfig(Strict):
         default=True,
         description="Service: make a frozen-batch model dynamic (cached in prepared_dir) at start.",
     )
-    prepared_dir: Path = Field(default=Path("models"), description="Cache for prepared models.")
+    prepared_dir: Path = Field(
+        default_factory=model_cache_dir,
+        description="Cache for prepared models (default: the user's cache, ~/.cache/edge/models).",
+    )
     family: Literal["auto", "yolov5", "yolox", "yolov8"] = "auto"
     input_size: int = Field(default=416, ge=32, le=2048, multiple_of=32)
     classes: list[str] = Field(default_factory=lambda: list(COCO_VEHICLES), min_length=1)
@@ -173,9 +205,7 @@ class DetectorConfig(Strict):
     stale_s: float = Field(
         default=0.5, gt=0, le=10, description="Frames older than this are dropped."
     )
-    providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(
-        default_factory=lambda: ["cuda", "cpu"], min_length=1
-    )
+    providers: list[Provider] = Field(default_factory=_cuda_then_cpu, min_length=1)
     cuda: CudaOptions = Field(default_factory=CudaOptions)
     tensorrt: TensorRTOptions = Field(default_factory=TensorRTOptions)
     preprocess: PreprocessOptions = Field(default_factory=PreprocessOptions)
@@ -346,9 +376,7 @@ class OcrConfig(Strict):
 class StreamConfig(Strict):
     max_width: int = Field(default=1280, ge=64, le=7680)
     keyframe_interval_s: float = Field(default=1.0, gt=0, le=10)
-    codecs: list[Literal["h264", "vp8"]] = Field(
-        default_factory=lambda: ["h264", "vp8"], min_length=1
-    )
+    codecs: list[VideoCodec] = Field(default_factory=_h264_then_vp8, min_length=1)
     bitrate_kbps: int = Field(default=2000, ge=100, le=50_000)
     ice_servers: list[str] = Field(default_factory=list, description="stun:/turn: URLs.")
     host_addresses: list[str] | None = Field(

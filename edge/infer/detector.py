@@ -192,9 +192,11 @@ class Detector:
         if problem is None:
             return True
         if self.config.letterbox == "rect":
-            raise ValueError(
-                f"detector.letterbox: rect needs a model whose graph takes other input sizes "
-                f"than its export's, and {name} does not ({problem}); use square"
+            raise ModelError(
+                self.config.model,
+                f"rect needs a model whose graph takes other input sizes than its "
+                f"export's, and this one does not ({problem}); use square",
+                field="letterbox",
             )
         log.info("detector.letterbox auto: square for %s (%s)", name, problem)
         return False

@@ -57,7 +57,8 @@ def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    iou: np.ndarray = inter / np.maximum(area + areas - inter, 1e-9)
+    return iou
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float) -> np.ndarray:
@@ -74,7 +75,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, iou: float) -
     xywh[:, 2:] -= xywh[:, :2]
     span = float(boxes[:, 2].max() - min(float(boxes[:, 0].min()), 0.0)) + 1.0
     xywh[:, 0] += groups.astype(np.float64) * span
-    kept = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, iou)
+    kept = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, iou)  # type: ignore[arg-type]
     return np.asarray(kept, dtype=np.int64).reshape(-1)
 
 

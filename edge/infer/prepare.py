@@ -25,6 +25,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from edge.config import DetectorConfig
 from edge.infer.layout import reshape_frozen_to_one
 from edge.infer.model_check import ModelError, check_model, first_line, read_model
 
@@ -158,6 +159,15 @@ def prepare_model(
     onnx.save(model, str(dst))
     log.info("wrote %s (%d Reshape constants rewritten, fp16=%s)", dst, rewritten, fp16)
     return rewritten, check_batch(dst, batch=check)
+
+
+def with_dynamic_batch(cfg: DetectorConfig) -> DetectorConfig:
+    """`cfg` with its model swapped for the verified batch-dynamic copy (`ensure_dynamic`) when
+    it may batch (`auto_prepare`, `max_batch` unset or above 1): what the service, `edge detect`
+    and `edge analyze` all run."""
+    if not cfg.auto_prepare or cfg.max_batch == 1:
+        return cfg
+    return cfg.model_copy(update={"model": ensure_dynamic(cfg.model, cfg.prepared_dir)})
 
 
 def ensure_dynamic(model_path: str | Path, cache_dir: str | Path) -> Path:

@@ -55,7 +55,7 @@ def provider_options(name: str, config: DetectorConfig) -> dict[str, Any]:
 
 def requested_providers(config: DetectorConfig) -> list[str]:
     """Our provider names in config order; TensorRT only when enabled; CPU always last resort."""
-    names = [p for p in config.providers if p != "tensorrt" or config.tensorrt.enabled]
+    names: list[str] = [p for p in config.providers if p != "tensorrt" or config.tensorrt.enabled]
     if config.tensorrt.enabled and "tensorrt" not in names:
         names.insert(0, "tensorrt")
     if "cpu" not in names:

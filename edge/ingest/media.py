@@ -1,13 +1,13 @@
 """Where a camera's video comes from, and how to open it with PyAV so that it never hangs.
 
-The options are those measured in recipes.md §2: TCP for RTSP (UDP loses packets on busy
+The options, each measured against a real RTSP server: TCP for RTSP (UDP loses packets on busy
 networks), no probing (a camera's SDP already says what it sends: opening drops from ~2.3 s to
 ~0.1 s), and both FFmpeg's socket `timeout` and PyAV's own `(open, read)` timeout, because PyAV
 otherwise blocks for as long as a frozen camera keeps its socket open.
 
 Both read timeouts get half of `read_timeout_s`: measured against a SIGSTOPped server, FFmpeg
 first hands out the packet it holds when its socket timeout fires and PyAV raises only at the
-next expiry, so a freeze surfaces after 2 × the value given (recipes.md §2).
+next expiry, so a freeze surfaces after 2 × the value given.
 
 Opening failures become `OpenError`s that say what happened in words a person acts on. FFmpeg's
 own words mislead in two cases: a camera that accepts the connection and then says nothing ends

@@ -3,7 +3,7 @@
 Downstream only ever wants the newest picture: a detector that falls behind must skip frames,
 not queue them, so the hand-off to the event loop is a single slot and a frame that is replaced
 before anyone took it is counted as dropped ("superseded"). Without timeouts PyAV waits forever
-on a camera that hangs, so every network read is bounded (recipes.md §2), a watchdog marks the
+on a camera that hangs, so every network read is bounded, a watchdog marks the
 camera `stalled` as soon as packets stop, and the thread reconnects with jittered backoff (the
 longest at once when the camera refuses the credentials: `unauthorized`). `last_error` says why.
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import av
 import numpy as np
@@ -48,7 +48,7 @@ class Picture(Protocol):
 
 def open_codec(
     codec: Codec, width: int, height: int, stream: StreamConfig, fps: float = DEFAULT_FPS
-) -> av.CodecContext:
+) -> av.VideoCodecContext:
     """A low-latency encoder: no B-frames, no lookahead, one packet out per frame in.
 
     `fps` matters: with the 1/90000 time base and no frame rate, x264's rate control assumes
@@ -100,7 +100,7 @@ class CameraEncoder:
         camera_id: str,
         codec: Codec,
         stream: StreamConfig,
-        on_packet: Callable[[av.Packet], None],
+        on_packet: Callable[[av.Packet[Any]], None],
         metrics: EdgeMetrics | None = None,
         fps: float | None = None,
     ) -> None:
@@ -111,7 +111,7 @@ class CameraEncoder:
         self.stream = stream
         self.metrics = metrics or EdgeMetrics()
         self._on_packet = on_packet
-        self._ctx: av.CodecContext | None = None
+        self._ctx: av.VideoCodecContext | None = None
         self._size = (0, 0)
         self._t0: float | None = None
         self._last_pts = -1
@@ -161,7 +161,7 @@ class CameraEncoder:
         if timeout is not None and thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def encode(self, yuv: np.ndarray, captured_at: float) -> list[av.Packet]:
+    def encode(self, yuv: np.ndarray, captured_at: float) -> list[av.Packet[Any]]:
         """Encode one I420 picture synchronously (the thread's body; also usable directly)."""
         height, width = yuv.shape[0] * 2 // 3, yuv.shape[1]
         if self._ctx is None or self._size != (width, height):

@@ -1,7 +1,7 @@
 """Fan one encoder's packets out to every viewer of a camera; no viewer can hurt the others.
 
 Each viewer gets an `EncodedVideoTrack`, an aiortc track whose `recv()` returns the encoder's
-`av.Packet`s as they are (aiortc packetises them without re-encoding). Every viewer has its own
+`av.Packet[Any]`s as they are (aiortc packetises them without re-encoding). Every viewer has its own
 small bounded queue: a viewer that stops reading loses packets (counted as
 `frames_dropped{reason="viewer_slow"}`) while the encoder and the other viewers carry on.
 
@@ -21,6 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -41,7 +42,7 @@ class EncodedVideoTrack(MediaStreamTrack):
     def __init__(self, fanout: PacketFanout, queue_packets: int) -> None:
         super().__init__()
         self._fanout = fanout
-        self._queue: deque[tuple[av.Packet, float]] = deque()
+        self._queue: deque[tuple[av.Packet[Any], float]] = deque()
         self._queue_packets = queue_packets
         self._wakeup = asyncio.Event()
         self._is_reading = False
@@ -53,7 +54,7 @@ class EncodedVideoTrack(MediaStreamTrack):
     def queued(self) -> int:
         return len(self._queue)
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         if not self._is_reading:
             # The transport is up: start from a fresh keyframe rather than stale packets.
             self._is_reading = True
@@ -70,7 +71,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         self.packets_sent += 1
         return packet
 
-    def offer(self, packet: av.Packet, produced_at: float) -> int:
+    def offer(self, packet: av.Packet[Any], produced_at: float) -> int:
         """Queue a packet for this viewer; returns how many packets it dropped doing so."""
         if not self._is_reading or self.readyState != "live":
             return 0  # not connected yet: it will start from a requested keyframe
@@ -136,7 +137,7 @@ class PacketFanout:
             track.stop()
             self._changed()
 
-    def publish_threadsafe(self, packet: av.Packet) -> None:
+    def publish_threadsafe(self, packet: av.Packet[Any]) -> None:
         """Called by the encoder thread for each packet."""
         produced_at = time.monotonic()
         try:
@@ -144,7 +145,7 @@ class PacketFanout:
         except RuntimeError:
             pass  # the loop is closing; nobody is left to watch
 
-    def publish(self, packet: av.Packet, produced_at: float | None = None) -> None:
+    def publish(self, packet: av.Packet[Any], produced_at: float | None = None) -> None:
         """Give a packet to every viewer (event loop)."""
         produced_at = time.monotonic() if produced_at is None else produced_at
         self.packets_published += 1

@@ -1,6 +1,6 @@
 """WebRTC signalling with aiortc: one peer connection per viewer and camera, offer → answer.
 
-What bit us (recipes.md §3) and how this module handles it:
+What aiortc and browsers do by default that breaks a service, and how this module handles it:
 - Loopback: aioice leaves 127.0.0.1 out of its host candidates and Chromium offers only mDNS
   `.local` ones. When `StreamConfig.host_addresses` is None and the offer comes from loopback, the
   connection gathers on 127.0.0.1 only and the offer's non-loopback candidate lines are dropped;

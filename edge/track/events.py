@@ -75,6 +75,10 @@ class EventSink(Protocol):
     async def close(self) -> None: ...
 
 
+class SinkError(RuntimeError):
+    """A sink that cannot work at all (its file cannot be created); one line for a person."""
+
+
 class JsonlSink:
     """Appends one JSON object per line; rotates to `.1`, `.2`, … when `max_bytes` is reached."""
 
@@ -89,7 +93,18 @@ class JsonlSink:
         self.metrics = metrics or EdgeMetrics()
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Create the file now: a path that can never be written (a file where its folder should
+        be, no permission) stops the start, instead of every event being lost later. A write that
+        fails later (a full disk) costs those events only, counted as `io_error`."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if isinstance(exc, FileExistsError | NotADirectoryError):
+                reason = "a file stands where a folder of its path should be"
+            raise SinkError(f"events.jsonl: cannot write {self.path}: {reason}") from None
 
     async def write(self, events: Sequence[VehicleEvent]) -> None:
         try:

@@ -48,7 +48,8 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = wh[..., 0] * wh[..., 1]
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    iou: np.ndarray = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    return iou
 
 
 def associate(
@@ -204,8 +205,8 @@ class SortTracker:
         boxes = np.asarray(dets.xyxy, dtype=np.float64)[kept]
         classes, scores = dets.class_id[kept], dets.score[kept]
         predicted = predict_many([t.kf for t in self._tracks])
-        for t in self._tracks:
-            t.predicted()
+        for track in self._tracks:
+            track.predicted()
         alive = np.all(np.isfinite(predicted), axis=1)
         if not alive.all():
             self._tracks = [t for t, ok in zip(self._tracks, alive, strict=True) if ok]

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import pty
 import random
+import re
+import struct
+import subprocess
+import sys
+import termios
 from pathlib import Path
 from urllib.parse import quote
 
@@ -159,3 +168,45 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_only_with_v(tmp_path:
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
     assert verbose.stderr.splitlines()[-1] == plain.stderr.strip()
     assert ODD_PASSWORD not in verbose.stderr and quote(ODD_PASSWORD, safe="") not in verbose.stderr
+
+
+def test_bad_outputs_and_counts_are_named_in_one_line(tmp_path: Path) -> None:
+    clip = asset("video", "car-detection.mp4")
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    cases = [
+        (("model", "prepare", YOLOX, tmp_path), 2, f"edge model prepare: cannot write {tmp_path}: "
+                                                   "Is a directory"),
+        (("analyze", clip, "--out", a_file), 2, f"edge analyze: --out {a_file}: a file, not a "
+                                                "folder"),
+        (("analyze", clip, "--out", tmp_path / "o", "--max-frames", "-3"), 2,
+         "edge analyze: error: argument --max-frames: -3 is not a positive number"),
+        (("detect", clip, "--max-frames", "0"), 2,
+         "edge detect: error: argument --max-frames: 0 is not a positive number"),
+    ]  # fmt: skip
+    for args, code, line in cases:
+        run = run_edge(*args)
+        assert (run.returncode, run.stderr.splitlines()[-1]) == (code, line), run.stderr
+
+
+def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
+    """Frames done, frames/s and time left on a terminal (a real pseudo-terminal here); nothing
+    of it when stderr is a pipe, so logs and redirected output stay clean."""
+    clip = str(asset("video", "car-detection.mp4"))
+    args = [sys.executable, "-m", "edge.cli", "analyze", clip, "--out", str(tmp_path / "tty"),
+            "--max-frames", "40"]  # fmt: skip
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 120 columns
+    with subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower) as proc:
+        os.close(follower)
+        seen = b""
+        with contextlib.suppress(OSError):  # EIO once the child has closed its end
+            while chunk := os.read(leader, 4096):
+                seen += chunk
+        assert proc.wait(timeout=120) == 0, seen.decode(errors="replace")
+    os.close(leader)
+    text = seen.decode(errors="replace")
+    assert re.search(r"40/40 \[[0-9:]+<[0-9:]+, +[0-9.]+ ?frame/s\]", text), text[-2000:]
+    piped = run_edge("analyze", clip, "--out", tmp_path / "pipe", "--max-frames", "40")
+    assert piped.returncode == 0, piped.stderr
+    assert "frame/s" not in piped.stderr and "40/40" not in piped.stderr

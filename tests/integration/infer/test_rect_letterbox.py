@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from edge.config import DetectorConfig
 from edge.infer.detector import Detector
+from edge.infer.model_check import ModelError
 from edge.infer.postprocess import iou_one_to_many
+from edge.testing import free_port, run_edge
 from edge.types import Frame
 
 
@@ -75,8 +78,27 @@ def test_rect_finds_what_square_finds(dynamic_model: Path, clip_frames) -> None:
 
 def test_rect_is_refused_for_a_model_fixed_to_its_size(baked_model) -> None:
     """A decode grid baked into the graph for 416² cannot serve other sizes: a clear error."""
-    with pytest.raises(ValueError, match=r"letterbox: rect needs a model .* use square"):
+    with pytest.raises(ModelError, match=r"rect needs a model .* use square"):
         rect_detector(baked_model("yolov5"))
+
+
+def test_edge_run_refuses_rect_for_such_a_model_in_one_line(baked_model, tmp_path: Path) -> None:
+    config = tmp_path / "cameras.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "cameras": [{"id": "c1", "url": f"rtsp://127.0.0.1:{free_port()}/x"}],
+                "detector": {"model": str(baked_model("yolov5")), "letterbox": "rect",
+                             "family": "yolov5", "auto_prepare": False},
+                "server": {"port": free_port()},
+            }
+        )
+    )  # fmt: skip
+    run = run_edge("run", "--config", config)
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.splitlines()[-1].startswith("edge: detector.letterbox: "), run.stderr
+    assert run.stderr.splitlines()[-1].endswith("; use square"), run.stderr
 
 
 def test_auto_is_rect_where_the_graph_allows_it(dynamic_model: Path, mixed: list[Frame]) -> None:

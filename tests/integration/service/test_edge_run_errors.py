@@ -58,6 +58,42 @@ def test_busy_port_is_reported_and_exits_1(tmp_path: Path) -> None:
     assert "s3cr3tpw" not in result.stderr + result.stdout
 
 
+def test_an_events_file_that_cannot_be_written_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "events").write_text("a file where the events folder should be")
+    port = free_port()
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "cameras": [{"id": "a", "url": "rtsp://127.0.0.1:1/x"}],
+                "server": {"port": port},
+                "events": {"jsonl": str(tmp_path / "events" / "events.jsonl")},
+            }
+        )
+    )
+    result = edge_run(config)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.splitlines()[-1] == (
+        f"edge: events.jsonl: cannot write {tmp_path}/events/events.jsonl: a file stands where a "
+        "folder of its path should be"
+    )
+    assert "edge serving" not in result.stderr  # refused before it ever served
+    assert "Traceback" not in result.stderr
+
+
+def test_a_config_that_is_not_text_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_bytes(b"\xcb\x00binary")
+    for command in ("run", "check"):
+        args = ("--config", config) if command == "run" else (config,)
+        result = run_edge(command, *args)
+        assert result.returncode == 2, result.stderr
+        assert f"config: cannot read {config}: not UTF-8 text (byte 0xcb at offset 0)" in (
+            result.stderr
+        )
+        assert "Traceback" not in result.stderr
+
+
 def test_invalid_config_exits_2_like_check(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"cameras": [{"id": "a", "url": "rtsp://h/x", "fsp": 5}]}))

@@ -35,8 +35,8 @@ REOPEN_TYPICAL_S = 0.7
 next attempt comes at once: 0.2-1.0 s measured on the 2-core CI box under test load."""
 RESTART_BOUND_S = INGEST["backoff_max_s"] + 10 * REOPEN_TYPICAL_S
 """A killed server refuses connections at once, so the camera is back after at most one backoff
-wait (capped at `backoff_max_s`, already reached while the server was down) plus one reopen: the
-issue's "back within backoff + 2 s", with 10x the typical reopen instead of a 2 s margin."""
+wait (capped at `backoff_max_s`, already reached while the server was down) plus one reopen,
+with 10x the typical reopen as a liveness margin."""
 WAKE_BOUND_S = INGEST["open_timeout_s"] + RESTART_BOUND_S
 """A frozen server still accepts TCP connections, so when it wakes the camera may be inside an
 open attempt that runs into `open_timeout_s` first; then as after a restart."""

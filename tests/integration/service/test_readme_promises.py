@@ -160,12 +160,6 @@ def get_json(base: str, path: str) -> Any:
         return json.load(resp)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge/app.py EdgeService.run calls metrics.init_camera only after the detector has "
-    "loaded, so scrapes between /healthz answering and the model being ready (longer on a first "
-    "start, which prepares the model) have no per-camera series",
-)
 def test_per_camera_series_exist_at_zero_from_the_first_scrape(served: Served) -> None:
     wait_for(lambda: metric_value(served.svc.text("/metrics"), "edge_camera_reconnects_total",
                                   camera="dead") >= 1, 30)  # fmt: skip
@@ -178,12 +172,6 @@ def test_per_camera_series_exist_at_zero_from_the_first_scrape(served: Served) -
         assert not nonzero, nonzero
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge/metrics.py EdgeMetrics._zero_camera_series does not create edge_stage_seconds "
-    "(per stage), edge_end_to_end_seconds, edge_video_latency_seconds or edge_camera_fps (per "
-    "point): they appear at a camera's first frame, so a camera that never streamed has none",
-)
 def test_a_camera_that_never_streamed_has_every_per_camera_series(served: Served) -> None:
     wait_for(lambda: metric_value(served.svc.text("/metrics"), "edge_frames_published_total",
                                   camera="highway") >= 10, 30)  # fmt: skip

@@ -151,6 +151,17 @@ def test_errors_never_show_a_password() -> None:
     assert found and not any("hunter22" in p for p in found)
 
 
+@pytest.mark.parametrize("password", ["pa/ss-42", "pa?ss-42", "pa#ss-42"])
+def test_a_raw_delimiter_in_the_password_asks_for_percent_encoding(password: str) -> None:
+    found = problems({"cameras": [{"id": "a", "url": f"rtsp://admin:{password}@10.0.0.5/x"}]})
+    assert found == [
+        "cameras[0](a).url: a '/', '?' or '#' in the user:password part must be percent-encoded "
+        "(%2F, %3F, %23)"
+    ]
+    port_then_path = parse_config({"cameras": [{"id": "a", "url": "rtsp://10.0.0.5:554/a@b"}]})
+    assert port_then_path.cameras[0].url == "rtsp://10.0.0.5:554/a@b"
+
+
 def test_env_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAM_PW", "s3cret")
     assert expand_env("rtsp://u:${CAM_PW}@h/x") == "rtsp://u:s3cret@h/x"

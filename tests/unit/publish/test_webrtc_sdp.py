@@ -91,3 +91,22 @@ def test_host_addresses_apply_only_inside_the_block() -> None:
         assert aioice.ice.get_host_addresses(True, False) == ["127.0.0.1"]
     assert aioice.ice.get_host_addresses(True, False) == outside
     assert "127.0.0.1" not in outside  # aioice's default leaves loopback out
+
+
+def test_the_private_apis_edge_patches_are_still_there() -> None:
+    """edge replaces `aioice.ice.get_host_addresses` (per-connection host addresses) and each
+    sender's `_send_keyframe` (PLI/FIR reach the shared encoder). Both are private: pyproject pins
+    the versions these were tested with, and this fails when an upgrade moves either."""
+    import inspect
+
+    from aiortc.rtcrtpsender import RTCRtpSender
+
+    from edge.publish import webrtc
+
+    original = webrtc._original_get_host_addresses
+    assert original.__module__ == "aioice.ice"
+    assert list(inspect.signature(original).parameters) == ["use_ipv4", "use_ipv6"]
+    assert callable(RTCRtpSender._send_keyframe)
+    # the RTCP handler is what calls it on a picture loss or full intra request
+    rtcp = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "self._send_keyframe()" in rtcp

@@ -253,12 +253,13 @@ async def test_jsonl_on_a_full_disk_counts_io_error_drops_without_a_traceback(
 
 
 async def test_jsonl_writes_again_once_the_io_error_is_gone(tmp_path: Path) -> None:
-    """A folder where the file should be fails every write; once removed, events flow again."""
+    """A folder put where the file was fails every write; once removed, events flow again."""
     metrics = EdgeMetrics()
     path = tmp_path / "events.jsonl"
-    path.mkdir()
     bus = EventBus([JsonlSink(path, max_bytes=10**6, backups=1, metrics=metrics)], metrics)
     await bus.start()
+    path.unlink()
+    path.mkdir()
     for i in range(5):
         bus.emit(event(i))
 
