@@ -14,11 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 import yaml
 
 from edge.ingest.camsim import CameraSimulator
 from edge.intervals import interval_start
-from edge.testing import MosquittoBroker, ServiceProcess, free_port, metric_value, wait_for
+from edge.store.database import EventStore
+from edge.testing import (
+    MosquittoBroker,
+    ServiceProcess,
+    free_port,
+    metric_value,
+    run_edge,
+    wait_for,
+)
 
 from .conftest import write_config
 
@@ -208,3 +217,30 @@ def test_kill_9_leaves_a_consistent_database_with_every_event_but_the_last_secon
     assert len(old) >= 10
     missing = [e for e in old if (e["kind"], e["track_id"], round(e["epoch"] * 1000)) not in stored]
     assert missing == []
+
+
+@pytest.mark.parametrize("problem", ["directory", "junk", "interval"])
+def test_a_store_that_cannot_serve_stops_edge_run_with_one_line(
+    tmp_path: Path, problem: str
+) -> None:
+    db = tmp_path / "edge.db"
+    store: dict[str, Any] = {"path": str(db)}
+    if problem == "directory":
+        db.mkdir()
+    elif problem == "junk":
+        db.write_bytes(b"no database here\n" * 200)
+    else:
+        EventStore(db, 900, 90, 1024**3).close()
+        store["interval_minutes"] = 5
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "cameras": [{"id": "a", "url": "rtsp://u:st0re-pw-1@127.0.0.1:1/x"}],
+        "server": {"port": free_port()}, "events": {"jsonl": None}, "store": store,
+    }))  # fmt: skip
+    result = run_edge("run", "--config", config, timeout=60)
+    assert result.returncode == 1, result.stderr
+    lines = [x for x in result.stderr.splitlines() if x.startswith("edge: ")]
+    expected = "edge: store.interval_minutes: 5, but" if problem == "interval" else (
+        f"edge: store.path: {db}: ")  # fmt: skip
+    assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
+    assert "Traceback" not in result.stderr and "st0re-pw-1" not in result.stderr
