@@ -27,11 +27,16 @@ from edge.infer.prepare import with_dynamic_batch
 from edge.ingest.source import CameraSource, CameraState
 from edge.metrics import EdgeMetrics
 from edge.publish.annotate import Overlay, line_overlays
+from edge.publish.live import LiveFeed
 from edge.publish.publisher import CameraPublisher
 from edge.publish.service import CameraStatus
 from edge.publish.web import create_app
+from edge.store.database import StoreError
+from edge.store.query import StoreQueries, queries_for
+from edge.store.sink import StoreSink
 from edge.track.camera import CameraTracking
 from edge.track.events import EventBus, EventSink, JsonlSink, SinkError, WebhookSink
+from edge.track.mqtt import MqttSink
 from edge.track.plates import PlateReader, PlateScheduler
 from edge.types import DetectedFrame, Detections, Frame
 from edge.workers import WorkerPool, resolve_processes
@@ -71,6 +76,8 @@ class EdgeService:
         self.detector: Detector | None = None
         self.batcher: Batcher | None = None
         self.pool: WorkerPool | None = None
+        self.store = StoreSink(config.store, self.metrics) if config.store.path else None
+        self.live = LiveFeed(self.metrics)
         self.events = EventBus(self._sinks(), self.metrics)
         self.url: str | None = None
         self.runtimes: dict[str, CameraRuntime] = {
@@ -147,6 +154,7 @@ class EdgeService:
             # before the service says it serves. Then the port: a busy one fails fast, and
             # /healthz answers while the detector loads.
             await asyncio.to_thread(self._check_model)
+            await asyncio.to_thread(self._open_store)
             await self._start_events()
             runner = await self._start_web()
             self.detector = await asyncio.to_thread(self._load_detector)
@@ -216,6 +224,20 @@ class EdgeService:
         except ModelError as exc:
             raise StartupError(f"detector.{exc.field}: {exc}") from None
 
+    def _open_store(self) -> None:
+        try:
+            if self.store is not None:
+                self.store.open()
+        except StoreError as exc:
+            raise StartupError(str(exc)) from None
+
+    def _queries(self) -> StoreQueries | None:
+        cfg = self.config
+        if cfg.store.path is None:
+            return None
+        lines = {c.id: {ln.name: ln.directions for ln in c.lines} for c in cfg.enabled_cameras}
+        return queries_for(cfg.store.path, cfg.store.interval_minutes, cfg.detector.classes, lines)
+
     async def _start_events(self) -> None:
         try:
             await self.events.start()
@@ -237,7 +259,7 @@ class EdgeService:
 
     async def _start_web(self) -> web.AppRunner:
         server = self.config.server
-        app = create_app(self, self.config.stream, server)
+        app = create_app(self, self.config.stream, server, data=self._queries(), feed=self.live)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, server.host, server.port)
@@ -323,11 +345,18 @@ class EdgeService:
 
     def _sinks(self) -> list[EventSink]:
         ev = self.config.events
-        sinks: list[EventSink] = []
+        sinks: list[EventSink] = [self.live]
+        if self.store is not None:
+            sinks.append(self.store)
         if ev.jsonl is not None:
             sinks.append(JsonlSink(ev.jsonl, ev.max_bytes, ev.backups, self.metrics))
         if ev.webhook is not None:
             sinks.append(WebhookSink(ev.webhook, self.metrics))
+        if ev.mqtt is not None:
+            queries = self._queries()
+            seed = queries.current_counts if queries is not None else None
+            interval_s = self.config.store.interval_minutes * 60
+            sinks.append(MqttSink(ev.mqtt, interval_s, self.metrics, seed=seed))
         for sink in sinks:
             self.metrics.init_sink(sink.name)
         return sinks

@@ -55,6 +55,7 @@ STAGES = (
 DROP_REASONS = ("superseded", "stale", "queue_full", "viewer_slow", "fps_cap", "error", "shutdown")
 FPS_POINTS = ("decoded", "inferred", "published", "rendered")
 EVENT_DROP_REASONS = ("queue_full", "failed", "rejected", "io_error")
+STORE_DELETE_REASONS = ("retention", "size_cap")
 VIEWER_REFUSAL_REASONS = (
     "server_full",
     "camera_full",
@@ -254,6 +255,18 @@ class EdgeMetrics:
         self.events_queue = Gauge(
             "edge_events_queue", "Events waiting in a sink's queue.", ["sink"], registry=r
         )
+        self.store_bytes = Gauge(
+            "edge_store_bytes", "Size of the events database (file and WAL).", registry=r
+        )
+        self.store_events_deleted = Counter(
+            "edge_store_events_deleted",
+            "Events deleted from the database: past retention or over the size cap.",
+            ["reason"],
+            registry=r,
+        )
+        self.mqtt_connected = Gauge(
+            "edge_mqtt_connected", "1 while the MQTT sink is connected to its broker.", registry=r
+        )
         # publishing
         self.viewers = Gauge("edge_viewers", "Connected WebRTC viewers.", cam, registry=r)
         self.encoders_active = Gauge(
@@ -381,6 +394,11 @@ class EdgeMetrics:
         self.events_queue.labels(sink=sink).set(0)
         for reason in EVENT_DROP_REASONS:
             self.events_dropped.labels(sink=sink, reason=reason)
+
+    def init_store(self) -> None:
+        """Create the store's deletion series at 0 (one per reason)."""
+        for reason in STORE_DELETE_REASONS:
+            self.store_events_deleted.labels(reason=reason)
 
     def set_source_fps(self, camera: str, fps: float | None) -> None:
         """The rate the camera advertises; the FPS alert compares the decoded rate with it."""

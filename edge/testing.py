@@ -4,8 +4,10 @@ samples (from a registry or a scraped `/metrics` text), box overlap, processes a
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.metrics import EdgeMetrics
+from edge.track.events import VehicleEvent
 
 CHROMIUM = "/usr/bin/chromium"
 """Debian's Chromium (never a browser downloaded by a test tool)."""
@@ -215,3 +219,62 @@ def run_edge(
         cwd=cwd,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
+
+
+def synthetic_traffic(
+    n: int,
+    every_s: float,
+    start: datetime,
+    camera: str = "cam1",
+    first_track: int = 1,
+    classes: Sequence[str] = ("car", "motorcycle", "bus", "truck"),
+) -> list[VehicleEvent]:
+    """`n` vehicles, one every `every_s` from `start`: each crosses `north` (away) or `west`
+    (toward) in turn and its track ends a second later; every fourth has a plate. Sorted by time
+    (the store's tests and bench/bench_store.py)."""
+    out = []
+    for i in range(n):
+        when = start + timedelta(seconds=i * every_s)
+        track = first_track + i
+        cls = classes[i % 3 % len(classes)]
+        line, direction = ("north", "away") if i % 2 else ("west", "toward")
+        plate = f"AB{track:03d}CD" if i % 4 == 0 else None
+        out.append(VehicleEvent(camera, track, cls, "crossing", when, line=line,
+                                direction=direction, frame=round(i * every_s * 25)))  # fmt: skip
+        out.append(VehicleEvent(camera, track, cls, "track_end", when + timedelta(seconds=1),
+                                plate=plate, frame=round((i * every_s + 1) * 25)))  # fmt: skip
+    return sorted(out, key=lambda e: e.time)
+
+
+class MosquittoBroker:
+    """Debian's mosquitto on 127.0.0.1:`port` with its own config in `folder` (never the system
+    service), persisting sessions there across `stop()` and `start()` (the MQTT sink's tests)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {folder}/\nlog_dest file {folder}/mosquitto.log\n"
+            f"user {getpass.getuser()}\n"  # as root it would switch to `mosquitto`: no access
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([binary, "-c", str(self.conf)])
+        wait_for(self._listening, 10)
+
+    def _listening(self) -> bool:
+        assert self.proc is not None
+        assert self.proc.poll() is None, (self.folder / "mosquitto.log").read_text()
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: mosquitto saves its sessions first
+            self.proc.wait(10)
+        self.proc = None

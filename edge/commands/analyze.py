@@ -2,9 +2,12 @@
 
 Runs detect + track + count over every frame and writes DIR/frames.jsonl (per frame, the
 detections with the id of the confirmed track each belongs to, null otherwise), DIR/events.jsonl
-(crossings and ends of tracks) and DIR/summary.json (counts per line, class and direction, and the
-number of confirmed tracks). Event times are the analysis start plus the frame's pts, since a
-recording does not say when it was filmed.
+(crossings and ends of tracks), DIR/summary.json (counts per line, class and direction, and the
+number of confirmed tracks), and the same tables a live site keeps: DIR/edge.db (the store's
+SQLite database, `store.interval_minutes` of --config or 15) and DIR/counts.csv (its interval
+counts as a classified count report, as `GET /api/counts?format=csv` gives them).
+Event times are the analysis start plus the frame's pts, since a recording does not say when
+it was filmed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from edge.config import (
     DetectorConfig,
     EdgeConfig,
     LineConfig,
+    StoreConfig,
     TrackerConfig,
     load_config,
 )
@@ -146,9 +150,15 @@ async def analyze(
     from edge.infer.detector import Detector
     from edge.infer.prepare import with_dynamic_batch
     from edge.metrics import EdgeMetrics
+    from edge.store.sink import StoreSink
     from edge.track.events import EventBus, EventSink, JsonlSink, WebhookSink
 
     metrics = EdgeMetrics()
+    store_cfg = (config.store if config else StoreConfig()).model_copy(
+        update={"path": out / "edge.db"}
+    )
+    for suffix in ("", "-wal", "-shm"):  # a study is made afresh, like events.jsonl
+        (out / f"edge.db{suffix}").unlink(missing_ok=True)
     events_cfg = config.events if config else None
     max_bytes = events_cfg.max_bytes if events_cfg else 1024**3
     backups = events_cfg.backups if events_cfg else 5
@@ -158,6 +168,7 @@ async def analyze(
     (out / "events.jsonl").unlink(missing_ok=True)
     detector_cfg = await asyncio.to_thread(with_dynamic_batch, detector_cfg)
     detector = await asyncio.to_thread(Detector, detector_cfg, metrics)
+    sinks.append(StoreSink(store_cfg, metrics))
     bus = EventBus(sinks, metrics)
     await bus.start()
     try:
@@ -180,7 +191,29 @@ async def analyze(
         if s.name.endswith("_total")
     )  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _write_counts_csv(out, store_cfg, detector_cfg.classes, camera_id, lines, summary)
     return summary
+
+
+def _write_counts_csv(
+    out: Path,
+    store_cfg: StoreConfig,
+    classes: list[str],
+    camera_id: str,
+    lines: list[LineConfig],
+    summary: dict[str, Any],
+) -> None:
+    """DIR/counts.csv: every interval from the first frame's to the last frame's."""
+    from edge.intervals import interval_start, parse_time
+    from edge.store.query import queries_for
+
+    interval_s = store_cfg.interval_minutes * 60
+    queries = queries_for(out / "edge.db", store_cfg.interval_minutes, classes,
+                          {camera_id: {line.name: line.directions for line in lines}})  # fmt: skip
+    start_s = interval_start(parse_time(summary["start"]), interval_s)
+    end_s = interval_start(parse_time(summary["end"]), interval_s) + interval_s
+    report = queries.counts(start_s, end_s, interval_s, camera=camera_id)
+    (out / "counts.csv").write_text(report.to_csv(), encoding="utf-8")
 
 
 def _process(
@@ -229,6 +262,8 @@ def _process(
     tracking.finish(started + timedelta(seconds=last_pts), frames - 1)
     return {
         "source": redact_url(source),
+        "start": started.isoformat().replace("+00:00", "Z"),
+        "end": (started + timedelta(seconds=last_pts)).isoformat().replace("+00:00", "Z"),
         "frames": frames,
         "confirmed_tracks": tracking.tracker.confirmed_count,
         "lines": [line.model_dump(mode="json") for line in lines],

@@ -18,6 +18,7 @@ Routes:
   grants, so without a token no other site can take viewer slots from a visitor's browser.
 - `POST /api/sessions/{session}/close` frees a viewer at once (the page's close beacon).
 - `GET /api/webrtc/config` → `{"ice_servers": [...]}` for the browser's RTCPeerConnection.
+- `GET /api/counts`, `GET /api/events`, `GET /api/events/live`: traffic data (data_api.py).
 - `GET /healthz` 200 while the process serves; `GET /readyz` 200 when `view.is_ready()`, else 503.
 - `GET /metrics` Prometheus exposition of `view.registry`.
 With `ServerConfig.auth_token` set, `/api/*` and `/metrics` need `Authorization: Bearer T` or
@@ -40,6 +41,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge.config import ServerConfig, StreamConfig
 from edge.metrics import EdgeMetrics
+from edge.publish import data_api
+from edge.publish.live import LiveFeed
 from edge.publish.service import ServiceView
 from edge.publish.webrtc import OfferError, TooManyViewers, WebRtcGateway, browser_ice_servers
 
@@ -223,8 +226,13 @@ def create_app(
     stream: StreamConfig | None = None,
     server: ServerConfig | None = None,
     gateway: WebRtcGateway | None = None,
+    data: data_api.TrafficData | None = None,
+    feed: LiveFeed | None = None,
 ) -> web.Application:
-    """The aiohttp application; run it with aiohttp's AppRunner on `server.host:server.port`."""
+    """The aiohttp application; run it with aiohttp's AppRunner on `server.host:server.port`.
+
+    `data` answers the counts and events routes, `feed` the live event feed (edge/publish/
+    data_api.py); without them those routes answer 404."""
     server = server or ServerConfig()
     auth = _auth_middleware(server.auth_token)
     app = web.Application(middlewares=[_json_errors, auth], client_max_size=MAX_BODY_BYTES)
@@ -236,6 +244,7 @@ def create_app(
     app.router.add_get("/api/webrtc/config", webrtc_config)
     app.router.add_post("/api/cameras/{camera_id}/webrtc", offer)
     app.router.add_post("/api/sessions/{session_id}/close", close_session)
+    data_api.add_routes(app, data, feed)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -303,6 +303,9 @@ class EventBus:
         """Deliver every queued event (or count it as dropped), then close the sinks."""
         self._stopping = True
         for q in self._queues:
+            stopping = getattr(q.sink, "stopping", None)
+            if stopping is not None:  # a sink that waits for a server stops waiting for long
+                stopping()
             q.wakeup.set()
         for q in self._queues:
             if q.task is not None:

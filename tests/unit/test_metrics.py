@@ -52,6 +52,9 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "edge_events_emitted": ("counter", {"sink"}),
     "edge_events_dropped": ("counter", {"sink", "reason"}),
     "edge_events_queue": ("gauge", {"sink"}),
+    "edge_store_bytes": ("gauge", set()),
+    "edge_store_events_deleted": ("counter", {"reason"}),
+    "edge_mqtt_connected": ("gauge", set()),
     "edge_viewers": ("gauge", {"camera"}),
     "edge_encoders_active": ("gauge", {"camera"}),
     "edge_viewers_refused": ("counter", {"reason"}),
@@ -64,6 +67,7 @@ def filled_metrics() -> EdgeMetrics:
     m = EdgeMetrics(process=True)
     m.init_camera("cam-1", classes=["car", "truck"], lines=[("north", ("in", "out"))])
     m.init_sink("jsonl")
+    m.init_store()
     m.set_camera_state("cam-1", "streaming")
     m.set_source_fps("cam-1", 25.0)
     m.frames_received.labels(camera="cam-1").inc(3)

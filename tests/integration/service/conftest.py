@@ -21,6 +21,7 @@ def write_config(tmp: Path, cameras: list[dict[str, Any]], port: int) -> Path:
         "detector": {"prepared_dir": str(tmp.parent / "models"), "max_batch": 4},
         "ingest": {"read_timeout_s": 2, "open_timeout_s": 3, "backoff_max_s": 2},
         "events": {"jsonl": str(tmp / "events" / "events.jsonl")},
+        "store": {"path": str(tmp / "events" / "edge.db")},
         "server": {"host": "127.0.0.1", "port": port},
     }
     path = tmp / "cameras.yaml"

@@ -36,6 +36,7 @@ BASE: dict[str, Any] = {"cameras": [{"id": "cam1", "url": "rtsp://127.0.0.1:8554
 SEED: dict[Loc, Any] = {
     ("cameras", 0, "lines"): [{"name": "l1", "points": [[0, 0], [10, 10]]}],
     ("events", "webhook"): {"url": "http://127.0.0.1:9/hook"},
+    ("events", "mqtt"): {"url": "mqtt://127.0.0.1:1883"},
 }
 
 
@@ -250,6 +251,9 @@ HAND_WRITTEN = [
     Case("detector.classes", ("detector", "classes"), ["car", "car"], "must not repeat"),
     Case("ingest", ("ingest", "backoff_max_s"), 0.1, "backoff_max_s must be >="),
     Case("events.webhook.url", ("events", "webhook", "url"), "ftp://h/x", "http(s)://"),
+    Case("events.mqtt.url", ("events", "mqtt", "url"), "http://h/x", "mqtt://"),
+    Case("events.mqtt.url", ("events", "mqtt", "url"), "mqtt://h:99999", "bad port"),
+    Case("events.mqtt", ("events", "mqtt", "backoff_max_s"), 0.1, "backoff_max_s must be >="),
 ]
 
 
@@ -258,7 +262,7 @@ def expected_path(case: Case) -> str:
     if case.hint == "must differ":
         return "cameras[0](cam1).lines[0]"
     if case.hint.startswith("backoff_max_s"):
-        return "ingest"
+        return case.field  # the section whose validator refused
     return case.path
 
 
