@@ -178,7 +178,7 @@ class EdgeService:
 
     async def _start_web(self) -> web.AppRunner:
         server = self.config.server
-        app = create_app(self, self.config.stream, server)
+        app = create_app(self, self.config.stream, server, shard=self.config.shard)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, server.host, server.port)

@@ -252,6 +252,10 @@ HAND_WRITTEN = [
     Case("detector.classes", ("detector", "classes"), ["car", "car"], "must not repeat"),
     Case("ingest", ("ingest", "backoff_max_s"), 0.1, "backoff_max_s must be >="),
     Case("events.webhook.url", ("events", "webhook", "url"), "ftp://h/x", "http(s)://"),
+    Case("shard.peers", ("shard", "peers"), ["ftp://h:1"], "http(s)://"),
+    Case("shard", ("shard",), {"index": 3, "count": 3}, "below count"),
+    Case("shard", ("shard",), {"count": 3, "peers": ["http://a", "http://b"]}, "one per shard"),
+    Case("shard", ("shard",), {"count": 2, "peers": ["http://a"]}, "template with {k}"),
 ]
 
 
@@ -261,6 +265,8 @@ def expected_path(case: Case) -> str:
         return "cameras[0](cam1).lines[0]"
     if case.hint.startswith("backoff_max_s"):
         return "ingest"
+    if case.loc == ("shard",):
+        return "shard"
     return case.path
 
 
