@@ -1,6 +1,7 @@
 """Three real `edge run --shard K/3` processes over one config of nine simulated RTSP cameras:
 each camera is served by exactly one shard, each page links to the others, and a shard that dies
-leaves the other shards' cameras streaming.
+leaves the other shards' cameras streaming. The page of a shard, in headless Chromium, names it
+and links to the others.
 
 Kept light for a 2-core machine: one small clip behind nine mounts, 3 frames/s per camera."""
 
@@ -13,10 +14,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from playwright.sync_api import sync_playwright
 
 from edge.config.shard import assign
 from edge.ingest.camsim import CameraSimulator
-from edge.testing import ServiceProcess, free_port, metric_value, wait_for
+from edge.testing import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ServiceProcess,
+    free_port,
+    metric_value,
+    wait_for,
+)
 
 IDS = [f"cam{i}" for i in range(1, 10)]
 SHARDS = 3
@@ -73,6 +82,22 @@ def decoded(proc: ServiceProcess) -> dict[str, float]:
     }
 
 
+def shard_page_links(url: str) -> tuple[str, list[str]]:
+    """What a shard's page shows in headless Chromium: its shard and its links to the others."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_function("window.edge && window.edge.ready", timeout=30_000)
+            nav = page.locator("#shards")
+            text = nav.evaluate("n => n.hidden ? '' : n.firstChild.textContent")
+            links = nav.locator("a").evaluate_all("as => as.map(a => a.href)")
+            return text, links
+        finally:
+            browser.close()
+
+
 def test_each_camera_served_by_exactly_one_shard_and_a_dead_shard_hurts_no_other(
     shards: list[ServiceProcess],
 ) -> None:
@@ -92,6 +117,9 @@ def test_each_camera_served_by_exactly_one_shard_and_a_dead_shard_hurts_no_other
         assert {p["url"] for p in info["peers"]} == {
             shards[j].base for j in range(SHARDS) if j != k
         }
+
+    page_links = shard_page_links(shards[1].base + "/")
+    assert page_links == ("shard 1/3", [shards[0].base + "/", shards[2].base + "/"])
 
     dead, alive = shards[0], shards[1:]
     dead.proc.send_signal(signal.SIGKILL)
