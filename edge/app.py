@@ -111,8 +111,11 @@ class EdgeService:
         return rt.publisher if rt else None
 
     def is_ready(self) -> bool:
-        return self.detector is not None and any(
-            rt.source.state == CameraState.STREAMING for rt in self.runtimes.values()
+        """Model loaded and a camera streaming; a shard given no camera (more shards than
+        cameras) is ready with its model, so that it never holds a rollout."""
+        return self.detector is not None and (
+            not self.runtimes
+            or any(rt.source.state == CameraState.STREAMING for rt in self.runtimes.values())
         )
 
     # ---- lifecycle ----

@@ -132,3 +132,29 @@ def test_each_camera_served_by_exactly_one_shard_and_a_dead_shard_hurts_no_other
         assert sorted(now) == sorted(earlier)
         assert all(now[cam] > earlier[cam] for cam in now), (earlier, now)
         assert proc.status("/readyz") == 200
+
+
+def test_a_shard_without_cameras_serves_an_empty_page_and_is_ready(
+    dynamic_model: Path, tmp_path: Path
+) -> None:
+    """More shards than cameras: the empty shard must not crash or hold a rollout."""
+    ids = ["a", "b"]
+    empty = next(k for k, cams in assign(ids, 5).items() if not cams)
+    data = {
+        "cameras": [{"id": i, "url": f"rtsp://127.0.0.1:{free_port()}/{i}"} for i in ids],
+        "detector": {"model": str(dynamic_model), "auto_prepare": False},
+        "events": {"jsonl": str(tmp_path / "events.jsonl")},
+    }
+    config = tmp_path / "cameras.yaml"
+    config.write_text(yaml.safe_dump(data))
+    port = free_port()
+    proc = ServiceProcess(
+        config, port, tmp_path / "edge.log", ["--shard", f"{empty}/5", "--port", str(port)]
+    )
+    try:
+        proc.wait_ready(60)
+        assert proc.get_json("/api/cameras") == {"cameras": []}
+        assert proc.get_json("/api/shard")["cameras"] == []
+        assert f"shard {empty}/5 serves cameras: none" in proc.log()
+    finally:
+        assert proc.stop() == 0
