@@ -76,7 +76,7 @@ def apply_shard(config: EdgeConfig, spec: ShardSpec | None = None) -> EdgeConfig
     """The config with only this shard's cameras (`spec` from the command line, else the
     config's `shard:`). Disabled cameras take part in the hashing, so that enabling one never
     moves the others. A shard may end up with no camera (more shards than cameras): it then
-    serves an empty page and is never ready."""
+    serves an empty page."""
     shard = config.shard
     if spec is not None:
         try:
