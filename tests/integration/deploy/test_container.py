@@ -73,6 +73,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.timeout(600)  # the module's image build (about 2 min) counts against this test
 def test_image_serves_a_camera_and_stops_cleanly(
     image: tuple[str, dict[str, str]], assets: Path, tmp_path: Path
 ) -> None:
