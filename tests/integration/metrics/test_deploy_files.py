@@ -249,9 +249,15 @@ PER_PROCESS = ("edge_batch_", "edge_onnx_info", "process_", "edge_gpu_")
 def test_dashboard_adds_up_the_shards() -> None:
     """With one pod per shard, a camera's series come from whichever pod serves it: every sum of
     per-camera or per-sink series must add over pods (never `by (instance)` or `by (pod)`), so
-    that the panels read the same for one box or N shards."""
+    that the panels read the same for one box or N shards; one panel shows the split itself."""
     dash = json.loads(DASHBOARD.read_text())
-    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    panels = {p["title"]: [t["expr"] for t in p.get("targets", [])] for p in dash["panels"]}
+    per_process = panels.pop("Cameras per process (shard)")
+    assert per_process == [
+        "count by (instance) (edge_camera_up)",  # cameras each shard serves
+        "sum by (instance) (edge_camera_up)",
+    ]
+    exprs = [e for group in panels.values() for e in group]
     grouped = 0
     for expr in exprs:
         for labels in re.findall(r"\b(?:sum|max|min|avg|count) by \(([^)]*)\)", expr):
