@@ -27,14 +27,21 @@ def served(stdout: str) -> tuple[str, list[str]]:
     return head, ids.split(", ")
 
 
-def test_check_names_each_shards_cameras(tmp_path: Path) -> None:
+def test_check_names_each_shards_cameras_and_a_fourth_shard_moves_few(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    expected = assign(IDS, 4)
-    for k in range(4):
-        result = run_edge("check", config, "--shard", f"{k}/4")
-        assert result.returncode == 0, result.stderr
-        assert served(result.stdout) == (f"shard {k}/4", expected[k])
-        assert f"OK ({len(expected[k])} enabled camera(s)" in result.stdout
+    shard_of: dict[int, dict[str, int]] = {}
+    for count in (3, 4):
+        expected = assign(IDS, count)
+        shard_of[count] = {}
+        for k in range(count):
+            result = run_edge("check", config, "--shard", f"{k}/{count}")
+            assert result.returncode == 0, result.stderr
+            assert served(result.stdout) == (f"shard {k}/{count}", expected[k])
+            assert f"OK ({len(expected[k])} enabled camera(s)" in result.stdout
+            shard_of[count].update(dict.fromkeys(expected[k], k))
+    assert sorted(shard_of[3]) == sorted(shard_of[4]) == sorted(IDS)  # each once
+    moved = [c for c in IDS if shard_of[3][c] != shard_of[4][c]]
+    assert len(moved) <= 4 and all(shard_of[4][c] == 3 for c in moved), moved
 
 
 def test_environment_and_pod_names_and_config_section(tmp_path: Path) -> None:
