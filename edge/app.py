@@ -138,9 +138,15 @@ class EdgeService:
         return rt.publisher if rt else None
 
     def is_ready(self) -> bool:
+        """Model loaded and a camera streaming; a shard given no camera (more shards than
+        cameras) is ready with its model, so that it never holds a rollout."""
+        if self.detector is None:
+            return False
+        if not self.runtimes:
+            return True
         if self.pool is not None:
             return any(i.state == CameraState.STREAMING for i in self.pool.info.values())
-        return self.detector is not None and any(
+        return any(
             rt.source.state == CameraState.STREAMING for rt in self.runtimes.values()
         )
 
@@ -259,7 +265,10 @@ class EdgeService:
 
     async def _start_web(self) -> web.AppRunner:
         server = self.config.server
-        app = create_app(self, self.config.stream, server, data=self._queries(), feed=self.live)
+        app = create_app(
+            self, self.config.stream, server, data=self._queries(), feed=self.live,
+            shard=self.config.shard,
+        )  # fmt: skip
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, server.host, server.port)

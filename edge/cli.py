@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from edge.config.shard import ShardSpec, parse_shard
 from edge.redact import (
     describe_exception,
     format_exception,
@@ -28,6 +29,7 @@ from edge.redact import (
     register_url_secrets,
 )
 
+SHARD_ENV = "EDGE_SHARD"
 COMMANDS = ("check", "camsim", "detect", "model", "analyze", "run", "demo")
 
 
@@ -60,6 +62,26 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive number")
     return value
+
+
+def shard_spec(text: str) -> ShardSpec:
+    """argparse type of `--shard K/N` (K from 0; `NAME-K/N` takes K from a pod name)."""
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_shard_argument(parser: argparse.ArgumentParser) -> None:
+    """`--shard K/N`, defaulting to `$EDGE_SHARD`, so that a container sets it from its pod."""
+    parser.add_argument(
+        "--shard",
+        type=shard_spec,
+        default=os.environ.get(SHARD_ENV) or None,
+        metavar="K/N",
+        help=f"serve only shard K (0 to N-1) of N, by hashing camera ids; K may be a pod name "
+        f"NAME-K (default ${SHARD_ENV}, else the config's shard:)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,13 +78,16 @@ async def async_wait_for(
 class ServiceProcess:
     """`edge run --config F` as a real subprocess, with small HTTP helpers for tests and benches."""
 
-    def __init__(self, config_path: Path, port: int, log_path: Path) -> None:
+    def __init__(
+        self, config_path: Path, port: int, log_path: Path, args: Sequence[str] = ()
+    ) -> None:
+        """`args` are added to `edge run --config F` (`--shard 1/3`)."""
         self.config_path = config_path
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "run", "--config", str(config_path)],
+            [sys.executable, "-m", "edge.cli", "run", "--config", str(config_path), *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             text=True,

@@ -9,18 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edge.cli import add_shard_argument
 from edge.config import ConfigError, load_config
+from edge.config.shard import apply_shard
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check", help="validate a cameras.yaml (exit 0 valid, 2 invalid)")
     p.add_argument("config", help="path to the YAML config")
+    add_shard_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config)
+        config = apply_shard(load_config(args.config), args.shard)
     except ConfigError as exc:
         print_problems(exc)
         print(f"{args.config}: {len(exc.problems)} problem(s)", file=sys.stderr)
@@ -44,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({len(cams)} enabled camera(s), model {det.model.name}: "
         f"{layout.family}, {layout.num_classes} classes)"
     )
+    shard = config.shard
+    if shard.count > 1:
+        ids = ", ".join(c.id for c in cams) or "none"
+        print(f"shard {shard.index}/{shard.count} serves: {ids}")
     return 0
 
 

@@ -11,7 +11,7 @@ import sys
 from urllib.parse import urlsplit
 
 from edge.assets import asset
-from edge.cli import port_number
+from edge.cli import add_shard_argument, port_number
 from edge.commands.run import DEFAULT_CONFIG, REPO_CONFIG, load_or_exit, serve
 from edge.config import EdgeConfig
 from edge.redact import redact
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--host", help="override server.host")
     p.add_argument("--port", type=port_number, help="override server.port")
+    add_shard_argument(p)
     p.set_defaults(func=run)
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.app import StartupError
     from edge.ingest.camsim import SimulatorError
 
-    config = load_or_exit(args.config, args.host, args.port)
+    config = load_or_exit(args.config, args.host, args.port, args.shard)
     try:
         _run(config, args.rtsp_port)
     except (StartupError, SimulatorError, FileNotFoundError) as exc:

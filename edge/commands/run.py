@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 from edge.assets import REPO_ROOT
-from edge.cli import port_number
+from edge.cli import add_shard_argument, port_number
 from edge.commands.check import print_problems
 from edge.config import ConfigError, EdgeConfig, load_config
+from edge.config.shard import ShardSpec, apply_shard
 from edge.redact import redact
 
 DEFAULT_CONFIG = "configs/cameras.yaml"
@@ -28,11 +29,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--host", help="override server.host")
     p.add_argument("--port", type=port_number, help="override server.port")
+    add_shard_argument(p)
     p.set_defaults(func=run)
 
 
-def load_or_exit(path: str, host: str | None = None, port: int | None = None) -> EdgeConfig:
-    """Load the config with CLI overrides, or print every problem and exit 2 (as `edge check`)."""
+def load_or_exit(
+    path: str, host: str | None = None, port: int | None = None, shard: ShardSpec | None = None
+) -> EdgeConfig:
+    """Load the config with CLI overrides, keep this shard's cameras (`--shard`, else the
+    config's `shard:`), or print every problem and exit 2 (as `edge check`)."""
     if not Path(path).exists():
         where = "" if Path(path).is_absolute() else f" (in {Path.cwd()})"
         print(
@@ -42,7 +47,7 @@ def load_or_exit(path: str, host: str | None = None, port: int | None = None) ->
         )
         raise SystemExit(2)
     try:
-        config = load_config(path)
+        config = apply_shard(load_config(path), shard)
         if host is not None:
             config.server.host = host
         if port is not None:
@@ -51,6 +56,9 @@ def load_or_exit(path: str, host: str | None = None, port: int | None = None) ->
         print_problems(exc)
         raise SystemExit(2) from None
     check_exposure_or_exit(config)
+    if config.shard.count > 1:
+        ids = ", ".join(c.id for c in config.enabled_cameras) or "none"
+        log.info("shard %d/%d serves cameras: %s", config.shard.index, config.shard.count, ids)
     return config
 
 
@@ -92,7 +100,7 @@ async def serve(config: EdgeConfig, started: asyncio.Event | None = None) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_exit(args.config, args.host, args.port)
+    config = load_or_exit(args.config, args.host, args.port, args.shard)
     from edge.app import StartupError
 
     try:

@@ -497,6 +497,40 @@ class MetricsConfig(Strict):
     gpu: bool = Field(default=True, description="Export NVIDIA GPU metrics when a GPU is present.")
 
 
+class ShardConfig(Strict):
+    """Which share of `cameras` this process serves (edge/config/shard.py assigns them)."""
+
+    index: int = Field(
+        default=0, ge=0, le=1023, description="This shard, 0 to count-1 (`edge run --shard K/N`)."
+    )
+    count: int = Field(default=1, ge=1, le=1024, description="Shards the cameras are split into.")
+    peers: list[str] = Field(
+        default_factory=list,
+        description="Base URLs of the shards' pages, for links between them: one per shard in "
+        "order, or one template with {k} (`http://edge-{k}.edge:8080`); empty: no links.",
+    )
+
+    @field_validator("peers")
+    @classmethod
+    def _peer_urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            parts = urlsplit(url.replace("{k}", "0"))
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{redact_url(url)!r} is not an http(s):// URL with a host")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ShardConfig:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} must be below count {self.count}")
+        n = len(self.peers)
+        if n > 1 and n != self.count:
+            raise ValueError(f"peers has {n} URLs for {self.count} shards: give one per shard")
+        if n == 1 and self.count > 1 and "{k}" not in self.peers[0]:
+            raise ValueError("a single peer URL must be a template with {k}, or give one per shard")
+        return self
+
+
 class EdgeConfig(Strict):
     cameras: list[CameraConfig] = Field(min_length=1)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
@@ -508,6 +542,7 @@ class EdgeConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    shard: ShardConfig = Field(default_factory=ShardConfig)
 
     @field_validator("cameras")
     @classmethod

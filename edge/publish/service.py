@@ -8,6 +8,7 @@ object with this shape:
         def cameras(self) -> Sequence[CameraStatus]: ...     # GET /api/cameras and the page
         def publisher(self, camera_id: str) -> CameraPublisher | None: ...  # WebRTC viewers
         def is_ready(self) -> bool: ...        # /readyz: model loaded and >= 1 camera streaming
+                                               # (or no camera at all: an empty shard)
 
 `CameraStatus.url` must already be redacted (`CameraConfig.safe_url`); the web layer redacts
 every string again before it leaves the process, as a second line of defence.

@@ -17,6 +17,9 @@ Routes:
   POST without asking (no CORS preflight), while a JSON one needs a preflight this server never
   grants, so without a token no other site can take viewer slots from a visitor's browser.
 - `POST /api/sessions/{session}/close` frees a viewer at once (the page's close beacon).
+- `GET /api/shard` → `{"index": K, "count": N, "cameras": [ids], "peers": [{"index": k,
+  "url": URL}, ...]}`: which share of the cameras this process serves (`edge run --shard K/N`)
+  and the other shards' pages (`shard.peers`; empty when not configured).
 - `GET /api/webrtc/config` → `{"ice_servers": [...]}` for the browser's RTCPeerConnection.
 - `GET /api/counts`, `GET /api/events`, `GET /api/events/live`: traffic data (data_api.py).
 - `GET /healthz` 200 while the process serves; `GET /readyz` 200 when `view.is_ready()`, else 503.
@@ -39,17 +42,20 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from edge.config import ServerConfig, StreamConfig
+from edge.config import ServerConfig, ShardConfig, StreamConfig
+from edge.config.shard import peer_urls
 from edge.metrics import EdgeMetrics
 from edge.publish import data_api
 from edge.publish.live import LiveFeed
 from edge.publish.service import ServiceView
 from edge.publish.webrtc import OfferError, TooManyViewers, WebRtcGateway, browser_ice_servers
+from edge.redact import redact
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 VIEW_KEY = web.AppKey("edge_view", object)
+SHARD_KEY = web.AppKey("edge_shard", ShardConfig)
 GATEWAY_KEY = web.AppKey("edge_webrtc", WebRtcGateway)
 _PROTECTED = ("/api/", "/metrics")
 MAX_BODY_BYTES = 64 * 1024
@@ -128,6 +134,19 @@ async def index(request: web.Request) -> web.FileResponse:
 async def list_cameras(request: web.Request) -> web.Response:
     cameras = [c.to_json() for c in _view(request).cameras()]
     return web.json_response({"cameras": cameras})
+
+
+async def shard_info(request: web.Request) -> web.Response:
+    shard = request.app[SHARD_KEY]
+    peers = [
+        {"index": k, "url": redact(url)}
+        for k, url in enumerate(peer_urls(shard))
+        if k != shard.index
+    ]
+    cameras = [c.id for c in _view(request).cameras()]
+    return web.json_response(
+        {"index": shard.index, "count": shard.count, "cameras": cameras, "peers": peers}
+    )
 
 
 async def webrtc_config(request: web.Request) -> web.Response:
@@ -228,6 +247,7 @@ def create_app(
     gateway: WebRtcGateway | None = None,
     data: data_api.TrafficData | None = None,
     feed: LiveFeed | None = None,
+    shard: ShardConfig | None = None,
 ) -> web.Application:
     """The aiohttp application; run it with aiohttp's AppRunner on `server.host:server.port`.
 
@@ -238,9 +258,11 @@ def create_app(
     app = web.Application(middlewares=[_json_errors, auth], client_max_size=MAX_BODY_BYTES)
     app[VIEW_KEY] = view
     app[GATEWAY_KEY] = gateway or WebRtcGateway(stream or StreamConfig())
+    app[SHARD_KEY] = shard or ShardConfig()
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR)
     app.router.add_get("/api/cameras", list_cameras)
+    app.router.add_get("/api/shard", shard_info)
     app.router.add_get("/api/webrtc/config", webrtc_config)
     app.router.add_post("/api/cameras/{camera_id}/webrtc", offer)
     app.router.add_post("/api/sessions/{session_id}/close", close_session)

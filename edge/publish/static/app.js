@@ -202,6 +202,23 @@ async function refresh(tiles) {
   }
 }
 
+// With `edge run --shard K/N` each process serves a share of the cameras: name this shard and
+// link to the others' pages (same token: the shards share one config).
+async function showShards() {
+  const shard = await api("/api/shard");
+  if (shard.count < 2) return;
+  const nav = document.getElementById("shards");
+  nav.append(`shard ${shard.index}/${shard.count}`);
+  for (const peer of shard.peers) {
+    const a = document.createElement("a");
+    a.href = withToken(peer.url.replace(/\/*$/, "/"));
+    a.textContent = `shard ${peer.index}`;
+    a.className = "peer";
+    nav.append(" · ", a);
+  }
+  nav.hidden = false;
+}
+
 async function main() {
   const grid = document.getElementById("grid");
   const { ice_servers: iceServers } = await api("/api/webrtc/config");
@@ -217,6 +234,7 @@ async function main() {
     window.edge.viewers[camera.id] = viewer;
     viewer.start().catch((e) => viewer.fail(e));
   }
+  await showShards().catch(() => {});
   window.edge.ready = true;
   await refresh(tiles);
   setInterval(() => refresh(tiles), 2000);

@@ -254,6 +254,10 @@ HAND_WRITTEN = [
     Case("events.mqtt.url", ("events", "mqtt", "url"), "http://h/x", "mqtt://"),
     Case("events.mqtt.url", ("events", "mqtt", "url"), "mqtt://h:99999", "bad port"),
     Case("events.mqtt", ("events", "mqtt", "backoff_max_s"), 0.1, "backoff_max_s must be >="),
+    Case("shard.peers", ("shard", "peers"), ["ftp://h:1"], "http(s)://"),
+    Case("shard", ("shard",), {"index": 3, "count": 3}, "below count"),
+    Case("shard", ("shard",), {"count": 3, "peers": ["http://a", "http://b"]}, "one per shard"),
+    Case("shard", ("shard",), {"count": 2, "peers": ["http://a"]}, "template with {k}"),
 ]
 
 
@@ -263,6 +267,8 @@ def expected_path(case: Case) -> str:
         return "cameras[0](cam1).lines[0]"
     if case.hint.startswith("backoff_max_s"):
         return case.field  # the section whose validator refused
+    if case.loc == ("shard",):
+        return "shard"
     return case.path
 
 
