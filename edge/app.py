@@ -20,10 +20,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from edge.config import CameraConfig, EdgeConfig
-from edge.infer.batcher import Batcher, ResultStream
+from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
 from edge.infer.model_check import ModelError, check_model
 from edge.infer.prepare import with_dynamic_batch
+from edge.infer.results import ResultStream
 from edge.ingest.source import CameraSource, CameraState
 from edge.metrics import EdgeMetrics
 from edge.publish.annotate import Overlay, line_overlays

@@ -338,7 +338,7 @@ class EdgeMetrics:
 
         Also turns off the client's `*_created` series process-wide: they double the series count
         and no panel or rule uses them."""
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         return cls(process=True, gpu=gpu)
 
     def init_camera(

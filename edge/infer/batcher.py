@@ -286,7 +286,7 @@ class Batcher:
         finally:
             # The worker is free and the cameras may be batched again. Nothing awaits between
             # here and the delivery below, so no later frame of theirs can overtake these.
-            self._running.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._running.discard(asyncio.current_task())
             self._busy.difference_update(cameras)
             self._wake.set()
         if outcome is None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -320,7 +321,10 @@ class Detector:
         return out
 
     def _run_plain(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run([self.layout.output_name], {self.layout.input_name: batch})[0]
+        out: np.ndarray = self.session.run(
+            [self.layout.output_name], {self.layout.input_name: batch}
+        )[0]
+        return out
 
     def _run_bound(self, batch: np.ndarray) -> np.ndarray:
         """IOBinding: ORT copies the whole batch to the device once and the output back once, both
@@ -331,7 +335,8 @@ class Detector:
         binding.bind_cpu_input(self.layout.input_name, batch)
         binding.bind_output(self.layout.output_name, "cpu")
         self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        out: np.ndarray = binding.copy_outputs_to_cpu()[0]
+        return out
 
     def postprocess(self, raw: np.ndarray, letterbox: Letterbox) -> Detections:
         """One picture's raw output (with or without its batch axis) → Detections."""
@@ -385,11 +390,11 @@ class Detector:
 
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
         """Detections for each frame, in batches of at most `max_batch`, `workers` at once."""
-        jobs = [lambda f=f: self.preprocess(f) for f in frames]
+        jobs = [partial(self.preprocess, f) for f in frames]
         return self._run_jobs(jobs, [f.camera_id for f in frames])
 
     def detect_bgr(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        jobs = [lambda im=im: self.preprocess_bgr(im) for im in images]
+        jobs = [partial(self.preprocess_bgr, im) for im in images]
         return self._run_jobs(jobs, [None] * len(images))
 
     def detect_stream(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Detections]]:
@@ -404,7 +409,9 @@ class Detector:
         if chunk:
             yield from zip(chunk, self.detect(chunk), strict=True)
 
-    def _run_jobs(self, jobs: list[Prepare], cameras: list[str | None]) -> list[Detections]:
+    def _run_jobs(
+        self, jobs: Sequence[Prepare], cameras: Sequence[str | None]
+    ) -> list[Detections]:
         n = self.max_batch
         chunks = [(jobs[i : i + n], cameras[i : i + n]) for i in range(0, len(jobs), n)]
         if len(chunks) > 1 and self.workers > 1:
@@ -415,7 +422,9 @@ class Detector:
             parts = [self._run_chunk(*c) for c in chunks]
         return [d for part in parts for d in part]
 
-    def _run_chunk(self, jobs: list[Prepare], cameras: list[str | None]) -> list[Detections]:
+    def _run_chunk(
+        self, jobs: Sequence[Prepare], cameras: Sequence[str | None]
+    ) -> list[Detections]:
         run = self.run_batch(jobs)
         per_frame = run.inference_s / len(jobs)
         out = []

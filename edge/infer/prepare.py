@@ -153,7 +153,7 @@ def convert_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        converted = float16.convert_float_to_float16(model, keep_io_types=True)
+        converted: onnx.ModelProto = float16.convert_float_to_float16(model, keep_io_types=True)
     if caught:
         log.info("fp16: %d weights outside FP16 range were clamped", len(caught))
     return converted

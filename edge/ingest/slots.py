@@ -144,7 +144,7 @@ class SlotArena:
             with contextlib.suppress(FileNotFoundError):
                 self.shm.unlink()
         finally:
-            resource_tracker.unregister = unregister  # type: ignore[assignment]
+            resource_tracker.unregister = unregister
 
 
 class FreeSlots:

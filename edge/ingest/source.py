@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import Any
 
 import av
 
@@ -347,7 +348,7 @@ class CameraSource:
                 if errors_in_a_row >= _MAX_CONSECUTIVE_ERRORS:
                     raise
 
-    def _on_packet(self, packet: av.Packet, pacer: RealtimePacer | None) -> None:
+    def _on_packet(self, packet: av.Packet[Any], pacer: RealtimePacer | None) -> None:
         self._last_packet_at = time.monotonic()
         if packet.size:
             self._counts["packets"] += 1
@@ -361,7 +362,7 @@ class CameraSource:
         if decoded:
             per_frame = (time.perf_counter() - started) / len(decoded)
             for image in decoded:
-                self._on_frame(image, per_frame, pacer)  # type: ignore[arg-type]
+                self._on_frame(image, per_frame, pacer)
 
     def _count_decode_error(self, exc: BaseException) -> None:
         self._counts["decode_errors"] += 1

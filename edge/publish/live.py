@@ -23,7 +23,8 @@ MAX_SUBSCRIBERS = 64
 class JsonEvent(Protocol):
     """Any event that serialises itself (edge.track.events.VehicleEvent does)."""
 
-    camera: str
+    @property
+    def camera(self) -> str: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 

@@ -60,9 +60,9 @@ class CountsReport:
             counts[(cam, name, start, cls_name, direction)] = int(n)
             if cls_name not in classes:
                 classes.append(cls_name)
-            dirs = directions.setdefault((cam, name), [])
-            if direction not in dirs:
-                dirs.append(direction)
+            seen = directions.setdefault((cam, name), [])
+            if direction not in seen:
+                seen.append(direction)
         return cls(interval_s, start_s, end_s, tuple(classes),
                    {k: tuple(v) for k, v in sorted(directions.items())}, counts)  # fmt: skip
 

@@ -120,8 +120,9 @@ class MqttSink:
 
     def _messages(self, events: Sequence[VehicleEvent]) -> list[tuple[str, str, int, bool]]:
         prefix = self.config.topic_prefix
-        out = [(f"{prefix}/{e.camera}/events", e.to_json(), self.config.qos, False)
-               for e in events]  # fmt: skip
+        out: list[tuple[str, str, int, bool]] = [
+            (f"{prefix}/{e.camera}/events", e.to_json(), self.config.qos, False) for e in events
+        ]
         touched: dict[tuple[str, str], None] = {}
         for e in events:
             if e.kind == "crossing" and e.line is not None and e.direction is not None:
