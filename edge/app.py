@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -333,20 +333,23 @@ class EdgeService:
         rt.publisher.publish(frame, tracks, overlay)
 
     async def _shutdown(self, runner: web.AppRunner | None) -> None:
+        """Stop everything, in pipeline order; a part that fails to stop is logged (with its
+        traceback) and the rest still stops, so a stuck stop can be diagnosed."""
         if self.pool is not None:
-            await self.pool.stop()
+            async with _logged("the worker processes"):
+                await self.pool.stop()
         for rt in self.runtimes.values():
-            with contextlib.suppress(Exception):
+            async with _logged(f"camera {rt.config.id}'s source"):
                 await rt.source.stop()
         if self.batcher is not None:
             await self.batcher.stop()
         for rt in self.runtimes.values():
             if rt.plates is not None:  # a read still in flight belongs in the track-end events
-                with contextlib.suppress(Exception):
+                async with _logged(f"camera {rt.config.id}'s plate reads"):
                     await rt.plates.drain()
             if rt.tracking is not None:
                 rt.tracking.finish()
-            with contextlib.suppress(Exception):
+            async with _logged(f"camera {rt.config.id}'s publisher"):
                 await rt.publisher.aclose()
         if runner is not None:
             await runner.cleanup()
@@ -370,3 +373,11 @@ class EdgeService:
         for sink in sinks:
             self.metrics.init_sink(sink.name)
         return sinks
+
+
+@contextlib.asynccontextmanager
+async def _logged(what: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except Exception:
+        log.exception("stopping %s failed", what)
