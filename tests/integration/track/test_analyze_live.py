@@ -47,5 +47,6 @@ def test_analyze_max_frames_on_a_live_rtsp_url(assets: Path, tmp_path: Path) -> 
     assert summary["source"] == url.replace(f":{PASSWORD}@", ":***@")
     assert [line["name"] for line in summary["lines"]] == ["carriageway"]
     assert (out / "events.jsonl").is_file()
-    written = "".join(p.read_text() for p in out.iterdir())
-    assert PASSWORD not in written + result.stdout + result.stderr
+    written = b"".join(p.read_bytes() for p in out.iterdir())  # the database too
+    assert PASSWORD.encode() not in written
+    assert PASSWORD not in result.stdout + result.stderr
