@@ -309,7 +309,8 @@ class Batcher:
                     return
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._wake.wait()
                 continue
             self._wake.clear()
             await self._wake.wait()

@@ -244,7 +244,8 @@ async def live(request: web.Request) -> web.StreamResponse:
         await resp.write(b": live vehicle events\n\n")
         while True:
             try:
-                item = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
+                async with asyncio.timeout(KEEPALIVE_S):
+                    item = await sub.queue.get()
             except TimeoutError:
                 await resp.write(b": keepalive\n\n")
                 continue

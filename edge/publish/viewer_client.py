@@ -110,15 +110,18 @@ class WebRtcViewer:
 
     async def recv(self, timeout: float = 10.0) -> av.VideoFrame:
         """The next decoded frame (waits for the track first)."""
-        await asyncio.wait_for(self._has_track.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._has_track.wait()
         assert self.track is not None
-        frame = await asyncio.wait_for(self.track.recv(), timeout)
+        async with asyncio.timeout(timeout):
+            frame = await self.track.recv()
         self.frames += 1
         return frame  # type: ignore[return-value]
 
     async def receive(self, until: Callable[[], bool], timeout: float = 10.0) -> None:
         """Decode frames, counting them in `frames`, until `until()` or the track ends."""
-        await asyncio.wait_for(self._has_track.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._has_track.wait()
         while not until():
             try:
                 await self.recv(0.5)

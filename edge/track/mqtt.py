@@ -179,7 +179,8 @@ class MqttSink:
                 return self._client
             try:
                 timeout = self.shutdown_wait_s if self._stopping else 1.0
-                await asyncio.wait_for(self._connected.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._connected.wait()
             except TimeoutError:
                 if self._stopping:
                     return None
