@@ -1,28 +1,25 @@
-"""The configuration: `schema` holds the pydantic models of `cameras.yaml`, `loading` reads and
-checks a file. Everything is importable from `edge.config`."""
+"""The configuration: `schema` holds the pydantic models of `cameras.yaml` (the cameras in
+`cameras`, the event outputs in `outputs`), `loading` reads and checks a file, `shard` picks a
+shard's cameras. Everything is importable from `edge.config`."""
 
+from edge.config.base import Strict
+from edge.config.cameras import CameraConfig, LineConfig
 from edge.config.loading import ConfigError, expand_env, load_config, parse_config
+from edge.config.outputs import EventsConfig, MqttConfig, StoreConfig, WebhookConfig
 from edge.config.schema import (
     COCO_VEHICLES,
-    CameraConfig,
     CudaOptions,
     DetectorConfig,
     EdgeConfig,
-    EventsConfig,
     IngestConfig,
-    LineConfig,
     MetricsConfig,
-    MqttConfig,
     OcrConfig,
     PreprocessOptions,
     ServerConfig,
     ShardConfig,
-    StoreConfig,
     StreamConfig,
-    Strict,
     TensorRTOptions,
     TrackerConfig,
-    WebhookConfig,
 )
 
 __all__ = [

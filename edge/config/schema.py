@@ -8,18 +8,19 @@ checked before the service starts (duplicate ids, bad URLs, missing model) is ch
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.assets import assets_dir, model_cache_dir
-from edge.redact import redact_url, register_secret, register_url_secrets
+from edge.config.base import Strict
+from edge.config.cameras import CameraConfig
+from edge.config.outputs import EventsConfig, StoreConfig
+from edge.redact import redact_url, register_secret
 
 COCO_VEHICLES = ("car", "motorcycle", "bus", "truck")
-_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
 Provider = Literal["tensorrt", "cuda", "cpu"]
 VideoCodec = Literal["h264", "vp8"]
 
@@ -30,112 +31,6 @@ def _cuda_then_cpu() -> list[Provider]:
 
 def _h264_then_vp8() -> list[VideoCodec]:
     return ["h264", "vp8"]
-
-
-_URL_SCHEMES = {"rtsp", "rtsps", "rtmp", "http", "https", "file", "udp", "tcp", "srt"}
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-Point = tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]]
-
-
-class LineConfig(Strict):
-    name: str = Field(
-        min_length=1, max_length=64, description="Counting line name, unique per camera."
-    )
-    points: tuple[Point, Point] = Field(description="Two points [x, y] in source pixels.")
-    directions: tuple[str, str] = Field(
-        default=("in", "out"),
-        description="Names for crossing left→right of p1→p2 and the reverse.",
-    )
-
-    @model_validator(mode="after")
-    def _not_degenerate(self) -> LineConfig:
-        if self.points[0] == self.points[1]:
-            raise ValueError("the two points of a line must differ")
-        return self
-
-
-def _password_cut_short(url: str, netloc: str) -> bool:
-    """`rtsp://user:pa/ss@host`: an unencoded '/', '?' or '#' ends the authority inside the
-    password, so the host parsed is the user's name. Told apart from `rtsp://host:554/a@b` by
-    what follows the ':' (a port is digits)."""
-    if "@" in netloc:
-        return False
-    rest = url.partition("://")[2]
-    head = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    return "@" in rest and ":" in head and not head.rpartition(":")[2].isdigit()
-
-
-class CameraConfig(Strict):
-    id: str = Field(description="Short unique id, used in metrics, URLs and events.")
-    url: str = Field(description="rtsp://, http(s):// or a file path; credentials are redacted.")
-    name: str | None = Field(default=None, description="Display name; the id when absent.")
-    enabled: bool = True
-    fps: float | None = Field(
-        default=None, gt=0, le=240, description="Cap on processed frames per second."
-    )
-    width: int | None = Field(
-        default=None, ge=64, le=7680, description="Processing/output width cap in pixels."
-    )
-    lines: list[LineConfig] = Field(default_factory=list)
-    realtime: bool = Field(
-        default=True,
-        description="Files only: play at recorded speed like a live camera (false: as taken).",
-    )
-    loop: bool = Field(default=False, description="Files only: start again at the end.")
-
-    @field_validator("id")
-    @classmethod
-    def _id_shape(cls, v: str) -> str:
-        if not _ID.match(v):
-            raise ValueError(
-                "must be 1-64 letters, digits, '_' or '-', starting with a letter or digit"
-            )
-        return v
-
-    @field_validator("url")
-    @classmethod
-    def _url_shape(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme and len(parts.scheme) > 1:
-            if parts.scheme.lower() not in _URL_SCHEMES:
-                raise ValueError(f"unsupported scheme {parts.scheme!r}")
-            if _password_cut_short(v, parts.netloc):
-                register_url_secrets(v)  # the URL pattern finds a password cut short like this
-                raise ValueError(
-                    "a '/', '?' or '#' in the user:password part must be percent-encoded "
-                    "(%2F, %3F, %23)"
-                )
-            if parts.scheme.lower() != "file" and not parts.hostname:
-                raise ValueError(f"{redact_url(v)!r} has no host")
-            try:
-                parts.port  # noqa: B018 - raises on a bad port
-            except ValueError as exc:
-                raise ValueError(f"{redact_url(v)!r}: bad port") from exc
-            register_secret(parts.password)
-        elif not v.strip():
-            raise ValueError("must not be empty")
-        return v
-
-    @model_validator(mode="after")
-    def _unique_lines(self) -> CameraConfig:
-        names = [line.name for line in self.lines]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate line names: {', '.join(dupes)}")
-        return self
-
-    @property
-    def display_name(self) -> str:
-        return self.name or self.id
-
-    @property
-    def safe_url(self) -> str:
-        return redact_url(self.url)
 
 
 class CudaOptions(Strict):
@@ -292,93 +187,6 @@ class TrackerConfig(Strict):
         default=True,
         description="Match confirmed tracks before tentative ones (fewer ID switches).",
     )
-
-
-class WebhookConfig(Strict):
-    url: str
-    timeout_s: float = Field(default=5.0, gt=0, le=120)
-    retries: int = Field(default=5, ge=0, le=100)
-    queue_size: int = Field(default=1000, ge=1, le=1_000_000)
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s):// URL with a host")
-        register_secret(parts.password)
-        return v
-
-
-class MqttConfig(Strict):
-    url: str = Field(
-        description="mqtt://[user:password@]host[:port] (1883) or mqtts:// (8883, TLS); the "
-        "password is redacted everywhere.",
-    )
-    topic_prefix: str = Field(
-        default="edge", min_length=1, max_length=128,
-        description="Events go to PREFIX/CAMERA/events, interval counts (retained) to "
-        "PREFIX/CAMERA/counts/LINE.",
-    )  # fmt: skip
-    client_id: str | None = Field(default=None, min_length=1, max_length=128)
-    qos: Literal[0, 1, 2] = Field(default=1, description="QoS of event messages.")
-    retain_counts: bool = Field(default=True, description="Counts as retained messages.")
-    queue_size: int = Field(
-        default=10_000, ge=1, le=1_000_000,
-        description="Events held while the broker is away; beyond it they are dropped "
-        "(edge_events_dropped_total{sink=\"mqtt\",reason=\"queue_full\"}).",
-    )  # fmt: skip
-    backoff_initial_s: float = Field(default=0.5, gt=0, le=60)
-    backoff_max_s: float = Field(default=30.0, gt=0, le=3600)
-
-    @field_validator("url")
-    @classmethod
-    def _mqtt(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("must be an mqtt:// or mqtts:// URL with a host")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError as exc:
-            raise ValueError(f"{redact_url(v)!r}: bad port") from exc
-        register_secret(parts.password)
-        return v
-
-    @model_validator(mode="after")
-    def _backoff_order(self) -> MqttConfig:
-        if self.backoff_max_s < self.backoff_initial_s:
-            raise ValueError("backoff_max_s must be >= backoff_initial_s")
-        return self
-
-
-class EventsConfig(Strict):
-    jsonl: Path | None = Field(default=Path("events/events.jsonl"))
-    max_bytes: int = Field(default=50 * 1024**2, ge=1024)
-    backups: int = Field(default=5, ge=0, le=1000)
-    webhook: WebhookConfig | None = None
-    mqtt: MqttConfig | None = None
-
-
-class StoreConfig(Strict):
-    path: Path | None = Field(
-        default=Path("events/edge.db"),
-        description="SQLite database of events and interval counts; null: no store (and no "
-        "/api/counts, /api/events).",
-    )
-    interval_minutes: Literal[1, 5, 10, 15, 20, 30, 60] = Field(
-        default=15,
-        description="Count interval, aligned to the clock (UTC); queries may ask multiples of "
-        "it. A database keeps the interval it was created with.",
-    )
-    retention_days: float = Field(
-        default=90, gt=0, le=36_500, description="Events and counts older than this are deleted."
-    )
-    max_bytes: int = Field(
-        default=2 * 1024**3, ge=1024**2,
-        description="Size cap of the database: the oldest events are deleted beyond it "
-        "(interval counts are kept).",
-    )  # fmt: skip
-    queue_size: int = Field(default=100_000, ge=1, le=10_000_000)
 
 
 class OcrConfig(Strict):
