@@ -19,10 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from edge.config import EdgeConfig
+from edge.config.reload import ReloadResult, ReloadTrigger
 from edge.publish.publisher import CameraPublisher
 from edge.redact import redact
 
@@ -96,3 +99,18 @@ class ServiceView(Protocol):
     def publisher(self, camera_id: str) -> CameraPublisher | None: ...
 
     def is_ready(self) -> bool: ...
+
+
+class ConfigHost(Protocol):
+    """The running service as the config API sees it (implemented by edge/app.py).
+
+    `config` is the config that runs now (after the last applied reload); `config_path` the file
+    it came from (None when built in code: the config API then refuses edits);
+    `reload_config` re-reads that file and applies the difference, never raising: a bad file comes
+    back as `result == "invalid"` with its errors, and changes nothing."""
+
+    config: EdgeConfig
+    config_path: Path | None
+    last_reload: ReloadResult | None
+
+    async def reload_config(self, trigger: ReloadTrigger) -> ReloadResult: ...
