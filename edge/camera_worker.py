@@ -7,13 +7,15 @@ Runtime and an event loop is unsafe) and talks to it over one pipe:
 - worker → service: ("frames", [FrameRef], records, events) once per turn of its event loop that
   put pictures in their slots (one message for the frames of every camera ready at once), and
   ("status", {camera: CameraInfo}, records, events) every `STATUS_S`; records are metric calls
-  (`edge.metrics_relay`), events the vehicle events for the service's sinks.
+  (`edge.metrics_relay`), merged per series and sent with the status only (a few times a second:
+  the service replays them per series, not per frame; counts and crossings arrive together);
+  events are the vehicle events for the service's sinks, sent with the next message of any kind.
   For cameras someone watches, ("published", [(camera, Frame, tracks, counts)], records, events)
   after tracking: the decoded picture (its planes, no colour conversion) goes to the service, which
   annotates and encodes it once for all its viewers.
-- service → worker: ("sync", [slot], [(camera, seq, received_at, xyxy, score, class_id)]): slots
-  the batcher no longer holds and detections in frame order; ("watch", [camera]): the cameras
-  someone watches now; ("stop",).
+- service → worker: ("sync", [slot], [Results]): slots the batcher no longer holds and, per batch,
+  the detections of this worker's frames in frame order (`pack_results`); ("watch", [camera]): the
+  cameras someone watches now; ("stop",).
 
 A worker that loses the pipe (the service died, even by kill -9) exits: nothing is left behind.
 """
@@ -197,7 +199,7 @@ class _Worker:
     def _send_frames(self) -> None:
         ready = self.ready[:]
         self.ready.clear()
-        self._send(("frames", ready, self.metrics.take(), self._take_events()))
+        self._send(("frames", ready, [], self._take_events()))
 
     def _take_events(self) -> list[VehicleEvent]:
         out = self.events[:]
@@ -222,9 +224,9 @@ class _Worker:
         if kind == "sync":
             now = time.monotonic()
             published = []
-            for cam, seq, received_at, xyxy, score, class_id in msg[2]:
-                dets = Detections(xyxy, score, class_id)
-                self._count_detections(cam, class_id)
+            frames = [f for results in msg[2] for f in unpack_results(results)]
+            for cam, seq, received_at, dets in frames:
+                self._count_detections(cam, dets.class_id)
                 tracking = self.tracking[cam]
                 tracked = tracking.update(dets, frame=seq)
                 picture = self._picture(cam, seq)
@@ -232,7 +234,7 @@ class _Worker:
                     published.append((cam, picture, tracked.tracks, tracking.counts))
                 self.metrics.observe_end_to_end(cam, now - received_at)
             if published:
-                self._send(("published", published, self.metrics.take(), self._take_events()))
+                self._send(("published", published, [], self._take_events()))
             for slot in msg[1]:
                 self.free.give_back(slot)
             for cam in list(self.held):
@@ -285,8 +287,34 @@ class _Worker:
         self._send(("status", info, self.metrics.take(), self._take_events()))
 
 
-def detections_message(
-    camera_id: str, seq: int, received_at: float, dets: Detections
-) -> tuple[str, int, float, np.ndarray, np.ndarray, np.ndarray]:
-    """One frame's detections as the service sends them back (arrays only, no objects)."""
-    return (camera_id, seq, received_at, dets.xyxy, dets.score, dets.class_id)
+Results = tuple[list[tuple[str, int, float, int]], np.ndarray, np.ndarray, np.ndarray]
+"""A batch's detections for one worker: (camera, seq, received_at, boxes) per frame in order, then
+every frame's boxes, scores and class ids, concatenated (three arrays per message, not per frame:
+pickling an array costs more than its few boxes)."""
+
+
+def pack_results(frames: list[tuple[str, int, float, Detections]]) -> Results:
+    """(camera, seq, received_at, detections) of frames → `Results`."""
+    index = [(cam, seq, at, len(d.score)) for cam, seq, at, d in frames]
+    if len(frames) == 1:
+        d = frames[0][3]
+        return index, d.xyxy, d.score, d.class_id
+    dets = [f[3] for f in frames]
+    return (
+        index,
+        np.concatenate([d.xyxy for d in dets]),
+        np.concatenate([d.score for d in dets]),
+        np.concatenate([d.class_id for d in dets]),
+    )
+
+
+def unpack_results(results: Results) -> list[tuple[str, int, float, Detections]]:
+    """`pack_results`' frames back (each frame's arrays are views of the message's)."""
+    index, xyxy, score, class_id = results
+    out, at = [], 0
+    for cam, seq, received_at, n in index:
+        end = at + n
+        dets = Detections(xyxy[at:end], score[at:end], class_id[at:end])
+        out.append((cam, seq, received_at, dets))
+        at = end
+    return out

@@ -4,28 +4,43 @@ Why: the registry that `/metrics` serves lives in the batching process, and ever
 its meaning whichever process saw the event (README's rules, e.g. decoded = published + dropped).
 Rather than a second set of series per process, a worker's stages record into a `MetricsRecorder`
 with `EdgeMetrics`' own API (`metrics.frames_decoded.labels(camera=c).inc()`,
-`metrics.observe_stage(...)`); the recorder keeps each call as a small tuple, the worker ships them
-in batches with its other messages, and `MetricsReplayer` applies them, with each labelled child
-looked up once and cached (a `labels()` lookup costs more than the increment).
+`metrics.observe_stage(...)`); the recorder keeps each call as a small tuple, and `take()` merges
+them into a few records per series: the increments of a counter into one, the observations of a
+histogram into one list, the FPS ticks of a point into one list of times. The worker ships them a
+few times a second, and `MetricsReplayer` applies each merged record at once, with each labelled
+child looked up once and cached. The batching process therefore spends per series and shipment
+what it spent per frame and call before (it caps the whole box).
+
+`observe_many` is the histogram side of that: a list of observations in one pass.
 """
 
 from __future__ import annotations
 
+import time
+from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Any
 
 from edge.metrics import EdgeMetrics
 
+Labels = tuple[tuple[str, str], ...]
 Record = tuple[Any, ...]
-"""("m", method, args) for an `EdgeMetrics` method; ("c", family, labels, op, args) for a call on
-a labelled child (labels as sorted (name, value) pairs)."""
+"""What crosses the pipe, after `take()`:
+- ("c", family, labels, "inc", (n,)): the merged increments of a labelled child (labels as sorted
+  (name, value) pairs); ("c", family, labels, op, args) for any other call on one (`set`, ...);
+- ("o", family, labels, [seconds...]): observations of a labelled histogram child;
+- ("t", camera, point, [time...]): `tick_fps` calls (their times, None for "now");
+- ("m", method, args): any other `EdgeMetrics` method call, in order."""
 
 _TERMINAL = frozenset({"inc", "dec", "set", "observe"})
+_STAGE_FAMILY = "stage_seconds"
+_END_TO_END_FAMILY = "end_to_end_seconds"
 
 
 class _Child:
     __slots__ = ("_family", "_labels", "_out")
 
-    def __init__(self, out: list[Record], family: str, labels: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, out: list[Record], family: str, labels: Labels) -> None:
         self._out, self._family, self._labels = out, family, labels
 
     def __getattr__(self, op: str) -> Any:
@@ -46,7 +61,8 @@ class _Family:
 
 
 class MetricsRecorder:
-    """Stands in for `EdgeMetrics` in a worker; `take()` returns and forgets what was recorded."""
+    """Stands in for `EdgeMetrics` in a worker; `take()` returns and forgets what was recorded,
+    merged (see module doc)."""
 
     def __init__(self) -> None:
         self.records: list[Record] = []
@@ -56,7 +72,25 @@ class MetricsRecorder:
         # record appended between the two lands after the slice and stays.
         out = self.records[:]
         del self.records[: len(out)]
-        return _merge_increments(out)
+        return merge(out)
+
+    # The calls made per frame, recorded as what they do (`merge` groups them by series).
+    def observe_stage(self, camera: str, stage: str, seconds: float) -> None:
+        labels = (("camera", camera), ("stage", stage))
+        self.records.append(("c", _STAGE_FAMILY, labels, "observe", (seconds,)))
+
+    def observe_end_to_end(self, camera: str, seconds: float) -> None:
+        labels = (("camera", camera),)
+        self.records.append(("c", _END_TO_END_FAMILY, labels, "observe", (seconds,)))
+        self.records.append(("c", "frames_published", labels, "inc", ()))
+        self.records.append(("t", camera, "published", None))
+
+    def tick_fps(self, camera: str, point: str, now: float | None = None) -> None:
+        self.records.append(("t", camera, point, now))
+
+    def count_drop(self, camera: str, reason: str, n: int = 1) -> None:
+        labels = (("camera", camera), ("reason", reason))
+        self.records.append(("c", "frames_dropped", labels, "inc", (n,)))
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(EdgeMetrics, name, None)
@@ -66,19 +100,54 @@ class MetricsRecorder:
         return _Family(self.records, name)
 
 
-def _merge_increments(records: list[Record]) -> list[Record]:
-    """Increments of one child become one record (a camera's frames decoded since the last
-    message, say); everything else keeps its order."""
-    merged: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+def merge(records: list[Record]) -> list[Record]:
+    """One record per counter child (its increments summed), per histogram child (its
+    observations listed) and per FPS point (its ticks listed); every other call keeps its order,
+    before them (a camera's state set before its first frames, say)."""
+    incs: dict[tuple[str, Labels], float] = {}
+    observed: dict[tuple[str, Labels], list[float]] = {}
+    ticks: dict[tuple[str, str], list[float | None]] = {}
     out: list[Record] = []
     for rec in records:
-        if rec[0] == "c" and rec[3] == "inc":
+        kind = rec[0]
+        if kind == "c" and rec[3] == "inc":
             key = (rec[1], rec[2])
-            merged[key] = merged.get(key, 0.0) + (rec[4][0] if rec[4] else 1.0)
+            incs[key] = incs.get(key, 0.0) + (rec[4][0] if rec[4] else 1.0)
+        elif kind == "c" and rec[3] == "observe":
+            observed.setdefault((rec[1], rec[2]), []).append(rec[4][0])
+        elif kind == "t":
+            ticks.setdefault((rec[1], rec[2]), []).append(rec[3])
         else:
             out.append(rec)
-    out.extend(("c", fam, labels, "inc", (n,)) for (fam, labels), n in merged.items())
+    out.extend(("c", fam, labels, "inc", (n,)) for (fam, labels), n in incs.items())
+    out.extend(("o", fam, labels, values) for (fam, labels), values in observed.items())
+    out.extend(("t", cam, point, times) for (cam, point), times in ticks.items())
     return out
+
+
+def observe_many(child: Any, values: Sequence[float]) -> None:
+    """`child.observe(v)` for each of `values` (a labelled histogram child), with one increment
+    per bucket hit and one of the sum: what the client's `observe` does per value, by its
+    internal layout (non-cumulative bucket counters, the sum); values fall in the first bucket
+    whose upper bound is ≥ them, as there. Falls back to `observe` per value if the layout is not
+    the known one."""
+    bounds: list[float] | None = getattr(child, "_upper_bounds", None)
+    buckets: list[Any] | None = getattr(child, "_buckets", None)
+    total: Any = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(buckets) != len(bounds):
+        for v in values:
+            child.observe(v)
+        return
+    if len(values) == 1:
+        child.observe(values[0])
+        return
+    hits: dict[int, int] = {}
+    for v in values:
+        i = bisect_left(bounds, v)
+        hits[i] = hits.get(i, 0) + 1
+    total.inc(float(sum(values)))
+    for i, n in hits.items():
+        buckets[i].inc(n)
 
 
 class MetricsReplayer:
@@ -86,17 +155,29 @@ class MetricsReplayer:
 
     def __init__(self, metrics: EdgeMetrics) -> None:
         self.metrics = metrics
-        self._children: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+        self._children: dict[tuple[str, Labels], Any] = {}
+
+    def child(self, family: str, labels: Labels) -> Any:
+        """The labelled child, looked up once."""
+        key = (family, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = getattr(self.metrics, family).labels(**dict(labels))
+        return child
 
     def replay(self, records: list[Record]) -> None:
-        m, children = self.metrics, self._children
+        m = self.metrics
         for rec in records:
-            if rec[0] == "c":
+            kind = rec[0]
+            if kind == "c":
                 _, family, labels, op, args = rec
-                key = (family, labels)
-                child = children.get(key)
-                if child is None:
-                    child = children[key] = getattr(m, family).labels(**dict(labels))
-                getattr(child, op)(*args)
+                getattr(self.child(family, labels), op)(*args)
+            elif kind == "o":
+                observe_many(self.child(rec[1], rec[2]), rec[3])
+            elif kind == "t":
+                now = time.monotonic()
+                tick, cam, point = m.tick_fps, rec[1], rec[2]
+                for t in rec[3]:
+                    tick(cam, point, now if t is None else t)
             else:
                 getattr(m, rec[1])(*rec[2])

@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.camera_worker import CameraInfo, WorkerSpec, detections_message, worker_main
+from edge.camera_worker import CameraInfo, Results, WorkerSpec, pack_results, worker_main
 from edge.config import CameraConfig, EdgeConfig
 from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
@@ -84,10 +84,17 @@ class SlotFrame:
         return self._arena.picture(self.ref), self.ref.letterbox()
 
     def release(self) -> None:
+        """From the event loop's thread (a dropped frame, a delivered one)."""
         if self._held:
             self._held = False
             self._pool.release(self._worker, self.ref.slot)
             self._pool.notify()
+
+    def detach(self) -> bool:
+        """Mark the slot handed back by the caller (`WorkerPool._on_copied`, from a batch
+        thread); False if it was already."""
+        held, self._held = self._held, False
+        return held
 
 
 class _Sender:
@@ -129,7 +136,7 @@ class _Worker:
     releases: list[int] = field(default_factory=list)
     watched: frozenset[str] = frozenset()
     on_release: Callable[[], None] | None = None
-    results: list[tuple[Any, ...]] = field(default_factory=list)
+    results: list[Results] = field(default_factory=list)
 
     def release(self, generation: int, slot: int) -> None:
         if generation == self.generation:
@@ -172,7 +179,9 @@ class WorkerPool:
         self._flush_scheduled = False
         self._stopping = False
         self._restarts: set[asyncio.Task[None]] = set()
-        batcher.on_result = self._on_result
+        self.workers_by_index = {w.index: w for w in self.workers}
+        batcher.on_batch = self._on_batch
+        batcher.on_copied = self._on_copied
 
     # ---- lifecycle ----
 
@@ -336,17 +345,36 @@ class WorkerPool:
 
     # ---- service → worker ----
 
-    def _on_result(self, result: DetectedFrame) -> None:
-        frame: Any = result.frame
-        w = self.owner.get(frame.camera_id)
-        if w is None or not isinstance(frame, SlotFrame) or frame._worker != w.generation:
-            if w is not None:  # inferred for a worker that died since: nobody tracks it
-                self.metrics.count_drop(frame.camera_id, "error")
-            return
-        w.results.append(
-            detections_message(frame.camera_id, frame.seq, frame.received_at, result.detections)
-        )
-        self._schedule_flush()
+    def _on_batch(self, results: list[DetectedFrame]) -> None:
+        """A batch's detections go back to the workers of its frames: one `Results` per worker
+        and batch, sent with the next flush."""
+        by_worker: dict[int, list[tuple[str, int, float, Detections]]] = {}
+        for result in results:
+            frame: Any = result.frame
+            w = self.owner.get(frame.camera_id)
+            if w is None or not isinstance(frame, SlotFrame) or frame._worker != w.generation:
+                if w is not None:  # inferred for a worker that died since: nobody tracks it
+                    self.metrics.count_drop(frame.camera_id, "error")
+                continue
+            by_worker.setdefault(w.index, []).append(
+                (frame.camera_id, frame.seq, frame.received_at, result.detections)
+            )
+        for index, frames in by_worker.items():
+            w = self.workers_by_index[index]
+            w.results.append(pack_results(frames))
+            self._flush_worker(w)
+
+    def _on_copied(self, frames: Sequence[Frame]) -> None:
+        """In the batch thread, once the batch holds the frames' pictures: their slots go back to
+        their workers at once, straight to the senders' queues (no turn of the event loop)."""
+        slots: dict[tuple[_Worker, int], list[int]] = {}
+        for frame in frames:
+            if isinstance(frame, SlotFrame) and frame.detach():
+                slots.setdefault((frame._pool, frame._worker), []).append(frame.ref.slot)
+        for (w, generation), mine in slots.items():
+            sender = w.sender
+            if sender is not None and generation == w.generation:
+                sender.send(("sync", mine, []))
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._loop is not None:

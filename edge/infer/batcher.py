@@ -18,7 +18,8 @@ order.
 Results are delivered two ways, both optional:
 - `subscribe(camera_id)`: an async iterator of `DetectedFrame` with a bounded latest-only queue; a
   subscriber that falls behind loses its oldest results (counted as reason "queue_full").
-- `on_result`: a callback called on the event loop for every result, in order; it must be quick.
+- `on_result`: a callback called on the event loop for every result, in order; it must be quick;
+- `on_batch`: the same for the results of a batch at once (one call per batch).
 
 `stop()` loses nothing silently: the batches in flight finish and deliver, and the frames still
 waiting for a batch and the results no subscriber took are counted as dropped (reason
@@ -42,7 +43,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -101,6 +102,7 @@ class Batcher:
         on_result: Callable[[DetectedFrame], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         count_detections: bool = True,
+        on_batch: Callable[[list[DetectedFrame]], None] | None = None,
     ) -> None:
         """`count_detections` False: whoever takes the results counts detections by class (a
         camera worker does, off the batching process)."""
@@ -109,6 +111,12 @@ class Batcher:
         self.config = config
         self.metrics = metrics or getattr(detector, "metrics", None) or EdgeMetrics()
         self.on_result = on_result
+        self.on_batch = on_batch
+        self.on_copied: Callable[[Sequence[Frame]], None] | None = None
+        """Called in the batch thread once a batch holds its frames' pictures, instead of
+        releasing them from the event loop: the callback hands back, thread-safely, what holds
+        the pictures (those it leaves are released at delivery, as dropped ones are)."""
+        self._drop_children: dict[tuple[str, str], Any] = {}
         self.stats = BatcherStats()
         self._clock = clock
         self._slots = LatestSlots()
@@ -333,7 +341,12 @@ class Batcher:
             self.stats.errors += 1
         elif reason == "shutdown":
             self.stats.shutdown += 1
-        self.metrics.frames_dropped.labels(camera=camera_id, reason=reason).inc()
+        child = self._drop_children.get((camera_id, reason))
+        if child is None:  # a labels() lookup costs more than the increment
+            child = self._drop_children[(camera_id, reason)] = self.metrics.frames_dropped.labels(
+                camera=camera_id, reason=reason
+            )
+        child.inc()
 
     # ---- worker thread ----
 
@@ -348,10 +361,19 @@ class Batcher:
         prepare = self.detector.preprocess
         jobs = [getattr(f, "prepared", None) or partial(prepare, f) for f in frames]
         copied = None
-        if any(hasattr(f, "release") for f in frames) and self._loop is not None:
-            loop = self._loop
+        on_copied = self.on_copied
+        if on_copied is not None and any(hasattr(f, "release") for f in frames):
 
             def copied() -> None:  # the slots are free once their pictures are in the batch
+                try:
+                    on_copied(frames)
+                except Exception:
+                    log.exception("on_copied callback failed")
+
+        elif any(hasattr(f, "release") for f in frames) and self._loop is not None:
+            loop = self._loop
+
+            def copied() -> None:
                 loop.call_soon_threadsafe(_release_all, frames)
 
         if copied is None:
@@ -376,6 +398,8 @@ class Batcher:
         self.stats.batches += 1
         self.stats.frames_inferred += n
         self.stats.batch_sizes[n] = self.stats.batch_sizes.get(n, 0) + 1
+        results = []
+        share = outcome.inference_s / n
         for i, (pending, dets) in enumerate(zip(batch, outcome.detections, strict=True)):
             if dets is None:
                 continue
@@ -383,13 +407,21 @@ class Batcher:
             m.observe_stage(cam, "queue_wait", max(0.0, started - pending.submitted_at))
             if not hasattr(pending.frame, "prepared"):  # else the worker that prepared it records
                 m.observe_stage(cam, "preprocess", outcome.preprocess_s[i])
-            m.observe_stage(cam, "inference", outcome.inference_s / n)
+            m.observe_stage(cam, "inference", share)
             m.observe_stage(cam, "postprocess", outcome.postprocess_s[i])
             m.count_inferred(cam)
             m.tick_fps(cam, "inferred")
             if self.count_detections:
                 m.count_detections(cam, dets.class_id, self.detector.class_names)
-            self._publish(DetectedFrame(pending.frame, dets, inferred_at=done))
+            result = DetectedFrame(pending.frame, dets, inferred_at=done)
+            self._publish(result)
+            results.append(result)
+        if self.on_batch is not None:
+            try:
+                self.on_batch(results)
+            except Exception:
+                cams = [r.frame.camera_id for r in results]
+                log.exception("on_batch callback failed for cameras %s", cams)
 
     def _publish(self, result: DetectedFrame) -> None:
         cam = result.frame.camera_id

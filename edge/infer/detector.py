@@ -12,6 +12,7 @@ FPS are the batcher's to count.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -120,6 +121,7 @@ class Detector:
         self.is_dynamic_batch = not self.layout.frozen_batch
         self.workers = self.plan.workers
         self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
         self.max_batch = self.plan.max_batch if self.is_dynamic_batch else 1
         if not self.is_dynamic_batch and self.plan.max_batch > 1:
             log.warning("%s; running one frame at a time", frozen_batch_message(config.model))
@@ -303,7 +305,7 @@ class Detector:
             groups.setdefault(tensor.shape, []).append(k)
         batches = []
         for shape, members in groups.items():
-            batch = np.zeros((max(len(members), self.pad_to), *shape), self.input_dtype)
+            batch = self._batch_buffer(shape, max(len(members), self.pad_to))
             for row, k in enumerate(members):
                 batch[row] = tensors[k]
             batches.append((members, batch))
@@ -311,6 +313,19 @@ class Detector:
             copied()
         for members, batch in batches:
             yield members, self.infer(batch)[: len(members)]
+
+    def _batch_buffer(self, shape: tuple[int, ...], rows: int) -> np.ndarray:
+        """`rows` pictures of `shape`, in a buffer this thread keeps for that shape: a fresh batch
+        of a few hundred kilobytes per run costs page faults on every write into it. Rows past
+        the pictures (GPU padding) keep whatever they held: each row's output is its own, and
+        padded rows' outputs are cut off."""
+        buffers: dict[tuple[int, ...], np.ndarray] | None = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        buf = buffers.get(shape)
+        if buf is None or len(buf) < rows:
+            buf = buffers[shape] = np.zeros((max(rows, self.max_batch), *shape), self.input_dtype)
+        return buf[:rows]
 
     def infer_each(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The raw output of each prepared picture (see `infer_groups`)."""

@@ -13,7 +13,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from edge.infer.letterbox import Letterbox, to_source
+from edge.infer.letterbox import Letterbox
 from edge.types import Detections
 
 YOLOX_STRIDES = (8, 16, 32)
@@ -99,20 +99,21 @@ def postprocess_batch(
         )
     rows = raw.transpose(0, 2, 1) if family == "yolov8" else raw
     first = 4 if family == "yolov8" else 5
-    class_scores = rows[:, :, first:]
     if family == "yolov8":
-        pic, anchor = np.nonzero(class_scores.max(axis=2) > params.conf)
-        scores = class_scores[pic, anchor]
+        pic, anchor = np.nonzero(rows[:, :, first:].max(axis=2) > params.conf)
+        cand = rows[pic, anchor]  # the candidates' rows, gathered once
+        scores = cand[:, first:]
     else:
         pic, anchor = np.nonzero(rows[:, :, 4] > params.conf)  # score <= obj: filter on obj first
-        scores = class_scores[pic, anchor] * rows[pic, anchor, 4:5]
+        cand = rows[pic, anchor]
+        scores = cand[:, first:] * cand[:, 4:5]
     cls = scores.argmax(axis=1)
-    best = scores[np.arange(len(cls)), cls]
+    best = scores.max(axis=1)
     keep = best > params.conf
     if params.allowed is not None:
-        keep &= np.isin(cls, params.allowed)
+        keep &= _allowed_mask(params.allowed, scores.shape[1])[cls]
     pic, anchor, cls, best = pic[keep], anchor[keep], cls[keep], best[keep].astype(np.float32)
-    cxcywh = np.asarray(rows[pic, anchor, :4], dtype=np.float32)
+    cxcywh = np.asarray(cand[keep, :4], dtype=np.float32)
     if family == "yolox":
         lb = letterboxes[0] if letterboxes else None
         h = (lb.in_h if lb else None) or input_size
@@ -129,16 +130,45 @@ def postprocess_batch(
     kept = nms(boxes, best, pic * (int(cls.max(initial=0)) + 1) + cls, params.iou)
     kept = kept[np.argsort(pic[kept], kind="stable")]  # by picture, each best first
     starts = np.searchsorted(pic[kept], np.arange(len(letterboxes) + 1))
-    out = []
-    for i, lb in enumerate(letterboxes):
-        mine = kept[starts[i] : min(starts[i + 1], starts[i] + params.max_det)]
-        out.append(
-            Detections(
-                xyxy=to_source(boxes[mine], lb).reshape(-1, 4),
-                score=best[mine],
-                class_id=cls[mine].astype(np.int64),
-            )
-        )
+    # At most max_det per picture: a box's rank in its picture is its place after its start.
+    rank = np.arange(len(kept)) - starts[pic[kept]]
+    kept = kept[rank < params.max_det]
+    starts = np.searchsorted(pic[kept], np.arange(len(letterboxes) + 1))
+    xyxy = _to_sources(boxes[kept], pic[kept], letterboxes)
+    score, class_id = best[kept], cls[kept].astype(np.int64)
+    return [
+        Detections(xyxy=xyxy[a:b], score=score[a:b], class_id=class_id[a:b])
+        for a, b in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True)
+    ]
+
+
+@lru_cache(maxsize=16)
+def _allowed_mask_cached(allowed: tuple[int, ...], classes: int) -> np.ndarray:
+    mask = np.zeros(classes, dtype=bool)
+    ids = np.array([c for c in allowed if 0 <= c < classes], dtype=np.int64)
+    mask[ids] = True
+    return mask
+
+
+def _allowed_mask(allowed: np.ndarray, classes: int) -> np.ndarray:
+    """`mask[class_id]`: whether the class is kept (`np.isin` costs more than the rest of a
+    batch's filtering)."""
+    return _allowed_mask_cached(tuple(allowed.tolist()), classes)
+
+
+def _to_sources(boxes: np.ndarray, pic: np.ndarray, letterboxes: Sequence[Letterbox]) -> np.ndarray:
+    """`to_source` of each box with its picture's letterbox, for the whole batch at once (the
+    same float32 arithmetic, so the same numbers)."""
+    geo = np.array(
+        [(lb.pad_x, lb.pad_y, lb.scale, lb.src_w, lb.src_h) for lb in letterboxes], np.float32
+    ).reshape(-1, 5)[pic]
+    out = np.empty((len(boxes), 4), dtype=np.float32)
+    xs, ys = out[:, 0::2], out[:, 1::2]
+    np.subtract(boxes[:, 0::2], geo[:, 0:1], out=xs)
+    np.subtract(boxes[:, 1::2], geo[:, 1:2], out=ys)
+    out /= geo[:, 2:3]
+    np.clip(xs, 0, geo[:, 3:4], out=xs)
+    np.clip(ys, 0, geo[:, 4:5], out=ys)
     return out
 
 
