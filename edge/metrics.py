@@ -1,4 +1,5 @@
-"""Every Prometheus metric edge exports, on one injected `CollectorRegistry`.
+"""What the stages record through: `EdgeMetrics`, one method per fact, over the families that
+`edge.metric_families` declares on one injected `CollectorRegistry`.
 
 Stages receive an `EdgeMetrics` and record into it; nothing registers at import time, so tests can
 build as many independent instances as they like. Labels are bounded: camera id, stage, class,
@@ -24,94 +25,46 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
     disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.metrics import MetricWrapperBase
-from prometheus_client.process_collector import ProcessCollector
 
-from edge.gpu_metrics import GpuCollector, register_gpu_collector
 from edge.ingest.state import CameraState
-
-
-class DropReason(StrEnum):
-    """Why a frame left the pipeline without being published (`edge_frames_dropped_total`)."""
-
-    SUPERSEDED = "superseded"
-    """A newer frame of the camera replaced it before it was taken (latest-frame hand-off)."""
-    STALE = "stale"
-    """It waited for a batch longer than `ingest.stale_s`."""
-    QUEUE_FULL = "queue_full"
-    """Its results found the consumer's bounded queue full."""
-    VIEWER_SLOW = "viewer_slow"
-    """A viewer's send queue was full (counted per viewer and packet)."""
-    FPS_CAP = "fps_cap"
-    """Decoded above the camera's `fps` cap."""
-    ERROR = "error"
-    """Inference, tracking or publishing failed for it."""
-    SHUTDOWN = "shutdown"
-    """Still pending when the service stopped."""
-
-
-STAGES = (
-    "decode",
-    "queue_wait",
-    "preprocess",
-    "inference",
-    "postprocess",
-    "tracking",
-    "annotation",
-    "encode",
-    "send",
+from edge.metric_families import (
+    EVENT_DROP_REASONS,
+    FPS_POINTS,
+    STAGES,
+    STORE_DELETE_REASONS,
+    VIEWER_REFUSAL_REASONS,
+    DropReason,
+    MetricFamilies,
 )
-FPS_POINTS = ("decoded", "inferred", "published", "rendered")
-EVENT_DROP_REASONS = ("queue_full", "failed", "rejected", "io_error")
-STORE_DELETE_REASONS = ("retention", "size_cap")
-VIEWER_REFUSAL_REASONS = (
-    "server_full",
-    "camera_full",
-    "client_full",
-    "content_type",
-    "cross_site",
-    "bad_offer",
-    "too_large",
-    "not_connected",
-)
+
+__all__ = [
+    "CONTENT_TYPE",
+    "EVENT_DROP_REASONS",
+    "FPS_POINTS",
+    "FPS_WINDOW_S",
+    "STAGES",
+    "STORE_DELETE_REASONS",
+    "VIEWER_REFUSAL_REASONS",
+    "CameraState",
+    "DropReason",
+    "EdgeMetrics",
+    "RateMeter",
+]
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 FPS_WINDOW_S = 5.0
 """Window of the `edge_camera_fps` gauges: long enough that a decode thread starved for 0.2 s
 by inference moves the reading by under 5 %, short enough to show a camera slowing down."""
-
-_LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.15,
-    0.25,
-    0.35,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-)
 
 
 class RateMeter:
@@ -139,173 +92,14 @@ class RateMeter:
             self._times.popleft()
 
 
-class EdgeMetrics:
-    """The metric families, created on `registry` (a fresh private one by default)."""
+class EdgeMetrics(MetricFamilies):
+    """The façade stages record through: one method per fact, labelled children cached."""
 
     def __init__(
         self, registry: CollectorRegistry | None = None, process: bool = False, gpu: bool = False
     ) -> None:
         """`process`: add process_* (RSS, CPU, fds); `gpu`: add edge_gpu_* when a GPU is usable."""
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
-        if process:
-            ProcessCollector(registry=r)
-        self.gpu: GpuCollector | None = register_gpu_collector(r) if gpu else None
-        cam = ["camera"]
-        # ingest
-        self.frames_received = Counter(
-            "edge_frames_received", "Video packets received from the camera.", cam, registry=r
-        )
-        self.frames_decoded = Counter("edge_frames_decoded", "Frames decoded.", cam, registry=r)
-        self.frames_inferred = Counter(
-            "edge_frames_inferred", "Frames that went through the detector.", cam, registry=r
-        )
-        self.frames_published = Counter(
-            "edge_frames_published",
-            "Frames whose results left the pipeline (tracked, counted, to the encoder if watched).",
-            cam,
-            registry=r,
-        )
-        self.frames_dropped = Counter(
-            "edge_frames_dropped", "Frames dropped, by reason.", ["camera", "reason"], registry=r
-        )
-        self.fps = Gauge(
-            "edge_camera_fps",
-            "Frames per second at a point of the pipeline.",
-            ["camera", "point"],
-            registry=r,
-        )
-        self.source_fps = Gauge(
-            "edge_camera_source_fps", "Frame rate the camera advertises.", cam, registry=r
-        )
-        self.camera_state = Gauge(
-            "edge_camera_state",
-            "1 for the camera's current state.",
-            ["camera", "state"],
-            registry=r,
-        )
-        self.camera_up = Gauge("edge_camera_up", "1 while the camera streams.", cam, registry=r)
-        self.reconnects = Counter("edge_camera_reconnects", "Reconnect attempts.", cam, registry=r)
-        self.worker_restarts = Counter(
-            "edge_worker_restarts",
-            "Camera worker processes restarted after dying.",
-            ["worker"],
-            registry=r,
-        )
-        self.unauthorized = Counter(
-            "edge_camera_unauthorized",
-            "Connection attempts the camera refused for its credentials (401/403).",
-            cam,
-            registry=r,
-        )
-        self.decode_errors = Counter(
-            "edge_camera_decode_errors", "Corrupt packets or frames skipped.", cam, registry=r
-        )
-        # latency
-        self.stage_seconds = Histogram(
-            "edge_stage_seconds",
-            "Per-frame time spent in a stage.",
-            ["camera", "stage"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.batch_inference_seconds = Histogram(
-            "edge_batch_inference_seconds",
-            "ONNX Runtime run time of one batch.",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.end_to_end_seconds = Histogram(
-            "edge_end_to_end_seconds",
-            "From frame receipt to its results being published (see frames_published).",
-            cam,
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.frames_rendered = Counter(
-            "edge_frames_rendered",
-            "Annotated frames rendered for viewers (once per frame, whatever the codecs).",
-            cam,
-            registry=r,
-        )
-        self.video_latency_seconds = Histogram(
-            "edge_video_latency_seconds",
-            "From frame receipt to its annotated picture being rendered for the encoders.",
-            cam,
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        # batching and model
-        self.batch_size = Histogram(
-            "edge_batch_size",
-            "Frames per inference batch.",
-            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
-            registry=r,
-        )
-        self.batch_fill_ratio = Histogram(
-            "edge_batch_fill_ratio",
-            "Batch size over the frames that fill it (its worker's share of the idle streaming "
-            "cameras, capped).",
-            buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0),
-            registry=r,
-        )
-        self.provider = Info("edge_onnx", "ONNX Runtime execution provider in use.", registry=r)
-        self.detections = Counter(
-            "edge_detections", "Detections after NMS, by class.", ["camera", "class"], registry=r
-        )
-        # tracking, counting, OCR, events
-        self.tracks_confirmed = Counter(
-            "edge_tracks_confirmed", "Tracks that reached confirmation.", cam, registry=r
-        )
-        self.line_crossings = Counter(
-            "edge_line_crossings",
-            "Vehicles counted crossing a line.",
-            ["camera", "line", "class", "direction"],
-            registry=r,
-        )
-        self.ocr_attempts = Counter("edge_ocr_attempts", "Plate OCR attempts.", cam, registry=r)
-        self.ocr_reads = Counter("edge_ocr_reads", "Plates read.", cam, registry=r)
-        self.events_emitted = Counter(
-            "edge_events_emitted", "Vehicle events written by a sink.", ["sink"], registry=r
-        )
-        self.events_dropped = Counter(
-            "edge_events_dropped",
-            "Vehicle events a sink gave up on.",
-            ["sink", "reason"],
-            registry=r,
-        )
-        self.events_queue = Gauge(
-            "edge_events_queue", "Events waiting in a sink's queue.", ["sink"], registry=r
-        )
-        self.store_bytes = Gauge(
-            "edge_store_bytes", "Size of the events database (file and WAL).", registry=r
-        )
-        self.store_events_deleted = Counter(
-            "edge_store_events_deleted",
-            "Events deleted from the database: past retention or over the size cap.",
-            ["reason"],
-            registry=r,
-        )
-        self.mqtt_connected = Gauge(
-            "edge_mqtt_connected", "1 while the MQTT sink is connected to its broker.", registry=r
-        )
-        # publishing
-        self.viewers = Gauge("edge_viewers", "Connected WebRTC viewers.", cam, registry=r)
-        self.encoders_active = Gauge(
-            "edge_encoders_active",
-            "Running video encoders (one per watched camera).",
-            cam,
-            registry=r,
-        )
-        self.viewers_refused = Counter(
-            "edge_viewers_refused",
-            "WebRTC offers refused, and viewer slots taken back from viewers that never "
-            "connected (not_connected), by reason.",
-            ["reason"],
-            registry=r,
-        )
-        for reason in VIEWER_REFUSAL_REASONS:
-            self.viewers_refused.labels(reason=reason)
+        super().__init__(registry, process, gpu)
         self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
         self._meters: dict[tuple[str, str], RateMeter] = {}
         self._meters_lock = threading.Lock()
