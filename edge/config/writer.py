@@ -38,10 +38,16 @@ from edge.config.loading import ConfigError, expand_env, parse_config
 from edge.config.schema import EdgeConfig
 
 BACKUP_SUFFIX = ".bak"
+EDIT_ATTEMPTS = 3
+"""Times an edit starts over when someone else changed the file meanwhile."""
 
 
 class UnknownCamera(LookupError):
     """The camera id is not among the file's `cameras:`."""
+
+
+class FileBusy(RuntimeError):
+    """The file changed under every attempt to edit it (someone else keeps saving it)."""
 
 
 class UnsupportedLayout(ValueError):
@@ -275,17 +281,31 @@ def edit_lines(path: Path, camera_id: str, lines: Sequence[LineConfig]) -> EdgeC
     """Set camera `camera_id`'s lines in the file at `path` (a symlink's target is edited) and
     return the new config. Nothing is written when the new document does not validate.
 
+    A writer that does not take the lock (a person's editor) may save while the edit is made:
+    the file is read again just before it is replaced, and a change starts the edit over, so
+    that a person's save is not silently undone (a window of a few syscalls remains).
+
     Raises ConfigError (the file or the edit does not validate), UnknownCamera,
-    UnsupportedLayout and OSError (cannot read or write the file)."""
+    UnsupportedLayout, FileBusy and OSError (cannot read or write the file)."""
     path = Path(path).resolve()
     with file_lock(path):
-        text = path.read_text(encoding="utf-8")
-        new_text = replace_lines(text, camera_id, lines)
-        config = check_text(new_text, path)
-        written = next((c.lines for c in config.cameras if c.id == camera_id), None)
-        if written != list(lines):  # the splice must have said what was asked, or write nothing
-            raise UnsupportedLayout(
-                f"camera {camera_id!r}: its lines could not be edited in place; edit the file"
-            )
-        write_atomic(path, new_text)
-    return config
+        for _ in range(EDIT_ATTEMPTS):
+            text = _read(path)
+            new_text = replace_lines(text, camera_id, lines)
+            config = check_text(new_text, path)
+            written = next((c.lines for c in config.cameras if c.id == camera_id), None)
+            if written != list(lines):  # the splice must have said what was asked, or nothing
+                raise UnsupportedLayout(
+                    f"camera {camera_id!r}: its lines could not be edited in place; edit the file"
+                )
+            if _read(path) == text:
+                write_atomic(path, new_text)
+                return config
+    raise FileBusy(f"{path.name} kept changing while it was being edited; try again")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"config: cannot read {path}: not UTF-8 text ({exc.reason})"]) from None

@@ -36,7 +36,7 @@ from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from edge.config import ConfigError, LineConfig, ServerConfig
-from edge.config.writer import UnknownCamera, UnsupportedLayout, edit_lines
+from edge.config.writer import FileBusy, UnknownCamera, UnsupportedLayout, edit_lines
 from edge.publish.service import ConfigHost
 from edge.redact import describe_exception, redact
 
@@ -182,7 +182,7 @@ async def put_lines(request: web.Request) -> web.Response:
         except ConfigError as exc:
             problems = "; ".join(exc.problems[:5])
             return _error(409, redact(f"{path.name} does not validate with this edit: {problems}"))
-        except (UnsupportedLayout, OSError) as exc:
+        except (UnsupportedLayout, FileBusy, OSError) as exc:
             return _error(409, f"cannot edit {path.name}: {describe_exception(exc)}")
         log.info("camera %s: %d counting line(s) written to %s", camera_id, len(lines), path)
         result = await host.reload_config("api")

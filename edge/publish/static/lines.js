@@ -74,6 +74,7 @@ class LineEditor {
     overlay.addEventListener("pointerup", () => this.endDrag());
     overlay.addEventListener("pointercancel", () => this.endDrag());
     this.stage.appendChild(overlay);
+    document.addEventListener("keydown", (e) => this.onKey(e));
     this.video.addEventListener("resize", () => this.layout());
     window.addEventListener("resize", () => this.layout());
     if (window.ResizeObserver) new ResizeObserver(() => this.layout()).observe(this.video);
@@ -90,6 +91,8 @@ class LineEditor {
   get width() { return this.camera.width; }
   get height() { return this.camera.height; }
 
+  get dirty() { return JSON.stringify(this.lines) !== this.savedJson; }
+
   toggle(on = !this.editing) {
     this.editing = on;
     this.panel.hidden = !on;
@@ -98,6 +101,32 @@ class LineEditor {
     if (!on) this.adding = null;
     this.renderTable();
     this.layout();
+    if (on && !this.dirty) this.fetchLines(); // the file may have changed since the page loaded
+  }
+
+  async fetchLines() {
+    try {
+      const { config, last_reload: last } = await api("/api/config");
+      if (last && last.result === "invalid") {
+        this.setStatus(`the file's last change was refused: ${last.errors.join("; ")}`, true);
+      }
+      const camera = config.cameras.find((c) => c.id === this.camera.id);
+      if (!camera || this.dirty) return;
+      this.lines = copyLines(camera.lines);
+      this.savedJson = JSON.stringify(this.lines);
+      this.renderTable();
+      this.render();
+    } catch (e) {
+      this.setStatus(`cannot read the config: ${e.message}`, true);
+    }
+  }
+
+  onKey(e) {
+    if (e.key === "Escape" && this.editing && this.adding !== null) {
+      this.adding = null;
+      this.setStatus("");
+      this.render();
+    }
   }
 
   // The picture's box in client pixels: object-fit: contain centres the frame in the element.
@@ -228,6 +257,7 @@ class LineEditor {
       o.appendChild(svg("circle", { cx: x, cy: y, r: unit, class: "pending" }));
     }
     o.classList.toggle("adding", this.adding !== null);
+    this.panel.querySelector(".save").classList.toggle("dirty", this.dirty);
   }
 
   renderTable() {

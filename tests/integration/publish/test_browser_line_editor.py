@@ -74,8 +74,10 @@ async def site(
 
 @contextlib.asynccontextmanager
 async def editing(browser: Browser, site: EditorSite, camera: str) -> AsyncIterator[Page]:
-    """The camera's own page, its video playing and its line editor open."""
+    """The camera's own page, its video playing and its line editor open; no script error."""
     page = await browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         await page.goto(f"{site.base_url}/?camera={camera}")
         await wait_decoding(page, camera, frames=3)
@@ -83,6 +85,7 @@ async def editing(browser: Browser, site: EditorSite, camera: str) -> AsyncItera
         await async_wait_for(button.is_enabled, 10)
         await button.click()
         yield page
+        assert errors == []
     finally:
         await page.close()
 

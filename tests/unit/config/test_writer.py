@@ -136,3 +136,10 @@ def test_write_atomic_creates_a_new_file(tmp_path: Path) -> None:
     path = tmp_path / "new.yaml"
     write_atomic(path, "cameras: []\n")
     assert path.read_text() == "cameras: []\n" and not (tmp_path / "new.yaml.bak").exists()
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "cameras.yaml"
+    path.write_bytes(b"cameras:\n  - id: a\n    url: rtsp://h/\xff\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        edit_lines(path, "a", [DRAWN])
