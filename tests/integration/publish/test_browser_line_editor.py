@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page
 
-from edge.config import load_config
+from edge.config import ServerConfig, load_config
 from edge.ingest.camsim import CameraSimulator
 from edge.publish.web import create_app
 from edge.publish.webrtc import WebRtcGateway
@@ -57,29 +57,38 @@ class EditorSite:
     host: FileConfigHost
 
 
+@contextlib.asynccontextmanager
+async def editor_site(
+    served: Served, camsim: CameraSimulator, path: Path, token: str | None = None
+) -> AsyncIterator[EditorSite]:
+    urls = {c: camsim.url(c, "viewer", PASSWORD).replace(PASSWORD, "${CAM_PW}") for c in SOURCE}
+    path.write_text(CONFIG.format(**urls))
+    host = FileConfigHost(path)
+    app = create_app(served.service, served.stream, ServerConfig(auth_token=token),
+                     gateway=WebRtcGateway(served.stream), config_host=host)  # fmt: skip
+    async with serving(app) as base_url:
+        yield EditorSite(base_url, path, host)
+
+
 @pytest_asyncio.fixture(loop_scope="module")
 async def site(
     served: Served, camsim: CameraSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[EditorSite]:
     monkeypatch.setenv("CAM_PW", PASSWORD)
-    urls = {c: camsim.url(c, "viewer", PASSWORD).replace(PASSWORD, "${CAM_PW}") for c in SOURCE}
-    path = tmp_path / "cameras.yaml"
-    path.write_text(CONFIG.format(**urls))
-    host = FileConfigHost(path)
-    app = create_app(served.service, served.stream, gateway=WebRtcGateway(served.stream),
-                     config_host=host)  # fmt: skip
-    async with serving(app) as base_url:
-        yield EditorSite(base_url, path, host)
+    async with editor_site(served, camsim, tmp_path / "cameras.yaml") as site:
+        yield site
 
 
 @contextlib.asynccontextmanager
-async def editing(browser: Browser, site: EditorSite, camera: str) -> AsyncIterator[Page]:
+async def editing(
+    browser: Browser, site: EditorSite, camera: str, query: str = ""
+) -> AsyncIterator[Page]:
     """The camera's own page, its video playing and its line editor open; no script error."""
     page = await browser.new_page(viewport={"width": 1100, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        await page.goto(f"{site.base_url}/?camera={camera}")
+        await page.goto(f"{site.base_url}/?camera={camera}{query}")
         await wait_decoding(page, camera, frames=3)
         button = page.locator(f".tile[data-camera={camera}] .edit-lines")
         await async_wait_for(button.is_enabled, 10)
@@ -203,3 +212,24 @@ async def test_no_editor_without_the_config_api(served: Served, browser: Browser
         assert await page.locator(".edit-lines").count() == 0
     finally:
         await page.close()
+
+
+async def test_the_editor_passes_the_token_on(
+    served: Served,
+    camsim: CameraSimulator,
+    browser: Browser,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CAM_PW", PASSWORD)
+    token = "editor-token-5678"
+    async with editor_site(served, camsim, tmp_path / "cameras.yaml", token) as site:
+        async with editing(browser, site, "cam1", f"&token={token}") as page:
+            rows = page.locator(".tile[data-camera=cam1] .line-editor tbody tr")
+            await rows.nth(0).locator("button.delete").click()
+            await page.locator(".tile[data-camera=cam1] .line-editor .save").click()
+            await async_wait_for(
+                lambda: page.evaluate("() => window.edge.editors.cam1.status.startsWith('saved')"),
+                10,
+            )
+        assert [line.name for line in load_config(site.path).cameras[0].lines] == ["gone"]

@@ -143,3 +143,22 @@ def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path.write_bytes(b"cameras:\n  - id: a\n    url: rtsp://h/\xff\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         edit_lines(path, "a", [DRAWN])
+
+
+def test_empty_lines_key_and_commented_out_lines() -> None:
+    text = (
+        "cameras:\n  - id: a\n    url: x\n    lines:\n    # old ones:\n    #   - name: z\n"
+        "  - id: b\n    url: y\n    lines:\n      - name: q\n        points: [[1, 1], [2, 2]]\n"
+        "      # - name: commented out\n# end\n"
+    )
+    line = LineConfig(name="d", points=((1, 2), (3, 4)))
+    out = replace_lines(text, "a", [line])
+    assert changed_rows(text, out) == [
+        "+      - name: d", "+        points: [[1, 2], [3, 4]]", "+        directions: [in, out]",
+    ]  # fmt: skip
+    out = replace_lines(text, "b", [line])
+    assert changed_rows(text, out) == [
+        "-      - name: q", "-        points: [[1, 1], [2, 2]]",
+        "+      - name: d", "+        points: [[1, 2], [3, 4]]", "+        directions: [in, out]",
+    ]  # fmt: skip
+    assert out.endswith("      # - name: commented out\n# end\n")
