@@ -24,6 +24,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from prometheus_client import (
@@ -36,11 +38,32 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.process_collector import ProcessCollector
 
 from edge.gpu_metrics import GpuCollector, register_gpu_collector
+from edge.ingest.state import CameraState
 
-CAMERA_STATES = ("connecting", "streaming", "stalled", "backoff", "unauthorized", "stopped")
+
+class DropReason(StrEnum):
+    """Why a frame left the pipeline without being published (`edge_frames_dropped_total`)."""
+
+    SUPERSEDED = "superseded"
+    """A newer frame of the camera replaced it before it was taken (latest-frame hand-off)."""
+    STALE = "stale"
+    """It waited for a batch longer than `ingest.stale_s`."""
+    QUEUE_FULL = "queue_full"
+    """Its results found the consumer's bounded queue full."""
+    VIEWER_SLOW = "viewer_slow"
+    """A viewer's send queue was full (counted per viewer and packet)."""
+    FPS_CAP = "fps_cap"
+    """Decoded above the camera's `fps` cap."""
+    ERROR = "error"
+    """Inference, tracking or publishing failed for it."""
+    SHUTDOWN = "shutdown"
+    """Still pending when the service stopped."""
+
+
 STAGES = (
     "decode",
     "queue_wait",
@@ -52,7 +75,6 @@ STAGES = (
     "encode",
     "send",
 )
-DROP_REASONS = ("superseded", "stale", "queue_full", "viewer_slow", "fps_cap", "error", "shutdown")
 FPS_POINTS = ("decoded", "inferred", "published", "rendered")
 EVENT_DROP_REASONS = ("queue_full", "failed", "rejected", "io_error")
 STORE_DELETE_REASONS = ("retention", "size_cap")
@@ -284,12 +306,12 @@ class EdgeMetrics:
         )
         for reason in VIEWER_REFUSAL_REASONS:
             self.viewers_refused.labels(reason=reason)
-        self._stage_children: dict[tuple[str, str], object] = {}
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
         self._meters: dict[tuple[str, str], RateMeter] = {}
         self._meters_lock = threading.Lock()
         self._cameras_seen: set[str] = set()
 
-    def set_camera_state(self, camera: str, state: str) -> None:
+    def set_camera_state(self, camera: str, state: CameraState) -> None:
         """One-hot `edge_camera_state` and `edge_camera_up` (1 only while streaming).
 
         The first state of a camera also creates its per-camera series at 0 (see `init_camera`),
@@ -297,7 +319,7 @@ class EdgeMetrics:
         if camera not in self._cameras_seen:
             self._cameras_seen.add(camera)
             self._zero_camera_series(camera)
-        for s in CAMERA_STATES:
+        for s in CameraState:
             self.camera_state.labels(camera=camera, state=s).set(1 if s == state else 0)
         self.camera_up.labels(camera=camera).set(1 if state == "streaming" else 0)
 
@@ -321,14 +343,16 @@ class EdgeMetrics:
         return {point: meter.rate() for point, meter in meters.items()}
 
     def observe_stage(self, camera: str, stage: str, seconds: float) -> None:
-        # The labelled child cached: a `labels()` lookup costs more than the observation, and
-        # this runs several times per frame in the batching process.
-        child = self._stage_children.get((camera, stage))
+        self._child(self.stage_seconds, camera, stage).observe(seconds)
+
+    def _child(self, family: MetricWrapperBase, *labels: str) -> Any:
+        """`family.labels(*labels)`, looked up once: a `labels()` lookup costs more than the
+        increment, and these run several times per frame in the batching process."""
+        key = (family, labels)
+        child = self._children.get(key)
         if child is None:
-            child = self._stage_children[(camera, stage)] = self.stage_seconds.labels(
-                camera=camera, stage=stage
-            )
-        child.observe(seconds)  # type: ignore[attr-defined]
+            child = self._children[key] = family.labels(*labels)
+        return child
 
     # --- helpers the stages and the app call -------------------------------------------------
 
@@ -351,7 +375,7 @@ class EdgeMetrics:
         detections per class and line crossings per (line, class, direction). Idempotent; never
         resets a value already recorded."""
         if camera not in self._cameras_seen:
-            self.set_camera_state(camera, "connecting")
+            self.set_camera_state(camera, CameraState.CONNECTING)
         classes = list(classes)
         for cls_name in classes:
             self.detections.labels(camera=camera, **{"class": cls_name})
@@ -377,8 +401,8 @@ class EdgeMetrics:
             self.ocr_reads,
         ):
             counter.labels(camera=camera)
-        for reason in DROP_REASONS:
-            self.frames_dropped.labels(camera=camera, reason=reason)
+        for reason in DropReason:
+            self._child(self.frames_dropped, camera, reason)
         self.viewers.labels(camera=camera)  # a new child starts at 0; an existing one is kept
         self.encoders_active.labels(camera=camera)
         for stage in STAGES:
@@ -430,14 +454,14 @@ class EdgeMetrics:
 
     def observe_end_to_end(self, camera: str, seconds: float) -> None:
         """One frame published: receive → published latency, counter and FPS together."""
-        self.end_to_end_seconds.labels(camera=camera).observe(seconds)
-        self.frames_published.labels(camera=camera).inc()
+        self._child(self.end_to_end_seconds, camera).observe(seconds)
+        self._child(self.frames_published, camera).inc()
         self.tick_fps(camera, "published")
 
     def observe_rendered(self, camera: str, seconds: float) -> None:
         """One annotated picture rendered for viewers: video latency, counter and FPS together."""
-        self.video_latency_seconds.labels(camera=camera).observe(seconds)
-        self.frames_rendered.labels(camera=camera).inc()
+        self._child(self.video_latency_seconds, camera).observe(seconds)
+        self._child(self.frames_rendered, camera).inc()
         self.tick_fps(camera, "rendered")
 
     def count_viewer_refused(self, reason: str) -> None:
@@ -445,13 +469,11 @@ class EdgeMetrics:
         self.viewers_refused.labels(reason=reason).inc()
 
     def count_inferred(self, camera: str) -> None:
-        child = self._stage_children.get((camera, ""))
-        if child is None:
-            child = self._stage_children[(camera, "")] = self.frames_inferred.labels(camera=camera)
-        child.inc()  # type: ignore[attr-defined]
+        self._child(self.frames_inferred, camera).inc()
 
-    def count_drop(self, camera: str, reason: str, n: int = 1) -> None:
-        self.frames_dropped.labels(camera=camera, reason=reason).inc(n)
+    def count_drop(self, camera: str, reason: DropReason, n: int = 1) -> None:
+        """`n` frames of `camera` dropped: the one way a stage records a drop."""
+        self._child(self.frames_dropped, camera, reason).inc(n)
 
     def exposition(self) -> bytes:
         """The text format for `GET /metrics` (serve with `CONTENT_TYPE`)."""
