@@ -54,8 +54,8 @@ class CameraSource:
     def __init__(
         self,
         camera: CameraConfig,
-        ingest: IngestConfig | None = None,
-        metrics: EdgeMetrics | None = None,
+        ingest: IngestConfig,
+        metrics: EdgeMetrics,
         *,
         realtime: bool = False,
         loop: bool = False,
@@ -63,8 +63,8 @@ class CameraSource:
     ) -> None:
         self.camera = camera
         self.camera_id = camera.id
-        self.ingest = ingest or IngestConfig()
-        self.metrics = metrics or EdgeMetrics()
+        self.ingest = ingest
+        self.metrics = metrics
         self.media = MediaLocation.parse(camera.url)
         self.realtime = realtime
         self.loop = loop
