@@ -26,7 +26,7 @@ from edge.infer.model_check import ModelError, check_model
 from edge.infer.prepare import with_dynamic_batch
 from edge.infer.results import ResultStream
 from edge.ingest.source import CameraSource, CameraState
-from edge.metrics import EdgeMetrics
+from edge.metrics import DropReason, EdgeMetrics
 from edge.publish.annotate import Overlay, line_overlays
 from edge.publish.live import LiveFeed
 from edge.publish.publisher import CameraPublisher
@@ -291,7 +291,8 @@ class EdgeService:
                 self._process(rt, detected)
             except Exception:
                 log.exception("camera %s: processing a frame failed", rt.config.id)
-                self.metrics.count_drop(rt.config.id, "error")  # neither published nor lost
+                # neither published nor lost: counted as dropped
+                self.metrics.count_drop(rt.config.id, DropReason.ERROR)
 
     def _process(self, rt: CameraRuntime, detected: DetectedFrame) -> None:
         assert rt.tracking is not None

@@ -89,7 +89,7 @@ class MetricsRecorder:
         self.records.append(("t", camera, point, now))
 
     def count_drop(self, camera: str, reason: str, n: int = 1) -> None:
-        labels = (("camera", camera), ("reason", reason))
+        labels = (("camera", camera), ("reason", str(reason)))
         self.records.append(("c", "frames_dropped", labels, "inc", (n,)))
 
     def __getattr__(self, name: str) -> Any:
