@@ -81,6 +81,13 @@ class RateMeter:
             self._times.append(now)
             self._trim(now)
 
+    def tick_many(self, times: Sequence[float]) -> None:
+        """`tick(t)` for each of `times` (in order), under one lock."""
+        if times:
+            with self._lock:
+                self._times.extend(times)
+                self._trim(times[-1])
+
     def rate(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
         with self._lock:
@@ -120,6 +127,10 @@ class EdgeMetrics(MetricFamilies):
     def tick_fps(self, camera: str, point: str, now: float | None = None) -> None:
         """Count one frame at `point` (see FPS_POINTS) for the `edge_camera_fps` gauge."""
         self._meter(camera, point).tick(now)
+
+    def tick_fps_many(self, camera: str, point: str, times: Sequence[float]) -> None:
+        """`tick_fps` for frames counted elsewhere at these times (a worker process's)."""
+        self._meter(camera, point).tick_many(times)
 
     def _meter(self, camera: str, point: str) -> RateMeter:
         key = (camera, point)

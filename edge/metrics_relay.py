@@ -29,7 +29,7 @@ Record = tuple[Any, ...]
 - ("c", family, labels, "inc", (n,)): the merged increments of a labelled child (labels as sorted
   (name, value) pairs); ("c", family, labels, op, args) for any other call on one (`set`, ...);
 - ("o", family, labels, [seconds...]): observations of a labelled histogram child;
-- ("t", camera, point, [time...]): `tick_fps` calls (their times, None for "now");
+- ("t", camera, point, [time...]): `tick_fps` calls (their `time.monotonic()`);
 - ("m", method, args): any other `EdgeMetrics` method call, in order."""
 
 _TERMINAL = frozenset({"inc", "dec", "set", "observe"})
@@ -83,10 +83,11 @@ class MetricsRecorder:
         labels = (("camera", camera),)
         self.records.append(("c", _END_TO_END_FAMILY, labels, "observe", (seconds,)))
         self.records.append(("c", "frames_published", labels, "inc", ()))
-        self.records.append(("t", camera, "published", None))
+        self.records.append(("t", camera, "published", time.monotonic()))
 
     def tick_fps(self, camera: str, point: str, now: float | None = None) -> None:
-        self.records.append(("t", camera, point, now))
+        # `time.monotonic()` is system-wide: the service's FPS window takes the worker's times.
+        self.records.append(("t", camera, point, time.monotonic() if now is None else now))
 
     def count_drop(self, camera: str, reason: str, n: int = 1) -> None:
         labels = (("camera", camera), ("reason", str(reason)))
@@ -106,7 +107,7 @@ def merge(records: list[Record]) -> list[Record]:
     before them (a camera's state set before its first frames, say)."""
     incs: dict[tuple[str, Labels], float] = {}
     observed: dict[tuple[str, Labels], list[float]] = {}
-    ticks: dict[tuple[str, str], list[float | None]] = {}
+    ticks: dict[tuple[str, str], list[float]] = {}
     out: list[Record] = []
     for rec in records:
         kind = rec[0]
@@ -175,9 +176,6 @@ class MetricsReplayer:
             elif kind == "o":
                 observe_many(self.child(rec[1], rec[2]), rec[3])
             elif kind == "t":
-                now = time.monotonic()
-                tick, cam, point = m.tick_fps, rec[1], rec[2]
-                for t in rec[3]:
-                    tick(cam, point, now if t is None else t)
+                m.tick_fps_many(rec[1], rec[2], rec[3])
             else:
                 getattr(m, rec[1])(*rec[2])

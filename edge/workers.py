@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 STOP_WAIT_S = 5.0
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+WATCH_CHECK_S = 0.2
+"""How often the workers learn which of their cameras someone watches (a new viewer's first
+pictures wait at most this long for it)."""
 HEALTHY_S = 30.0
 """A worker that lived this long starts its restart backoff from the shortest delay again."""
 
@@ -85,17 +88,10 @@ class SlotFrame:
         return self._arena.picture(self.ref), self.ref.letterbox()
 
     def release(self) -> None:
-        """From the event loop's thread (a dropped frame, a delivered one)."""
         if self._held:
             self._held = False
             self._pool.release(self._worker, self.ref.slot)
             self._pool.notify()
-
-    def detach(self) -> bool:
-        """Mark the slot handed back by the caller (`WorkerPool._on_copied`, from a batch
-        thread); False if it was already."""
-        held, self._held = self._held, False
-        return held
 
 
 class _Sender:
@@ -178,11 +174,16 @@ class WorkerPool:
         self._ctx = mp.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_scheduled = False
+        self._watch_checked = 0.0
         self._stopping = False
         self._restarts: set[asyncio.Task[None]] = set()
         self.workers_by_index = {w.index: w for w in self.workers}
         batcher.on_batch = self._on_batch
-        batcher.on_copied = self._on_copied
+        # A batch's slots go back with its results, in one message per worker and batch, rather
+        # than in one more as soon as the batch copied them (the worker letterboxes a camera's
+        # next frame a batch run later; the camera cannot be batched again before its results
+        # anyway).
+        batcher.release_on_copy = False
 
     # ---- lifecycle ----
 
@@ -347,8 +348,8 @@ class WorkerPool:
     # ---- service → worker ----
 
     def _on_batch(self, results: list[DetectedFrame]) -> None:
-        """A batch's detections go back to the workers of its frames: one `Results` per worker
-        and batch, sent with the next flush."""
+        """A batch's detections go back to the workers of its frames, with the slots the batch
+        released: one message per worker and batch."""
         by_worker: dict[int, list[tuple[str, int, float, Detections]]] = {}
         for result in results:
             frame: Any = result.frame
@@ -364,18 +365,6 @@ class WorkerPool:
             w = self.workers_by_index[index]
             w.results.append(pack_results(frames))
             self._flush_worker(w)
-
-    def _on_copied(self, frames: Sequence[Frame]) -> None:
-        """In the batch thread, once the batch holds the frames' pictures: their slots go back to
-        their workers at once, straight to the senders' queues (no turn of the event loop)."""
-        slots: dict[tuple[_Worker, int], list[int]] = {}
-        for frame in frames:
-            if isinstance(frame, SlotFrame) and frame.detach():
-                slots.setdefault((frame._pool, frame._worker), []).append(frame.ref.slot)
-        for (w, generation), mine in slots.items():
-            sender = w.sender
-            if sender is not None and generation == w.generation:
-                sender.send(("sync", mine, []))
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._loop is not None:
@@ -399,8 +388,10 @@ class WorkerPool:
         """Hand back released slots (also those of dropped frames) at least this often, and tell
         each worker which of its cameras someone watches."""
         self._flush()
-        if self.is_watched is None:
+        now = time.monotonic()
+        if self.is_watched is None or now - self._watch_checked < WATCH_CHECK_S:
             return
+        self._watch_checked = now
         for w in self.workers:
             watched = frozenset(c.id for c in w.cameras if self.is_watched(c.id))
             if watched != w.watched and w.sender is not None:

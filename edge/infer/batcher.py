@@ -27,8 +27,8 @@ waiting for a batch and the results no subscriber took are counted as dropped (r
 
 Frames prepared elsewhere (a worker process's letterboxed picture in shared memory) carry
 `prepared()` (the batcher then only copies them into the batch) and `release()`, called when the
-picture was copied into its batch or the frame was dropped (and again when a batched frame's
-results are delivered: `release()` must be idempotent).
+picture was copied into its batch (unless `release_on_copy` is off) or the frame was dropped, and
+again when a batched frame's results are delivered (`release()` must be idempotent).
 
 Call `submit` and `set_streaming` from the event loop's thread only. The pure policy (deadline,
 capacity, latest-only slots, camera liveness) lives in `edge.infer.batch_policy`.
@@ -112,10 +112,8 @@ class Batcher:
         self.metrics = metrics or getattr(detector, "metrics", None) or EdgeMetrics()
         self.on_result = on_result
         self.on_batch = on_batch
-        self.on_copied: Callable[[Sequence[Frame]], None] | None = None
-        """Called in the batch thread once a batch holds its frames' pictures, instead of
-        releasing them from the event loop: the callback hands back, thread-safely, what holds
-        the pictures (those it leaves are released at delivery, as dropped ones are)."""
+        self.release_on_copy = True
+        """Release frames as soon as their batch holds their pictures (False: at delivery)."""
         self.stats = BatcherStats()
         self._clock = clock
         self._slots = LatestSlots()
@@ -355,19 +353,14 @@ class Batcher:
         prepare = self.detector.preprocess
         jobs = [getattr(f, "prepared", None) or partial(prepare, f) for f in frames]
         copied = None
-        on_copied = self.on_copied
-        if on_copied is not None and any(hasattr(f, "release") for f in frames):
-
-            def copied() -> None:  # the slots are free once their pictures are in the batch
-                try:
-                    on_copied(frames)
-                except Exception:
-                    log.exception("on_copied callback failed")
-
-        elif any(hasattr(f, "release") for f in frames) and self._loop is not None:
+        if (
+            self.release_on_copy
+            and any(hasattr(f, "release") for f in frames)
+            and self._loop is not None
+        ):
             loop = self._loop
 
-            def copied() -> None:
+            def copied() -> None:  # the slots are free once their pictures are in the batch
                 loop.call_soon_threadsafe(_release_all, frames)
 
         if copied is None:
