@@ -27,7 +27,7 @@ import contextlib
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 STATUS_S = 0.2
 
 
+Counts = dict[str, dict[str, dict[str, int]]]
+"""Line → class → direction → vehicles counted."""
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
     """Everything a worker needs, picklable (it crosses the spawn)."""
@@ -63,6 +67,9 @@ class WorkerSpec:
     """The detector's, always uint8: the slots hold pictures, the graph casts and scales."""
     slots_per_camera: int
     log_level: int = logging.INFO
+    counts: dict[str, Counts] = field(default_factory=dict)
+    """Per camera, the line counts its previous worker reported last: a restarted worker counts
+    on from them (its tracks start afresh)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +80,7 @@ class CameraInfo:
     source_fps: float | None
     last_error: str | None
     last_error_at: float | None
-    counts: dict[str, dict[str, dict[str, int]]]
+    counts: Counts
     size: tuple[int, int] | None
 
 
@@ -118,6 +125,9 @@ class _Worker:
             )  # fmt: skip
             for c in spec.cameras
         }
+        for cam, counts in spec.counts.items():
+            if cam in self.tracking:
+                _resume_counts(self.tracking[cam], counts)
         self.sizes: dict[str, tuple[int, int]] = {}
         self.ready: list[FrameRef] = []
         self.watched: set[str] = set()
@@ -286,6 +296,13 @@ class _Worker:
             for cam, src in self.sources.items()
         }
         self._send(("status", info, self.metrics.take(), self._take_events()))
+
+
+def _resume_counts(tracking: CameraTracking, counts: Counts) -> None:
+    """Start a camera's line counts from `counts` (of the lines it still has)."""
+    for line, per_class in counts.items():
+        if line in tracking.counts:
+            tracking.counts[line] = {cls: dict(dirs) for cls, dirs in per_class.items()}
 
 
 Results = tuple[list[tuple[str, int, float, int]], np.ndarray, np.ndarray, np.ndarray]

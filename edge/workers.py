@@ -3,14 +3,16 @@
 Part of the wiring, like `edge.app`: the cameras are shared out over worker processes
 (`edge.camera_worker`) that decode, letterbox into shared memory and track; this process keeps the
 one detector session and the batcher, and its per-frame work stays small: a descriptor in, one
-copy into the batch, a few arrays of detections out, and the workers' metric records replayed.
+copy into the batch, and per batch one message back to each worker with its frames' detections and
+slots; the workers' metric records come merged per series a few times a second.
 
 A worker that dies (kill -9, a decoder's segfault, an OOM kill) is restarted with backoff; its
-cameras resume from a fresh connection, the other workers' cameras never wait for it (the batcher
-stops waiting for cameras that send nothing). Its segment is unlinked at once; the mapping goes
-when the last frame viewing it has left the batcher. `stop()` asks every worker to finish (their
-track-end events and last metrics come back), kills any that does not within a few seconds, and
-unlinks every segment.
+cameras resume from a fresh connection and from the line counts the dead worker reported last
+(its tracks start afresh); the other workers' cameras never wait for it (the batcher stops waiting
+for cameras that send nothing). Its segment is unlinked at once; the mapping goes when the last
+frame viewing it has left the batcher. `stop()` asks every worker to finish (their track-end
+events and last metrics come back), kills any that does not within a few seconds, and unlinks
+every segment.
 """
 
 from __future__ import annotations
@@ -208,6 +210,7 @@ class WorkerPool:
             letterbox=replace(d.letterbox, unit_scale=False, uint8=True),
             slots_per_camera=spec_cfg.ingest.slots_per_camera,
             log_level=logging.getLogger().getEffectiveLevel(),
+            counts={c.id: self.info[c.id].counts for c in w.cameras if c.id in self.info},
         )  # fmt: skip
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(

@@ -9,9 +9,9 @@ of them does (closing it under a batch still reading would crash the process). O
 worker generation, `slots_per_camera` slots per camera, each `3×S×S` bytes. A slot
 is free, written (by the worker), or held (by the batching process, from the descriptor's arrival
 until its batch's results are delivered or it was dropped); the batching process hands held slots
-back (with the results), the worker never writes a held one. Segment names start with `SHM_PREFIX` and the
-owning process id, so that segments a crashed run left in /dev/shm are recognised and removed at
-the next start (`remove_stale`).
+back (with the results), the worker never writes a held one. Segment names start with
+`SHM_PREFIX` and the owning process id, so that segments a crashed run left in /dev/shm are
+recognised and removed at the next start (`remove_stale`).
 """
 
 from __future__ import annotations

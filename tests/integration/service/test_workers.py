@@ -1,9 +1,9 @@
 """`edge run` with camera worker processes (`ingest.processes: 2`) on simulated RTSP cameras.
 
 Worker 0 owns highway and overpass, worker 1 parking and a camera that never answers. A kill -9
-of worker 0 costs only its cameras, which come back after its restart; parking keeps being
-inferred meanwhile, and the dead camera's connection errors stay in it. SIGTERM then leaves no
-process and no shared-memory segment behind.
+of worker 0 costs only its cameras, which come back after its restart with their line counts;
+parking keeps being inferred meanwhile, and the dead camera's connection errors stay in it.
+SIGTERM then leaves no process and no shared-memory segment behind.
 """
 
 from __future__ import annotations
@@ -124,9 +124,16 @@ def test_fault_connection_errors_stay_in_their_camera(service: ServiceProcess) -
     assert metric_value(metrics, "edge_worker_restarts_total", worker="1") == 0
 
 
+def counted(svc: ServiceProcess, camera: str) -> int:
+    counts = cameras(svc)[camera]["counts"]
+    return sum(n for per_class in counts.values() for d in per_class.values() for n in d.values())
+
+
 def test_fault_kill_9_of_a_worker_costs_only_its_cameras(service: ServiceProcess) -> None:
+    wait_for(lambda: counted(service, "highway") > 0, LIVENESS_S)
     pid = worker_pids(service)[0]
     os.kill(pid, signal.SIGKILL)
+    counted_before = counted(service, "highway")
     before = inferred(service, "parking")
     wait_for(lambda: cameras(service)["highway"]["state"] != "streaming", LIVENESS_S)
     down_at = time.monotonic()
@@ -147,6 +154,8 @@ def test_fault_kill_9_of_a_worker_costs_only_its_cameras(service: ServiceProcess
     )
     print(f"parking kept going while highway was {highway_state}, "
           f"{time.monotonic() - down_at:.1f} s until worker 0 streamed again")  # fmt: skip
+    # The restarted worker counts on from the counts its predecessor reported last.
+    assert counted(service, "highway") >= counted_before > 0
     metrics = service.text("/metrics")
     assert metric_value(metrics, "edge_worker_restarts_total", worker="0") == 1
     assert metric_value(metrics, "edge_worker_restarts_total", worker="1") == 0
