@@ -135,9 +135,8 @@ class _Worker:
         """Watched cameras' frames waiting for their detections (at most one per slot)."""
         self.held: dict[str, Frame] = {}
         """Per camera, the newest decoded frame not yet letterboxed: it waits while the batcher
-        holds a picture of the camera (until that picture's results come back), so that a frame
-        that would only supersede it there is never converted (latest-only before the work, not
-        after)."""
+        holds a picture of the camera that no batch has copied yet, so that a frame that would
+        only supersede it there is never converted (latest-only before the work, not after)."""
         self.stopped = asyncio.Event()
 
     async def run(self) -> None:

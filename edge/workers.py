@@ -25,7 +25,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -90,10 +90,17 @@ class SlotFrame:
         return self._arena.picture(self.ref), self.ref.letterbox()
 
     def release(self) -> None:
+        """From the event loop's thread (a frame dropped, or delivered)."""
         if self._held:
             self._held = False
             self._pool.release(self._worker, self.ref.slot)
             self._pool.notify()
+
+    def release_quietly(self) -> None:
+        """From a batch thread: the slot is listed for the worker's next message."""
+        if self._held:
+            self._held = False
+            self._pool.release(self._worker, self.ref.slot)
 
 
 class _Sender:
@@ -181,11 +188,7 @@ class WorkerPool:
         self._restarts: set[asyncio.Task[None]] = set()
         self.workers_by_index = {w.index: w for w in self.workers}
         batcher.on_batch = self._on_batch
-        # A batch's slots go back with its results, in one message per worker and batch, rather
-        # than in one more as soon as the batch copied them (the worker letterboxes a camera's
-        # next frame a batch run later; the camera cannot be batched again before its results
-        # anyway).
-        batcher.release_on_copy = False
+        batcher.on_copied = self._on_copied
 
     # ---- lifecycle ----
 
@@ -365,9 +368,20 @@ class WorkerPool:
                 (frame.camera_id, frame.seq, frame.received_at, result.detections)
             )
         for index, frames in by_worker.items():
-            w = self.workers_by_index[index]
-            w.results.append(pack_results(frames))
+            self.workers_by_index[index].results.append(pack_results(frames))
+        for w in self.workers:  # also the slots that batches running now hold no longer
             self._flush_worker(w)
+
+    def _on_copied(self, frames: Sequence[Frame], alone: bool) -> None:
+        """In a batch thread, once the batch holds its pictures: their slots go back to their
+        workers with the next message to them, the results of the batch that runs beside this one
+        (one message per batch and worker, no more); with no such batch, at once (so that a
+        camera's next frame is letterboxed while this batch runs)."""
+        for frame in frames:
+            if isinstance(frame, SlotFrame):
+                frame.release_quietly()
+        if alone and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._flush)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._loop is not None:
@@ -383,8 +397,11 @@ class WorkerPool:
         if w.sender is None:
             return
         if w.releases or w.results:
-            w.sender.send(("sync", w.releases[:], w.results[:]))
-            w.releases.clear()
+            # In place: a batch thread may append releases meanwhile (`SlotFrame.release_quietly`);
+            # one appended between the two steps lands after the slice and stays.
+            releases = w.releases[:]
+            del w.releases[: len(releases)]
+            w.sender.send(("sync", releases, w.results[:]))
             w.results.clear()
 
     def tick(self) -> None:

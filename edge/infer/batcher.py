@@ -27,8 +27,9 @@ waiting for a batch and the results no subscriber took are counted as dropped (r
 
 Frames prepared elsewhere (a worker process's letterboxed picture in shared memory) carry
 `prepared()` (the batcher then only copies them into the batch) and `release()`, called when the
-picture was copied into its batch (unless `release_on_copy` is off) or the frame was dropped, and
-again when a batched frame's results are delivered (`release()` must be idempotent).
+picture was copied into its batch (from the event loop; or by `on_copied`, in the batch thread,
+where it is set) or the frame was dropped, and again when a batched frame's results are delivered
+(`release()` must be idempotent).
 
 Call `submit` and `set_streaming` from the event loop's thread only. The pure policy (deadline,
 capacity, latest-only slots, camera liveness) lives in `edge.infer.batch_policy`.
@@ -112,8 +113,10 @@ class Batcher:
         self.metrics = metrics or getattr(detector, "metrics", None) or EdgeMetrics()
         self.on_result = on_result
         self.on_batch = on_batch
-        self.release_on_copy = True
-        """Release frames as soon as their batch holds their pictures (False: at delivery)."""
+        self.on_copied: Callable[[Sequence[Frame], bool], None] | None = None
+        """`on_copied(frames, alone)`, called in the batch thread once the batch holds the frames'
+        pictures, instead of releasing them from the event loop; `alone`: no other batch runs
+        (none will deliver before this one)."""
         self.stats = BatcherStats()
         self._clock = clock
         self._slots = LatestSlots()
@@ -353,14 +356,19 @@ class Batcher:
         prepare = self.detector.preprocess
         jobs = [getattr(f, "prepared", None) or partial(prepare, f) for f in frames]
         copied = None
-        if (
-            self.release_on_copy
-            and any(hasattr(f, "release") for f in frames)
-            and self._loop is not None
-        ):
+        on_copied = self.on_copied
+        if on_copied is not None:
+
+            def copied() -> None:  # the pictures are free once they are in the batch
+                try:
+                    on_copied(frames, len(self._running) <= 1)
+                except Exception:
+                    log.exception("on_copied callback failed")
+
+        elif any(hasattr(f, "release") for f in frames) and self._loop is not None:
             loop = self._loop
 
-            def copied() -> None:  # the slots are free once their pictures are in the batch
+            def copied() -> None:
                 loop.call_soon_threadsafe(_release_all, frames)
 
         if copied is None:
