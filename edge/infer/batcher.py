@@ -182,14 +182,22 @@ class Batcher:
     def capacity(self) -> int:
         """Frames that make the next batch full: its share of the streaming cameras that have no
         frame in a running batch."""
-        n = len([c for c in self.streaming_cameras() if c not in self._busy])
-        free = max(1, self.workers - len(self._running))
-        return batch_capacity(n, self.max_batch, self.detector.is_dynamic_batch, free)
+        return self._policy()[0]
 
     def deadline_s(self) -> float:
-        now, stale_s = self._clock(), self.config.stale_s
-        rates = [a.rate() for a in self._cameras.values() if a.is_streaming(now, stale_s)]
-        return batch_deadline_s(rates, self.config.deadline_ms)
+        return self._policy()[1]
+
+    def _policy(self) -> tuple[int, float]:
+        """(capacity, deadline_s) in one pass over the cameras (it runs once or twice a batch)."""
+        now, stale_s, busy = self._clock(), self.config.stale_s, self._busy
+        idle, rates = 0, []
+        for camera_id, activity in self._cameras.items():
+            if activity.is_streaming(now, stale_s):
+                rates.append(activity.rate())
+                idle += camera_id not in busy
+        free = max(1, self.workers - len(self._running))
+        capacity = batch_capacity(idle, self.max_batch, self.detector.is_dynamic_batch, free)
+        return capacity, batch_deadline_s(rates, self.config.deadline_ms)
 
     @property
     def in_flight(self) -> int:
@@ -265,8 +273,7 @@ class Batcher:
         if self._task is None:
             self._task = asyncio.current_task()
         while True:
-            await self._wait_until_ready()
-            capacity = self.capacity()
+            capacity = await self._wait_until_ready()
             batch = self._take_batch(capacity)
             if batch:
                 cameras = [p.frame.camera_id for p in batch]
@@ -304,17 +311,18 @@ class Batcher:
         else:
             self._deliver(batch, started, capacity, outcome)
 
-    async def _wait_until_ready(self) -> None:
-        """Return when a worker is free and the pending frames of idle cameras fill a batch, or the
-        oldest of them has waited one deadline."""
+    async def _wait_until_ready(self) -> int:
+        """Return the batch's capacity when a worker is free and the pending frames of idle
+        cameras fill a batch, or the oldest of them has waited one deadline."""
         while True:
             since = self._slots.oldest_waiting_since(self._busy)
             if since is not None and len(self._running) < self.workers:
-                if len(self._slots.waiting(self._busy)) >= self.capacity():
-                    return
-                remaining = since + self.deadline_s() - self._clock()
+                capacity, deadline_s = self._policy()
+                if len(self._slots.waiting(self._busy)) >= capacity:
+                    return capacity
+                remaining = since + deadline_s - self._clock()
                 if remaining <= 0:
-                    return
+                    return capacity
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
