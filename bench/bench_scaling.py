@@ -9,7 +9,9 @@ played in real time and looped: 1280×720 25 fps H.264 clips made once from the 
 - the batching process's CPU per inferred frame outside the ONNX Runtime run: its CPU time minus
   the CPU the threads spent inside `session.run` (measured around each run with
   `time.thread_time`; on a CPU each batch runs single-threaded in its calling thread).
-With `--sweep`, the largest N that keeps ≥ 95 % of the source rate is searched for each mode.
+With `--sweep`, the largest N that keeps ≥ 95 % of the source rate is searched for each mode;
+`--threads` splits the batching process's CPU per frame outside ORT by thread (event loop, the
+senders to the workers, the batch threads outside `session.run`, ...).
 
 Run: `python -m bench.bench_scaling [--cameras 12] [--processes 0,1,2] [--seconds 20]`.
 Compare modes within one run only: the machine may be shared.
@@ -99,6 +101,21 @@ class OrtClock:
         Detector._run_plain = timed  # type: ignore[method-assign]
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of this process's threads, summed by name (without trailing numbers: the
+    batch threads `edge-infer_0`, `_1` together)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(task.name), "other").rstrip("0123456789_-") or "other"
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return out
+
+
 def quantile_from_buckets(samples: dict[float, float], q: float) -> float:
     """`q`-quantile from cumulative bucket counts (upper bound → count), linear in a bucket."""
     bounds = sorted(samples)
@@ -155,10 +172,11 @@ async def run_mode(
     await asyncio.sleep(warmup_s)
     children = [p.pid for p in mp.active_children() if p.pid]
     a, t0, cpu0, ort0 = snapshot(metrics), time.monotonic(), time.process_time(), ort.cpu_s
-    kids0 = sum(proc_cpu_s(p) for p in children)
+    kids0, threads0 = sum(proc_cpu_s(p) for p in children), thread_cpu_s()
     await asyncio.sleep(seconds)
     b, wall = snapshot(metrics), time.monotonic() - t0
     main_cpu, ort_cpu = time.process_time() - cpu0, ort.cpu_s - ort0
+    threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu_s().items()}
     kids = sum(proc_cpu_s(p) for p in children) - kids0
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -166,7 +184,11 @@ async def run_mode(
     inferred = float(b["inferred"]) - float(a["inferred"])  # type: ignore[arg-type]
     ba, bb = a["buckets"], b["buckets"]
     delta = {k: bb[k] - ba.get(k, 0.0) for k in bb}  # type: ignore[union-attr,index]
+    per_frame = 1000 / max(inferred, 1)
+    threads["edge-infer"] = threads.get("edge-infer", 0.0) - ort_cpu  # outside ORT
+    split = {k: v * per_frame for k, v in sorted(threads.items(), key=lambda kv: -kv[1])}
     return {
+        "threads": split,  # type: ignore[dict-item]
         "processes": processes,
         "cameras": cameras,
         "inferred_fps": inferred / wall,
@@ -184,6 +206,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--sweep", action="store_true", help="find the largest N at ≥ 95 %%")
+    parser.add_argument(
+        "--threads", action="store_true",
+        help="also the batching process's CPU per frame outside ORT by thread",
+    )  # fmt: skip
     args = parser.parse_args()
     tmp = Path(tempfile.gettempdir()) / "edge-bench-scaling"
     tmp.mkdir(exist_ok=True)
@@ -207,6 +233,10 @@ def main() -> int:
             print(f"| {p} | {n} | {r['inferred_fps']:.1f} | {100 * r['source_share']:.0f} % | "
                   f"{r['p95_ms']:.0f} ms | {r['cores_busy']:.2f} | "
                   f"{r['main_outside_ort_ms']:.2f} ms/frame |", flush=True)  # fmt: skip
+            if args.threads:
+                split = r["threads"].items()  # type: ignore[attr-defined]
+                print("  by thread, ms/frame: "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in split if v >= 0.0005))  # fmt: skip
             if args.sweep and r["source_share"] < 0.95:
                 break
     return 0
