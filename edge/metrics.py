@@ -56,6 +56,8 @@ DROP_REASONS = ("superseded", "stale", "queue_full", "viewer_slow", "fps_cap", "
 FPS_POINTS = ("decoded", "inferred", "published", "rendered")
 EVENT_DROP_REASONS = ("queue_full", "failed", "rejected", "io_error")
 STORE_DELETE_REASONS = ("retention", "size_cap")
+RELOAD_RESULTS = ("applied", "unchanged", "invalid", "failed")
+"""`edge.config.reload.ReloadOutcome`'s values."""
 VIEWER_REFUSAL_REASONS = (
     "server_full",
     "camera_full",
@@ -284,6 +286,15 @@ class EdgeMetrics:
         )
         for reason in VIEWER_REFUSAL_REASONS:
             self.viewers_refused.labels(reason=reason)
+        self.config_reloads = Counter(
+            "edge_config_reloads",
+            "Reloads of cameras.yaml (SIGHUP, a change of the file, the config API), by result: "
+            "applied, unchanged, invalid (refused, nothing changed) or failed.",
+            ["result"],
+            registry=r,
+        )
+        for result in RELOAD_RESULTS:
+            self.config_reloads.labels(result=result)
         self._stage_children: dict[tuple[str, str], object] = {}
         self._meters: dict[tuple[str, str], RateMeter] = {}
         self._meters_lock = threading.Lock()

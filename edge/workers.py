@@ -130,6 +130,8 @@ class _Worker:
     watched: frozenset[str] = frozenset()
     on_release: Callable[[], None] | None = None
     results: list[tuple[Any, ...]] = field(default_factory=list)
+    retiring: bool = False
+    """Stopped on purpose (a reload took its last camera away): its end is no death."""
 
     def release(self, generation: int, slot: int) -> None:
         if generation == self.generation:
@@ -298,12 +300,14 @@ class WorkerPool:
                 self.publish(cam, frame, tracks, counts)
         elif kind == "status":
             for cam, info in msg[1].items():
+                if cam not in self.owner:  # removed by a reload since the worker sent it
+                    continue
                 if info.state == "streaming" and self.info.get(cam, info).state != "streaming":
                     self.batcher.set_streaming(cam, True, info.source_fps)
                 self.info[cam] = info
 
     def _on_death(self, w: _Worker) -> None:
-        if self._stopping or w.process is None:
+        if self._stopping or w.retiring or w.process is None:
             return
         proc = w.process
         proc.join(1.0)
@@ -377,6 +381,62 @@ class WorkerPool:
             if watched != w.watched and w.sender is not None:
                 w.watched = watched
                 w.sender.send(("watch", sorted(watched)))
+
+    # ---- config reload ----
+
+    def add_cameras(self, cams: list[CameraConfig]) -> None:
+        """Start cameras added by a reload in a new worker of their own: the running workers'
+        shared-memory arenas are sized for their cameras, and restarting one would interrupt
+        cameras the reload did not touch."""
+        if not cams:
+            return
+        w = _Worker(max((x.index for x in self.workers), default=-1) + 1, tuple(cams))
+        w.on_release = self._schedule_flush
+        self.workers.append(w)
+        self.owner.update({c.id: w for c in cams})
+        self._spawn(w)
+
+    async def remove_cameras(self, camera_ids: list[str]) -> None:
+        """Stop cameras in their workers (their last tracks end there and their events come
+        back); a worker left with no camera stops."""
+        for cid in camera_ids:
+            w = self.owner.pop(cid, None)
+            if w is None:
+                continue
+            self.info.pop(cid, None)
+            self.batcher.set_streaming(cid, False)
+            w.cameras = tuple(c for c in w.cameras if c.id != cid)
+            if w.sender is not None:
+                w.sender.send(("remove", cid))
+            if not w.cameras:
+                await self._stop_worker(w)
+
+    def set_lines(self, cam: CameraConfig) -> None:
+        """New counting lines for a camera, swapped in its worker (its tracks go on)."""
+        w = self.owner.get(cam.id)
+        if w is None:
+            return
+        w.cameras = tuple(cam if c.id == cam.id else c for c in w.cameras)  # for a respawn
+        if w.sender is not None:
+            w.sender.send(("lines", cam.id, list(cam.lines)))
+
+    async def _stop_worker(self, w: _Worker) -> None:
+        w.retiring = True
+        self._flush_worker(w)
+        if w.sender is not None:
+            w.sender.send(("stop",))
+        proc = w.process
+        deadline = time.monotonic() + STOP_WAIT_S
+        while proc is not None and proc.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if proc is not None and proc.is_alive():
+            log.warning("worker %d did not stop in %.0f s; killing it", w.index, STOP_WAIT_S)
+            proc.kill()
+            await asyncio.to_thread(proc.join, 2.0)
+        self._drain(w)
+        self._retire(w)
+        self.workers.remove(w)
+        log.info("worker %d stopped: no camera left", w.index)
 
     def worker_of(self, camera_id: str) -> int | None:
         w = self.owner.get(camera_id)
