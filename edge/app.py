@@ -235,6 +235,10 @@ class EdgeService:
             rt.tracking.set_lines(cam.lines)
         if self.pool is not None:
             self.pool.set_lines(cam)
+        size = rt.status(self.metrics, self.pool.info.get(cam.id) if self.pool else None, None)
+        if size.width and size.height:  # what `edge check` warns about, once the size is known
+            for warning in cam.lines_outside(size.width, size.height):
+                log.warning("camera %s: %s", cam.id, warning)
 
     def cameras_changed(self) -> None:
         """After a reload: the counts API knows the new cameras and lines."""
