@@ -365,6 +365,7 @@ class EdgeService:
     async def _shutdown(self, runner: web.AppRunner | None) -> None:
         """Stop everything, in pipeline order; a part that fails to stop is logged (with its
         traceback) and the rest still stops, so a stuck stop can be diagnosed."""
+        await self.reloader.close()  # no camera starts or stops under the shutdown's feet
         if self.pool is not None:
             async with _logged("the worker processes"):
                 await self.pool.stop()

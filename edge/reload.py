@@ -65,6 +65,7 @@ class ConfigReloader:
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self._seen: bytes | None = None
+        self._closed = False
 
     def start(self, tg: asyncio.TaskGroup) -> None:
         """The service runs its cameras: reloads may apply from now on; watch the file."""
@@ -83,12 +84,21 @@ class ConfigReloader:
         def relevant(_change: Change, changed: str) -> bool:
             return Path(changed).name in names
 
-        async for _ in awatch(
-            path.parent, watch_filter=relevant, step=STEP_MS, debounce=DEBOUNCE_MS,
-            recursive=False,
-        ):  # fmt: skip
-            if _read(path) != self._seen:
-                await self.reload("file")
+        try:
+            async for _ in awatch(
+                path.parent, watch_filter=relevant, step=STEP_MS, debounce=DEBOUNCE_MS,
+                recursive=False,
+            ):  # fmt: skip
+                if _read(path) != self._seen:
+                    await self.reload("file")
+        except Exception as exc:  # e.g. out of inotify watches: the service itself goes on
+            log.warning("cannot watch %s for changes (%s: %s); reload it with SIGHUP",
+                        path, type(exc).__name__, exc)  # fmt: skip
+
+    async def close(self) -> None:
+        """The service stops: let a reload in progress finish, refuse any later one."""
+        async with self._lock:
+            self._closed = True
 
     async def reload(self, trigger: ReloadTrigger) -> ReloadResult:
         """Re-read the file and apply what changed; never raises (see `ConfigHost`)."""
@@ -97,6 +107,9 @@ class ConfigReloader:
             return self._done(ReloadResult("invalid", trigger, time.time(), errors=errors))
         await self._ready.wait()
         async with self._lock:
+            if self._closed:
+                errors = ("config: the service is stopping; nothing was reloaded",)
+                return self._done(ReloadResult("failed", trigger, time.time(), errors=errors))
             try:
                 result = await self._reload(self.source, trigger)
             except Exception as exc:  # a bug, not a bad file: say so, keep serving

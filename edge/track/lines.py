@@ -176,7 +176,8 @@ class LineCounter:
             s.name
             for s in self.segments
             for line in lines
-            if line.name == s.name and line.directions == s.directions
+            if line.name == s.name
+            and line.directions == s.directions
             and line.points == (tuple(s.p1.tolist()), tuple(s.p2.tolist()))
         }
         self.segments = [_Segment(line) for line in lines]

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from edge.config.shard import shard_of
 from edge.ingest.camsim import CameraSimulator
 from edge.publish.viewer_client import ThreadedViewer
 from edge.testing import ServiceProcess, free_port, metric_value, wait_for
@@ -231,3 +232,24 @@ def test_sighup_reloads(service: ServiceProcess) -> None:
     wait_for(lambda: reloads(service, "unchanged") > unchanged, LIVENESS_S)
     assert "config reload (signal): unchanged" in service.log()
     assert service.proc.poll() is None
+
+
+def test_a_shard_reloads_only_its_own_cameras(sim: CameraSimulator, tmp_path: Path) -> None:
+    """`edge run --shard 0/2`: of the cameras an edit adds, only shard 0's start."""
+    ids = [f"cam{i}" for i in range(20)]
+    mine = [i for i in ids if shard_of(i, 2) == 0]
+    theirs = [i for i in ids if shard_of(i, 2) == 1]
+    port = free_port()
+    dead = f"rtsp://127.0.0.1:{free_port()}/none"
+    path = write_config(tmp_path, [camera(sim, "parking", id=mine[0])], port)
+    svc = ServiceProcess(path, port, tmp_path / "edge-run.log", args=["--shard", "0/2"])
+    try:
+        svc.wait_ready()
+        data = yaml.safe_load(path.read_text())
+        data["cameras"] += [{"id": i, "url": dead} for i in (mine[1], theirs[0], theirs[1])]
+        save(path, data)
+        wait_for(lambda: reloads(svc, "applied") >= 1, LIVENESS_S)
+        assert set(cameras(svc)) == {mine[0], mine[1]}
+        assert f"started: {mine[1]}; stopped: -" in svc.log()
+    finally:
+        svc.stop()
