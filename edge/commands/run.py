@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.app import StartupError
 
     try:
-        source = ConfigSource(Path(args.config), args.host, args.port, args.shard)
+        source = ConfigSource(Path(args.config).absolute(), args.host, args.port, args.shard)
         asyncio.run(serve(config, source=source))
     except StartupError as exc:
         print(f"edge: {redact(str(exc))}", file=sys.stderr)

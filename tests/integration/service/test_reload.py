@@ -150,8 +150,9 @@ def test_add_remove_and_change_leave_the_other_cameras_untouched(
     finally:
         watched.stop()
         ending.stop()
-    # one frame interval is 40 ms; a camera restarted, or its viewer dropped, stalls for seconds
-    assert watch.longest_stall_s < 5.0, watch.longest_stall_s
+    # a liveness bound: the longest wait for a frame is typically under 0.2 s here; a camera
+    # restarted (new connection, new encoder) or a viewer dropped stalls for seconds or for good
+    assert watch.longest_stall_s < 2.0, watch.longest_stall_s
     after = cameras(service)
     assert set(after) == {"highway", "parking", "changed", "added"}
     metrics = service.text("/metrics")
