@@ -76,6 +76,7 @@ class EdgeService:
         self.events = EventBus(self._sinks(), self.metrics)
         self.url: str | None = None
         self.config_path: Path | None = source.path if source is not None else None
+        self.last_reload: ReloadResult | None = None
         self.reloader = ConfigReloader(self, source, self.metrics)
         self.data: StoreQueries | None = None
         self._tg: asyncio.TaskGroup | None = None
@@ -96,10 +97,6 @@ class EdgeService:
         )
 
     # ---- ConfigHost (edge.reload applies a changed cameras.yaml) ----
-
-    @property
-    def last_reload(self) -> ReloadResult | None:
-        return self.reloader.last
 
     async def reload_config(self, trigger: ReloadTrigger) -> ReloadResult:
         return await self.reloader.reload(trigger)

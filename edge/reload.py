@@ -44,6 +44,7 @@ class LiveCameras(Protocol):
     """The service as a reload drives it (implemented by `edge.app.EdgeService`)."""
 
     config: EdgeConfig
+    last_reload: ReloadResult | None
 
     async def start_camera(self, cam: CameraConfig) -> None: ...
 
@@ -61,7 +62,6 @@ class ConfigReloader:
         self, host: LiveCameras, source: ConfigSource | None, metrics: EdgeMetrics
     ) -> None:
         self.host, self.source, self.metrics = host, source, metrics
-        self.last: ReloadResult | None = None
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self._seen: bytes | None = None
@@ -119,7 +119,7 @@ class ConfigReloader:
         return self._done(result)
 
     def _done(self, result: ReloadResult) -> ReloadResult:
-        self.last = result
+        self.host.last_reload = result
         self.metrics.config_reloads.labels(result=result.result).inc()
         return result
 

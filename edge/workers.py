@@ -166,6 +166,8 @@ class WorkerPool:
             _Worker(i, tuple(cams[i::processes])) for i in range(processes) if cams[i::processes]
         ]
         self.owner = {c.id: w for w in self.workers for c in w.cameras}
+        self._next_index = len(self.workers)
+        """The next worker a reload adds: an index never used before (logs, metrics, segments)."""
         for w in self.workers:  # a freed slot lets the worker prepare that camera's next frame
             w.on_release = self._schedule_flush
         self.info: dict[str, CameraInfo] = {}
@@ -300,7 +302,7 @@ class WorkerPool:
                 self.publish(cam, frame, tracks, counts)
         elif kind == "status":
             for cam, info in msg[1].items():
-                if cam not in self.owner:  # removed by a reload since the worker sent it
+                if self.owner.get(cam) is not w:  # removed (or moved) by a reload since
                     continue
                 if info.state == "streaming" and self.info.get(cam, info).state != "streaming":
                     self.batcher.set_streaming(cam, True, info.source_fps)
@@ -343,7 +345,12 @@ class WorkerPool:
     def _on_result(self, result: DetectedFrame) -> None:
         frame: Any = result.frame
         w = self.owner.get(frame.camera_id)
-        if w is None or not isinstance(frame, SlotFrame) or frame._worker != w.generation:
+        if (
+            w is None
+            or not isinstance(frame, SlotFrame)
+            or frame._pool is not w  # a camera restarted by a reload runs in another worker now
+            or frame._worker != w.generation
+        ):
             if w is not None:  # inferred for a worker that died since: nobody tracks it
                 self.metrics.count_drop(frame.camera_id, "error")
             return
@@ -390,7 +397,8 @@ class WorkerPool:
         cameras the reload did not touch."""
         if not cams:
             return
-        w = _Worker(max((x.index for x in self.workers), default=-1) + 1, tuple(cams))
+        w = _Worker(self._next_index, tuple(cams))
+        self._next_index += 1
         w.on_release = self._schedule_flush
         self.workers.append(w)
         self.owner.update({c.id: w for c in cams})

@@ -2,7 +2,8 @@
 
 A lines-only edit reaches the worker, which swaps the camera's lines and keeps its tracks (the
 worker is not restarted); an added camera runs in a new worker of its own, a removed one stops in
-its worker while the worker's other camera goes on, and a worker left with no camera stops.
+its worker while the worker's other camera goes on, a restarted one moves to a new worker, and a
+worker left with no camera stops.
 """
 
 from __future__ import annotations
@@ -107,8 +108,19 @@ def test_add_and_remove_cameras_around_a_running_worker(
     assert metric_value(metrics, "edge_camera_state", camera="parking", state="stopped") == 1
     ids = track_ids(service, "highway")
     assert len(ids) == len(set(ids)), ids
-    edit(service, [highway])  # the new worker's only camera goes: the worker stops
+    # a changed source restarts the camera: out of worker 1 (which stops), into a new worker 2
+    edit(service, [highway, camera(sim, "added", fps=5)])
     wait_for(lambda: "worker 1 stopped: no camera left" in service.log(), LIVENESS_S)
+    wait_for(lambda: cameras(service)["added"]["state"] == "streaming", LIVENESS_S)
+    assert cameras(service)["added"]["worker"] == 2
+    inferred = metric_value(service.text("/metrics"), "edge_frames_inferred_total", camera="added")
+    wait_for(
+        lambda: metric_value(service.text("/metrics"), "edge_frames_inferred_total",
+                             camera="added") > inferred + 5,
+        LIVENESS_S,
+    )  # fmt: skip
+    edit(service, [highway])  # the new worker's only camera goes: the worker stops
+    wait_for(lambda: "worker 2 stopped: no camera left" in service.log(), LIVENESS_S)
     assert set(cameras(service)) == {"highway"}
     decoded = metric_value(service.text("/metrics"), "edge_frames_decoded_total", camera="highway")
     wait_for(
