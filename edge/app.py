@@ -29,7 +29,7 @@ from edge.infer.model_check import ModelError, check_model
 from edge.infer.prepare import with_dynamic_batch
 from edge.infer.results import ResultStream
 from edge.ingest.source import CameraSource, CameraState
-from edge.metrics import EdgeMetrics
+from edge.metrics import DropReason, EdgeMetrics
 from edge.publish.annotate import Overlay, line_overlays
 from edge.publish.live import LiveFeed
 from edge.publish.publisher import CameraPublisher
@@ -220,7 +220,7 @@ class EdgeService:
         if self.pool is not None:
             await self.pool.remove_cameras([camera_id])
         await rt.stop()
-        self.metrics.set_camera_state(camera_id, "stopped")
+        self.metrics.set_camera_state(camera_id, CameraState.STOPPED)
 
     def swap_lines(self, cam: CameraConfig) -> None:
         """New lines (and display name) for a running camera; its video and tracks go on."""
@@ -293,7 +293,7 @@ class EdgeService:
         self.data = self._queries()
         app = create_app(
             self, self.config.stream, server, data=self.data, feed=self.live,
-            shard=self.config.shard,
+            shard=self.config.shard, config_host=self,
         )  # fmt: skip
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
@@ -316,7 +316,8 @@ class EdgeService:
                 self._process(rt, detected)
             except Exception:
                 log.exception("camera %s: processing a frame failed", rt.config.id)
-                self.metrics.count_drop(rt.config.id, "error")  # neither published nor lost
+                # neither published nor lost: counted as dropped
+                self.metrics.count_drop(rt.config.id, DropReason.ERROR)
 
     def _process(self, rt: CameraRuntime, detected: DetectedFrame) -> None:
         assert rt.tracking is not None

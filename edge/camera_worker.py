@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 
 from edge.config import CameraConfig, IngestConfig, TrackerConfig
-from edge.infer.layout import Color
-from edge.infer.letterbox import fit, letterbox_frame
+from edge.infer.letterbox import LetterboxSpec, letterbox_frame
 from edge.ingest.slots import FrameRef, FreeSlots, SlotArena
 from edge.ingest.source import CameraSource
+from edge.metrics import DropReason
 from edge.metrics_relay import MetricsRecorder
 from edge.track.camera import CameraTracking
 from edge.track.events import VehicleEvent
@@ -58,11 +58,8 @@ class WorkerSpec:
     ingest: IngestConfig
     tracker: TrackerConfig
     class_names: tuple[str, ...]
-    input_size: int
-    color: Color
-    pad_value: int
-    center: bool
-    rect: bool
+    letterbox: LetterboxSpec
+    """The detector's, always uint8: the slots hold pictures, the graph casts and scales."""
     slots_per_camera: int
     log_level: int = logging.INFO
 
@@ -95,7 +92,11 @@ class _Worker:
         self.metrics = MetricsRecorder()
         metrics: Any = self.metrics  # records with EdgeMetrics' API
         self.arena = SlotArena(
-            spec.shm_name, len(spec.cameras), spec.slots_per_camera, spec.input_size, create=False
+            spec.shm_name,
+            len(spec.cameras),
+            spec.slots_per_camera,
+            spec.letterbox.size,
+            create=False,
         )
         self.free = FreeSlots(
             {c.id: self.arena.camera_slots(i) for i, c in enumerate(spec.cameras)}
@@ -147,7 +148,7 @@ class _Worker:
             for t in tasks.values():
                 t.cancel()
             for frame in self.held.values():
-                self.metrics.count_drop(frame.camera_id, "shutdown")
+                self.metrics.count_drop(frame.camera_id, DropReason.SHUTDOWN)
             self.held.clear()
             for tracking in self.tracking.values():
                 tracking.finish()
@@ -161,20 +162,20 @@ class _Worker:
                 self._on_frame(frame)
             except Exception:
                 log.exception("camera %s: preparing frame %d failed", frame.camera_id, frame.seq)
-                self.metrics.count_drop(frame.camera_id, "error")
+                self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
 
     def _prepare_safely(self, frame: Frame) -> None:
         try:
             self._prepare(frame)
         except Exception:
             log.exception("camera %s: preparing frame %d failed", frame.camera_id, frame.seq)
-            self.metrics.count_drop(frame.camera_id, "error")
+            self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
 
     def _on_frame(self, frame: Frame) -> None:
         cam = frame.camera_id
         if self.free.free_count(cam) < self.spec.slots_per_camera:  # the batcher has one waiting
             if self.held.pop(cam, None) is not None:
-                self.metrics.count_drop(cam, "superseded")
+                self.metrics.count_drop(cam, DropReason.SUPERSEDED)
             self.held[cam] = frame
             return
         self._prepare(frame)
@@ -185,10 +186,9 @@ class _Worker:
         assert slot is not None
         start = time.perf_counter()
         self.sizes[cam] = (frame.width, frame.height)
-        lb = fit(frame.width, frame.height, spec.input_size, spec.center, spec.rect)
+        lb = spec.letterbox.fit(frame.width, frame.height)
         out = self.arena.view(slot, lb.in_h, lb.in_w)
-        letterbox_frame(frame.image, spec.input_size, spec.color, False, spec.pad_value,
-                        spec.center, spec.rect, uint8=True, out=out)  # fmt: skip
+        letterbox_frame(frame.image, spec.letterbox, out=out)
         self.metrics.observe_stage(cam, "preprocess", time.perf_counter() - start)
         if cam in self.watched:
             self.pictures.setdefault(cam, {})[frame.seq] = frame

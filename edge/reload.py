@@ -72,11 +72,11 @@ class ConfigReloader:
         self._ready.set()
         if self.source is not None:
             self._seen = _read(self.source.path)
-            tg.create_task(self.watch(self.source.path), name="watch:config")
+            tg.create_task(self.watch(self.source), name="watch:config")
 
-    async def watch(self, path: Path) -> None:
+    async def watch(self, source: ConfigSource) -> None:
         """Reload whenever the file's bytes change (see module doc)."""
-        path = path.absolute()
+        path = source.path.absolute()
         names = {path.name}
         if path.is_symlink():  # a ConfigMap's file: its target changes by a swap in the folder
             names.add("..data")
@@ -89,8 +89,7 @@ class ConfigReloader:
                 path.parent, watch_filter=relevant, step=STEP_MS, debounce=DEBOUNCE_MS,
                 recursive=False,
             ):  # fmt: skip
-                if _read(path) != self._seen:
-                    await self.reload("file")
+                await self._file_changed(source)
         except Exception as exc:  # e.g. out of inotify watches: the service itself goes on
             log.warning("cannot watch %s for changes (%s: %s); reload it with SIGHUP",
                         path, type(exc).__name__, exc)  # fmt: skip
@@ -107,20 +106,30 @@ class ConfigReloader:
             return self._done(ReloadResult("invalid", trigger, time.time(), errors=errors))
         await self._ready.wait()
         async with self._lock:
-            if self._closed:
-                errors = ("config: the service is stopping; nothing was reloaded",)
-                return self._done(ReloadResult("failed", trigger, time.time(), errors=errors))
-            try:
-                result = await self._reload(self.source, trigger)
-            except Exception as exc:  # a bug, not a bad file: say so, keep serving
-                log.exception("config reload (%s) failed", trigger)
-                errors = (redact(f"config: reload failed: {type(exc).__name__}: {exc}"),)
-                result = ReloadResult("failed", trigger, time.time(), errors=errors)
-        return self._done(result)
+            return self._done(await self._guarded(self.source, trigger))
+
+    async def _file_changed(self, source: ConfigSource) -> None:
+        """A reload for the watch, only when the file holds other bytes than those last read
+        (the config API writes the file and reloads it before the watch sees the write)."""
+        await self._ready.wait()
+        async with self._lock:
+            if _read(source.path) != self._seen:
+                self._done(await self._guarded(source, "file"))
+
+    async def _guarded(self, source: ConfigSource, trigger: ReloadTrigger) -> ReloadResult:
+        if self._closed:
+            errors = ("config: the service is stopping; nothing was reloaded",)
+            return ReloadResult("failed", trigger, time.time(), errors=errors)
+        try:
+            return await self._reload(source, trigger)
+        except Exception as exc:  # a bug, not a bad file: say so, keep serving
+            log.exception("config reload (%s) failed", trigger)
+            errors = (redact(f"config: reload failed: {type(exc).__name__}: {exc}"),)
+            return ReloadResult("failed", trigger, time.time(), errors=errors)
 
     def _done(self, result: ReloadResult) -> ReloadResult:
         self.host.last_reload = result
-        self.metrics.config_reloads.labels(result=result.result).inc()
+        self.metrics.count_reload(result.result)
         return result
 
     async def _reload(self, source: ConfigSource, trigger: ReloadTrigger) -> ReloadResult:

@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -37,7 +37,8 @@ from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
 from edge.infer.letterbox import Letterbox
 from edge.ingest.slots import FrameRef, SlotArena, remove_stale, segment_name
-from edge.metrics import EdgeMetrics
+from edge.ingest.state import CameraState
+from edge.metrics import DropReason, EdgeMetrics
 from edge.metrics_relay import MetricsReplayer
 from edge.track.events import VehicleEvent
 from edge.types import DetectedFrame, Detections, Frame
@@ -198,8 +199,8 @@ class WorkerPool:
         spec = WorkerSpec(
             index=w.index, generation=w.generation, shm_name=name, cameras=w.cameras,
             ingest=spec_cfg.ingest, tracker=spec_cfg.tracker, class_names=tuple(d.class_names),
-            input_size=size, color=d.color, pad_value=spec_cfg.detector.preprocess.pad_value,
-            center=d.center_pad, rect=d.rect, slots_per_camera=spec_cfg.ingest.slots_per_camera,
+            letterbox=replace(d.letterbox, unit_scale=False, uint8=True),
+            slots_per_camera=spec_cfg.ingest.slots_per_camera,
             log_level=logging.getLogger().getEffectiveLevel(),
         )  # fmt: skip
         parent, child = self._ctx.Pipe()
@@ -325,7 +326,7 @@ class WorkerPool:
         self.metrics.worker_restarts.labels(worker=str(w.index)).inc()
         for c in w.cameras:
             self.batcher.set_streaming(c.id, False)
-            self.metrics.set_camera_state(c.id, "backoff")
+            self.metrics.set_camera_state(c.id, CameraState.BACKOFF)
             old = self.info.get(c.id)
             if old is not None:
                 self.info[c.id] = CameraInfo("backoff", old.source_fps, f"worker died ({code})",
@@ -352,7 +353,7 @@ class WorkerPool:
             or frame._worker != w.generation
         ):
             if w is not None:  # inferred for a worker that died since: nobody tracks it
-                self.metrics.count_drop(frame.camera_id, "error")
+                self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
             return
         w.results.append(
             detections_message(frame.camera_id, frame.seq, frame.received_at, result.detections)

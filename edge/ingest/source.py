@@ -31,7 +31,7 @@ from edge.ingest.backoff import Backoff
 from edge.ingest.media import MediaLocation, OpenError, advertised_fps, error_reason, open_media
 from edge.ingest.pacing import FpsCap, RealtimePacer
 from edge.ingest.state import CameraState, SourceStats
-from edge.metrics import EdgeMetrics
+from edge.metrics import DropReason, EdgeMetrics
 from edge.redact import redact
 from edge.types import Frame
 
@@ -160,7 +160,7 @@ class CameraSource:
         self._set_state(CameraState.STOPPED)
         if self._pending is not None:  # decoded but never taken: counted, not lost silently
             self._pending = None
-            self._drop("shutdown")
+            self._drop(DropReason.SHUTDOWN)
         self._finish()
 
     async def __aenter__(self) -> CameraSource:
@@ -202,7 +202,7 @@ class CameraSource:
 
     def _deliver(self, frame: Frame) -> None:
         if self._pending is not None:
-            self._drop("superseded")
+            self._drop(DropReason.SUPERSEDED)
         self._pending = frame
         self._latest = frame
         if self._wakeup is not None:
@@ -234,7 +234,7 @@ class CameraSource:
             self._state = state
             self.state_since = now = time.monotonic()
             self.history.append((now, state))
-        self.metrics.set_camera_state(self.camera_id, state.value)
+        self.metrics.set_camera_state(self.camera_id, state)
         log.info("camera %s: %s", self.camera_id, state.value)
 
     def _call_loop(self, callback: object, *args: object) -> bool:
@@ -385,7 +385,7 @@ class CameraSource:
         pts = float(image.time) if image.pts is not None and image.time is not None else None
         self._estimate_fps(pts)
         if self._fps_cap is not None and not self._fps_cap.admit(pts if pts is not None else now):
-            self._drop("fps_cap")
+            self._drop(DropReason.FPS_CAP)
             return
         if pacer is not None and pts is not None:
             self._stopping.wait(pacer.delay(pts, now))
@@ -399,9 +399,9 @@ class CameraSource:
             while not self._taken.wait(0.5) and not self._stopping.is_set():
                 pass
 
-    def _drop(self, reason: str) -> None:
+    def _drop(self, reason: DropReason) -> None:
         self._drops[reason] = self._drops.get(reason, 0) + 1
-        self.metrics.frames_dropped.labels(camera=self.camera_id, reason=reason).inc()
+        self.metrics.count_drop(self.camera_id, reason)
 
     def _estimate_fps(self, pts: float | None) -> None:
         """Cameras that advertise no rate get one measured from their timestamps."""

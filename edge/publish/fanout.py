@@ -26,7 +26,7 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from edge.metrics import EdgeMetrics
+from edge.metrics import DropReason, EdgeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,7 @@ class PacketFanout:
         for track in list(self._viewers):
             dropped += track.offer(packet, produced_at)
         if dropped:
-            self.metrics.frames_dropped.labels(camera=self.camera_id, reason="viewer_slow").inc(
-                dropped
-            )
+            self.metrics.count_drop(self.camera_id, DropReason.VIEWER_SLOW, dropped)
 
     def observe_send(self, seconds: float) -> None:
         self.metrics.observe_stage(self.camera_id, "send", seconds)
