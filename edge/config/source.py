@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ class ConfigSource:
     port: int | None = None
     shard: ShardSpec | None = None
     """`--shard K/N`; None: the file's `shard:`."""
+    adjust: Callable[[EdgeConfig], None] | None = None
+    """Changes the command applies after loading (`edge demo` points the cameras at its
+    simulator), applied again at every reload."""
 
     def load(self, shard: ShardSpec | None = None) -> EdgeConfig:
         """Read and validate the file, keep this shard's cameras (`shard`, else `--shard`, else
@@ -27,4 +31,6 @@ class ConfigSource:
             config.server.host = self.host
         if self.port is not None:
             config.server.port = self.port
+        if self.adjust is not None:
+            self.adjust(config)
         return config

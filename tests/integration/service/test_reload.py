@@ -291,3 +291,28 @@ def test_a_shard_reloads_only_its_own_cameras(sim: CameraSimulator, tmp_path: Pa
         assert f"started: {mine[1]}; stopped: -" in svc.log()
     finally:
         svc.stop()
+
+
+def test_a_configmap_style_update_is_seen(sim: CameraSimulator, tmp_path: Path) -> None:
+    """Kubernetes mounts a ConfigMap as `cameras.yaml -> ..data/cameras.yaml`, `..data` a
+    symlink to a timestamped folder, and updates it by swapping `..data` (a rename): the file
+    itself is never written."""
+    port = free_port()
+    (tmp_path / "..2026_01").mkdir()
+    first = write_config(tmp_path / "..2026_01", [camera(sim, "parking")], port)
+    (tmp_path / "..data").symlink_to("..2026_01")
+    path = tmp_path / "cameras.yaml"
+    path.symlink_to("..data/cameras.yaml")
+    svc = ServiceProcess(path, port, tmp_path / "edge-run.log")
+    try:
+        svc.wait_ready()
+        data = yaml.safe_load(first.read_text())
+        data["cameras"].append({"id": "extra", "url": f"rtsp://127.0.0.1:{free_port()}/none"})
+        (tmp_path / "..2026_02").mkdir()
+        (tmp_path / "..2026_02" / "cameras.yaml").write_text(yaml.safe_dump(data))
+        (tmp_path / "..data_tmp").symlink_to("..2026_02")
+        os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
+        wait_for(lambda: reloads(svc, "applied") >= 1, LIVENESS_S)
+        assert set(cameras(svc)) == {"parking", "extra"}
+    finally:
+        svc.stop()
