@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Protocol
 
@@ -174,9 +175,9 @@ class ConfigReloader:
         starts, then line swaps; one camera that fails never stops the others'."""
         errors: list[str] = []
 
-        async def step(what: str, cid: str, coro: object) -> None:
+        async def step(what: str, cid: str, coro: Awaitable[None]) -> None:
             try:
-                await coro  # type: ignore[misc]
+                await coro
             except Exception as exc:
                 log.exception("config reload: %s camera %s failed", what, cid)
                 errors.append(redact(f"cameras({cid}): {what} failed: {type(exc).__name__}: {exc}"))
