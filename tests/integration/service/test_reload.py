@@ -241,8 +241,12 @@ def test_lines_put_through_the_config_api_apply_live(service: ServiceProcess) ->
             "    lines: [{name: l, points: [[0, 0], [0, 0]]}]\n",
             "cameras[0](x).lines[0]: the two points of a line must differ",
         ),
+        (
+            "cameras:\n  - {id: x, url: 'rtsp://admin:pw-reload-77@127.0.0.1:99999/x'}\n",
+            "cameras[0](x).url: 'rtsp://admin:***@127.0.0.1:99999/x': bad port",
+        ),
     ],
-    ids=["yaml-syntax", "unknown-key", "bad-line"],
+    ids=["yaml-syntax", "unknown-key", "bad-line", "bad-url-with-password"],
 )
 def test_an_invalid_edit_changes_nothing_and_is_reported(
     service: ServiceProcess, edit: str, problem: str
@@ -258,6 +262,7 @@ def test_an_invalid_edit_changes_nothing_and_is_reported(
     log = service.log()
     assert problem in log, log[-2000:]
     assert "the running config stays" in log
+    assert "pw-reload-77" not in log
     after = cameras(service)
     assert set(after) == set(before)
     assert all(after[c]["state"] == "streaming" for c in after)
