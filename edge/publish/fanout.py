@@ -106,14 +106,14 @@ class PacketFanout:
         camera_id: str,
         loop: asyncio.AbstractEventLoop,
         request_keyframe: Callable[[], None],
+        metrics: EdgeMetrics,
         on_viewers_changed: Callable[[PacketFanout], None] | None = None,
-        metrics: EdgeMetrics | None = None,
         queue_packets: int = DEFAULT_QUEUE_PACKETS,
     ) -> None:
         if queue_packets < 1:
             raise ValueError("queue_packets must be >= 1")
         self.camera_id = camera_id
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self.request_keyframe = request_keyframe
         self._loop = loop
         self._on_viewers_changed = on_viewers_changed

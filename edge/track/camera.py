@@ -37,7 +37,8 @@ class CameraTracking:
         lines: Sequence[LineConfig],
         class_names: Sequence[str],
         emit: Callable[[VehicleEvent], None] | None = None,
-        metrics: EdgeMetrics | None = None,
+        *,
+        metrics: EdgeMetrics,
         plate_of: Callable[[int], str | None] | None = None,
     ) -> None:
         """`plate_of(track_id)`: the plate read for a track so far, if any (OCR stage)."""
@@ -47,7 +48,7 @@ class CameraTracking:
         self.lines = LineCounter(lines)
         self.class_names = list(class_names)
         self.emit = emit
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self._confirmed = 0
 
     @property

@@ -19,6 +19,7 @@ import yaml
 
 from edge.config import EdgeConfig, LineConfig, ServerConfig, StreamConfig, load_config
 from edge.config.loading import parse_config
+from edge.metrics import EdgeMetrics
 from edge.publish.passthrough import PassthroughService
 from edge.publish.web import create_app
 
@@ -74,7 +75,7 @@ def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def _site(
     host: FileConfigHost | None, server: ServerConfig | None = None
 ) -> AsyncIterator[str]:
-    service = PassthroughService([], StreamConfig())
+    service = PassthroughService([], StreamConfig(), EdgeMetrics())
     server = server or (host.config.server if host else ServerConfig())
     async with serving(create_app(service, server=server, config_host=host)) as base:
         yield base
