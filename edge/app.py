@@ -3,6 +3,8 @@
 Stages never import each other; this module is the only place that knows them all. Every camera
 gets two named tasks (`ingest:ID` feeds the batcher, `track:ID` consumes its detections) in one
 TaskGroup with the batcher; a camera that fails costs only its own work, never the others'.
+Cameras also start, stop and get new lines while the service runs: `edge.reload` applies a changed
+`cameras.yaml` through `start_camera`, `stop_camera` and `swap_lines`.
 """
 
 from __future__ import annotations
