@@ -225,6 +225,7 @@ function addCamera(camera) {
 function removeCamera(id) {
   window.edge.viewers[id].close();
   delete window.edge.viewers[id];
+  if (window.edge.editors[id]) window.edge.editors[id].close();
   delete window.edge.editors[id];
   page.tiles[id].remove();
   delete page.tiles[id];

@@ -180,6 +180,7 @@ WATCH_JS = """() => {
   }, 20);
 }"""
 
+TILES_JS = "(tiles) => tiles.map((t) => t.dataset.camera)"
 UNTOUCHED_JS = """() => {
   const w = window.watch, viewer = window.edge.viewers.highway;
   return {
@@ -196,12 +197,15 @@ async def test_the_page_follows_a_reload_and_the_untouched_camera_plays_on(
     service: ServiceProcess, sim: CameraSimulator, browser: Browser
 ) -> None:
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
+    single = await browser.new_page(viewport={"width": 800, "height": 600})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
+        await single.goto(f"{service.base}/?camera=highway")
         await page.goto(f"{service.base}/")
         for cam in ("highway", "removed", "changed"):
             await wait_decoding(page, cam, frames=3, timeout=LIVENESS_S)
+        await wait_decoding(single, "highway", frames=3, timeout=LIVENESS_S)
         await page.evaluate(WATCH_JS)
         await asyncio.to_thread(save_edited, service.config_path, sim)
 
@@ -233,11 +237,15 @@ async def test_the_page_follows_a_reload_and_the_untouched_camera_plays_on(
         await page.evaluate("() => clearInterval(window.watch.timer)")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "live_config_reload.png"))
-        tiles = await page.eval_on_selector_all(".tile", "(ts) => ts.map((t) => t.dataset.camera)")
-        assert tiles == ["highway", "changed", "added"]
+        assert await page.eval_on_selector_all(".tile", TILES_JS) == ["highway", "changed", "added"]
+        # the config API answers: the added camera's tile has its line editor too
+        assert await page.locator(".tile[data-camera=added] .edit-lines").count() == 1
+        # a page opened on one camera keeps to it
+        assert await single.eval_on_selector_all(".tile", TILES_JS) == ["highway"]
         assert errors == []
     finally:
         await page.close()
+        await single.close()
     assert untouched["sameTile"] and untouched["sameViewer"], untouched
     assert untouched["samePc"] and untouched["sameStream"], untouched
     assert untouched["connection"] == "connected", untouched
