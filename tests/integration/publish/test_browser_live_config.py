@@ -6,9 +6,9 @@ reload engine) on simulated RTSP cameras.
   keeps its comments and passes `edge check`.
 - One edit of the file adds, removes and changes cameras while the grid page plays: the page adds
   the new camera's tile (it plays), removes the removed one's (its connection closed), reconnects
-  the restarted one, and the untouched camera's tile, connection and video go on throughout.
+  the restarted one, and the untouched cameras' tiles, connections and videos go on throughout.
 
-Every camera plays traffic_highway_cctv.mp4 (320x240, 25 fps): cheap enough for three cameras
+Every camera plays traffic_highway_cctv.mp4 (320x240, 25 fps): cheap enough for four cameras
 beside Chromium on two cores. Its right-hand carriageway crosses y=140 between x=120 and x=300
 about once a second, going up the picture (tests/integration/track/test_counting_clips.py).
 """
@@ -27,7 +27,7 @@ from playwright.async_api import Browser
 from ruamel.yaml import YAML
 
 from edge.ingest.camsim import CameraSimulator
-from edge.testing import ServiceProcess, async_wait_for, free_port, run_edge
+from edge.testing import ServiceProcess, async_wait_for, free_port, metric_value, run_edge
 
 from .conftest import ARTIFACTS, to_screen, wait_decoding
 
@@ -35,7 +35,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CLIP = "traffic_highway_cctv.mp4"
 SOURCE = (320, 240)
-NAMES = ("highway", "removed", "changed", "added")
+NAMES = ("highway", "parking", "removed", "changed", "added")
+UNTOUCHED = ("highway", "parking")
 LIVENESS_S = 30.0
 """Liveness only: a vehicle crosses the drawn line about once a second, a reload applies in well
 under a second and a new camera plays within a few seconds here."""
@@ -48,6 +49,8 @@ CONFIG = """\
 cameras:
   - id: highway   # watched throughout; the editor draws its line
     url: {highway}
+  - id: parking
+    url: {parking}
   - id: removed
     url: {removed}
   - id: changed   # its source changes: it restarts
@@ -55,7 +58,7 @@ cameras:
 
 detector:
   prepared_dir: {models}
-  max_batch: 3
+  max_batch: 4
 events:
   jsonl: {events}
 server:
@@ -135,6 +138,8 @@ async def test_a_line_drawn_in_the_page_counts_the_traffic(
         highway = (await asyncio.to_thread(cameras, service))["highway"]
         assert sum(highway["counts"]["north"].get(c, {}).get("away", 0)
                    for c in highway["counts"]["north"]) >= 1, highway["counts"]  # fmt: skip
+        metrics = await asyncio.to_thread(service.text, "/metrics")
+        assert metric_value(metrics, "edge_line_crossings_total", line="north") >= 1
         assert errors == []
     finally:
         await page.close()
@@ -150,7 +155,8 @@ async def test_a_line_drawn_in_the_page_counts_the_traffic(
 
 def save_edited(path: Path, sim: CameraSimulator) -> None:
     """As an editor saves (a new file renamed over the old one), comments kept: `removed` goes,
-    `changed` gets a new source, `added` comes; `highway` is left as it is."""
+    `changed` gets a new source, `added` comes; `highway` and `parking` are left as
+    they are."""
     yaml = YAML()
     data = yaml.load(path.read_text())
     cams = data["cameras"]
@@ -164,30 +170,35 @@ def save_edited(path: Path, sim: CameraSimulator) -> None:
     os.replace(tmp, path)
 
 
-WATCH_JS = """() => {
-  // the untouched camera: how long its video goes without a new frame, and what it is made of
-  const viewer = window.edge.viewers.highway;
-  const w = (window.watch = {
-    viewer, pc: viewer.pc, stream: viewer.video.srcObject,
-    tile: document.querySelector(".tile[data-camera=highway]"),
+WATCH_JS = """(ids) => {
+  // each untouched camera: how long its video goes without a new frame, and what it is made of
+  window.watch = {
     removedPc: window.edge.viewers.removed.pc, changedPc: window.edge.viewers.changed.pc,
-    frames: 0, last: performance.now(), longest: 0,
-  });
-  w.timer = setInterval(() => {
-    const now = performance.now(), n = viewer.video.getVideoPlaybackQuality().totalVideoFrames;
-    if (n !== w.frames) { w.frames = n; w.last = now; }
-    w.longest = Math.max(w.longest, now - w.last);
-  }, 20);
+    cams: {},
+  };
+  for (const id of ids) {
+    const viewer = window.edge.viewers[id];
+    const w = (window.watch.cams[id] = {
+      viewer, pc: viewer.pc, stream: viewer.video.srcObject,
+      tile: document.querySelector(`.tile[data-camera=${id}]`),
+      frames: 0, last: performance.now(), longest: 0,
+    });
+    w.timer = setInterval(() => {
+      const now = performance.now(), n = viewer.video.getVideoPlaybackQuality().totalVideoFrames;
+      if (n !== w.frames) { w.frames = n; w.last = now; }
+      w.longest = Math.max(w.longest, now - w.last);
+    }, 20);
+  }
 }"""
 
 TILES_JS = "(tiles) => tiles.map((t) => t.dataset.camera)"
-UNTOUCHED_JS = """() => {
-  const w = window.watch, viewer = window.edge.viewers.highway;
+UNTOUCHED_JS = """(id) => {
+  const w = window.watch.cams[id], viewer = window.edge.viewers[id];
   return {
     frames: w.frames, longestMs: w.longest,
     sameViewer: viewer === w.viewer, samePc: viewer.pc === w.pc,
     sameStream: viewer.video.srcObject === w.stream,
-    sameTile: document.querySelector(".tile[data-camera=highway]") === w.tile,
+    sameTile: document.querySelector(`.tile[data-camera=${id}]`) === w.tile,
     connection: w.pc.connectionState,
   };
 }"""
@@ -203,10 +214,10 @@ async def test_the_page_follows_a_reload_and_the_untouched_camera_plays_on(
     try:
         await single.goto(f"{service.base}/?camera=highway")
         await page.goto(f"{service.base}/")
-        for cam in ("highway", "removed", "changed"):
+        for cam in ("highway", "parking", "removed", "changed"):
             await wait_decoding(page, cam, frames=3, timeout=LIVENESS_S)
         await wait_decoding(single, "highway", frames=3, timeout=LIVENESS_S)
-        await page.evaluate(WATCH_JS)
+        await page.evaluate(WATCH_JS, UNTOUCHED)
         await asyncio.to_thread(save_edited, service.config_path, sim)
 
         # the added camera gets a tile that plays; the removed one's goes, its connection closed
@@ -228,16 +239,19 @@ async def test_the_page_follows_a_reload_and_the_untouched_camera_plays_on(
             ),
             LIVENESS_S,
         )
-        # the untouched camera went on throughout, and still does
-        frames = (await page.evaluate(UNTOUCHED_JS))["frames"]
-        await async_wait_for(
-            lambda: page.evaluate("(n) => window.watch.frames >= n + 25", frames), LIVENESS_S
-        )
-        untouched = await page.evaluate(UNTOUCHED_JS)
-        await page.evaluate("() => clearInterval(window.watch.timer)")
+        # the untouched cameras went on throughout, and still do
+        for cam in UNTOUCHED:
+            frames = (await page.evaluate(UNTOUCHED_JS, cam))["frames"]
+            await async_wait_for(
+                lambda: page.evaluate("([id, n]) => window.watch.cams[id].frames >= n + 25",
+                                      [cam, frames]),  # noqa: B023 (awaited in the loop)
+                LIVENESS_S,
+            )  # fmt: skip
+        untouched = {cam: await page.evaluate(UNTOUCHED_JS, cam) for cam in UNTOUCHED}
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "live_config_reload.png"))
-        assert await page.eval_on_selector_all(".tile", TILES_JS) == ["highway", "changed", "added"]
+        shown = await page.eval_on_selector_all(".tile", TILES_JS)
+        assert shown == ["highway", "parking", "changed", "added"]
         # the config API answers: the added camera's tile has its line editor too
         assert await page.locator(".tile[data-camera=added] .edit-lines").count() == 1
         # a page opened on one camera keeps to it
@@ -246,8 +260,9 @@ async def test_the_page_follows_a_reload_and_the_untouched_camera_plays_on(
     finally:
         await page.close()
         await single.close()
-    assert untouched["sameTile"] and untouched["sameViewer"], untouched
-    assert untouched["samePc"] and untouched["sameStream"], untouched
-    assert untouched["connection"] == "connected", untouched
-    assert untouched["longestMs"] < STALL_LIVENESS_S * 1000, untouched
+    for cam, seen in untouched.items():
+        assert seen["sameTile"] and seen["sameViewer"], (cam, seen)
+        assert seen["samePc"] and seen["sameStream"], (cam, seen)
+        assert seen["connection"] == "connected", (cam, seen)
+        assert seen["longestMs"] < STALL_LIVENESS_S * 1000, (cam, seen)
     assert "started: added; stopped: removed; restarted: changed" in service.log()
