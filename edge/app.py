@@ -201,7 +201,9 @@ class EdgeService:
             emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
         )  # fmt: skip
         rt.stream = self.batcher.subscribe(cam.id)
-        track = self._tg.create_task(self._consume(rt, rt.stream), name=f"track:{cam.id}")
+        track = self._tg.create_task(
+            self._consume(rt, rt.tracking, rt.stream), name=f"track:{cam.id}"
+        )
         await rt.source.start()
         ingest = self._tg.create_task(self.batcher.feed(rt.source), name=f"ingest:{cam.id}")
         rt.tasks = (track, ingest)
@@ -311,53 +313,49 @@ class EdgeService:
         log.info("edge serving %s (cameras: %s)", self.url, ", ".join(self.runtimes))
         return runner
 
-    async def _consume(self, rt: CameraRuntime, stream: ResultStream) -> None:
+    async def _consume(self, rt: CameraRuntime, tracking: CameraTracking,
+                       stream: ResultStream) -> None:  # fmt: skip
         """Track, count, read plates and publish each detected frame of one camera, in order."""
         async for detected in stream:
             try:
-                self._process(rt, detected)
+                self._process(rt, tracking, detected)
             except Exception:
                 log.exception("camera %s: processing a frame failed", rt.config.id)
                 # neither published nor lost: counted as dropped
                 self.metrics.count_drop(rt.config.id, DropReason.ERROR)
 
-    def _process(self, rt: CameraRuntime, detected: DetectedFrame) -> None:
-        assert rt.tracking is not None
+    def _process(
+        self, rt: CameraRuntime, tracking: CameraTracking, detected: DetectedFrame
+    ) -> None:
         frame = detected.frame
         rt.last_frame_size = (frame.width, frame.height)
-        tracked = rt.tracking.update(detected.detections, frame=frame.seq)
+        tracked = tracking.update(detected.detections, frame=frame.seq)
         if rt.plates is not None:
             rt.plates.forget(s.track_id for s in tracked.ended)
             rt.plates.submit(frame, tracked.tracks)
         if rt.publisher.is_watched:  # drawing inputs only when someone watches this camera
-            self._publish(rt, detected, tracked.tracks)
+            self._annotate(rt, frame, tracked.tracks, tracking.counts)
         self.metrics.observe_end_to_end(rt.config.id, time.monotonic() - frame.received_at)
-
-    def _publish(self, rt: CameraRuntime, detected: DetectedFrame, tracks: Detections) -> None:
-        assert rt.tracking is not None and self.detector is not None
-        overlay = Overlay(
-            camera_name=rt.config.display_name,
-            class_names=self.detector.class_names,
-            lines=line_overlays(rt.config.lines, rt.tracking.counts),
-            plates={tid: p.text for tid, p in rt.plates.plates.items()} if rt.plates else {},
-            clock=time.time(),
-        )
-        rt.publisher.publish(detected.frame, tracks, overlay)
 
     def _publish_remote(
         self, camera_id: str, frame: Frame, tracks: Detections, counts: dict[str, Any]
     ) -> None:
         """A watched camera's frame tracked in its worker: annotated and encoded here, once."""
         rt = self.runtimes.get(camera_id)
-        if rt is None:  # stopped by a reload since
-            return
-        assert self.detector is not None
-        rt.last_frame_size = (frame.width, frame.height)
+        if rt is not None:  # else stopped by a reload since
+            rt.last_frame_size = (frame.width, frame.height)
+            self._annotate(rt, frame, tracks, counts)
+
+    def _annotate(
+        self, rt: CameraRuntime, frame: Frame, tracks: Detections, counts: dict[str, Any]
+    ) -> None:
+        """Hand a watched camera's frame and what to draw on it to its publisher."""
+        assert self.detector is not None  # cameras start once it is loaded
         overlay = Overlay(
             camera_name=rt.config.display_name,
             class_names=self.detector.class_names,
             lines=line_overlays(rt.config.lines, counts),
-            plates={},
+            plates={tid: p.text for tid, p in rt.plates.plates.items()} if rt.plates else {},
             clock=time.time(),
         )
         rt.publisher.publish(frame, tracks, overlay)
