@@ -15,7 +15,9 @@ Runtime and an event loop is unsafe) and talks to it over one pipe:
   annotates and encodes it once for all its viewers.
 - service → worker: ("sync", [slot], [Results]): slots the batcher no longer holds and, per batch,
   the detections of this worker's frames in frame order (`pack_results`); ("watch", [camera]): the
-  cameras someone watches now; ("stop",).
+  cameras someone watches now; ("lines", camera, [LineConfig]): the camera's new counting lines (a
+  config reload; its tracks go on); ("remove", camera): stop that camera (its tracks end);
+  ("stop",).
 
 A worker that loses the pipe (the service died, even by kill -9) exits: nothing is left behind.
 """
@@ -138,14 +140,15 @@ class _Worker:
         holds a picture of the camera that no batch has copied yet, so that a frame that would
         only supersede it there is never converted (latest-only before the work, not after)."""
         self.stopped = asyncio.Event()
+        self.feeds: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_reader(self.conn.fileno(), self._on_readable)
-        tasks = []
-        for source in self.sources.values():
+        tasks = self.feeds
+        for cam, source in self.sources.items():
             await source.start()
-            tasks.append(asyncio.create_task(self._feed(source)))
+            tasks[cam] = asyncio.create_task(self._feed(source))
         status = asyncio.create_task(self._status_loop())
         try:
             await self.stopped.wait()
@@ -155,7 +158,7 @@ class _Worker:
             for source in self.sources.values():
                 with contextlib.suppress(Exception):
                     await source.stop()
-            for t in tasks:
+            for t in tasks.values():
                 t.cancel()
             for frame in self.held.values():
                 self.metrics.count_drop(frame.camera_id, DropReason.SHUTDOWN)
@@ -236,8 +239,10 @@ class _Worker:
             published = []
             frames = [f for results in msg[2] for f in unpack_results(results)]
             for cam, seq, received_at, dets in frames:
+                tracking = self.tracking.get(cam)
+                if tracking is None:  # removed by a reload while this frame was inferred
+                    continue
                 self._count_detections(cam, dets.class_id)
-                tracking = self.tracking[cam]
                 tracked = tracking.update(dets, frame=seq)
                 picture = self._picture(cam, seq)
                 if picture is not None:
@@ -255,8 +260,29 @@ class _Worker:
             for cam in list(self.pictures):
                 if cam not in self.watched:
                     del self.pictures[cam]
+        elif kind == "lines":
+            tracking = self.tracking.get(msg[1])
+            if tracking is not None:
+                tracking.set_lines(msg[2])
+        elif kind == "remove":
+            asyncio.get_running_loop().create_task(self._remove(msg[1]))
         elif kind == "stop":
             self.stopped.set()
+
+    async def _remove(self, cam: str) -> None:
+        """Stop one camera (a config reload); its slots stay unused, its tracks end now."""
+        source, feed = self.sources.pop(cam, None), self.feeds.pop(cam, None)
+        if feed is not None:
+            feed.cancel()
+        self.held.pop(cam, None)
+        self.pictures.pop(cam, None)
+        self.watched.discard(cam)
+        tracking = self.tracking.pop(cam, None)
+        if tracking is not None:
+            tracking.finish()
+        if source is not None:
+            with contextlib.suppress(Exception):
+                await source.stop()
 
     def _picture(self, cam: str, seq: int) -> Frame | None:
         """The watched camera's frame `seq`, forgetting older ones (dropped in the batcher)."""

@@ -44,6 +44,8 @@ STAGES = (
 FPS_POINTS = ("decoded", "inferred", "published", "rendered")
 EVENT_DROP_REASONS = ("queue_full", "failed", "rejected", "io_error")
 STORE_DELETE_REASONS = ("retention", "size_cap")
+RELOAD_RESULTS = ("applied", "unchanged", "invalid", "failed")
+"""`edge.config.reload.ReloadOutcome`'s values."""
 VIEWER_REFUSAL_REASONS = (
     "server_full",
     "camera_full",
@@ -93,6 +95,7 @@ class MetricFamilies:
         self._model(r)
         self._events(r)
         self._publishing(r)
+        self._config(r)
 
     def _ingest(self, r: CollectorRegistry) -> None:
         """Frames through ingest and the worker processes, and camera health."""
@@ -261,3 +264,15 @@ class MetricFamilies:
         )
         for reason in VIEWER_REFUSAL_REASONS:
             self.viewers_refused.labels(reason=reason)
+
+    def _config(self, r: CollectorRegistry) -> None:
+        """Reloads of the config file."""
+        self.config_reloads = Counter(
+            "edge_config_reloads",
+            "Reloads of cameras.yaml (SIGHUP, a change of the file, the config API), by result: "
+            "applied, unchanged, invalid (refused, nothing changed) or failed.",
+            ["result"],
+            registry=r,
+        )
+        for result in RELOAD_RESULTS:
+            self.config_reloads.labels(result=result)

@@ -269,6 +269,10 @@ class EdgeMetrics(MetricFamilies):
         self._child(self.frames_rendered, camera).inc()
         self.tick_fps(camera, "rendered")
 
+    def count_reload(self, result: str) -> None:
+        """One reload of the config file, by its outcome (RELOAD_RESULTS)."""
+        self.config_reloads.labels(result=result).inc()
+
     def count_viewer_refused(self, reason: str) -> None:
         """One offer refused or one never-connected viewer dropped (VIEWER_REFUSAL_REASONS)."""
         self.viewers_refused.labels(reason=reason).inc()

@@ -111,8 +111,10 @@ def replace_lines(text: str, camera_id: str, lines: Sequence[LineConfig]) -> str
     if "lines" in camera:
         key_line, _ = camera.lc.key("lines")
         value_line, _ = camera.lc.value("lines")
-        end = _block_end(rows, key_line + 1, key_col)
         value = camera["lines"]
+        # `lines:` may hold its items at its own column (`- name:` under `lines:`, as PyYAML
+        # writes lists): those rows belong to it too
+        end = _block_end(rows, key_line + 1, key_col, isinstance(value, CommentedSeq))
         block_value = (
             isinstance(value, CommentedSeq)
             and value_line > key_line
@@ -148,16 +150,19 @@ def _camera_index(cameras: CommentedSeq, camera_id: str) -> int:
     raise UnknownCamera(f"camera {camera_id!r} is not in the file")
 
 
-def _block_end(rows: list[str], start: int, key_col: int) -> int:
+def _block_end(rows: list[str], start: int, key_col: int, sequence: bool = False) -> int:
     """The row after the last one of the node that begins above `start`: its content rows are
-    those indented deeper than `key_col` (its key's column). Comments and blank rows between the
-    node and what follows stay with what follows."""
+    those indented deeper than `key_col` (its key's column), and with `sequence` also the items
+    of a list written at the key's own column. Comments and blank rows between the node and what
+    follows stay with what follows."""
     end = start
     for i in range(start, len(rows)):
         stripped = rows[i].strip()
         if not stripped or stripped.startswith("#"):
             continue
-        if len(rows[i]) - len(rows[i].lstrip(" ")) <= key_col:
+        col = len(rows[i]) - len(rows[i].lstrip(" "))
+        item_at_key = sequence and col == key_col and (stripped == "-" or stripped.startswith("- "))
+        if col < key_col or (col == key_col and not item_at_key):
             break
         end = i + 1
     return end

@@ -55,6 +55,10 @@ class CameraTracking:
     def counts(self) -> dict[str, dict[str, dict[str, int]]]:
         return self.lines.counts
 
+    def set_lines(self, lines: Sequence[LineConfig]) -> None:
+        """New counting lines from the next frame on; tracks go on (`LineCounter.set_lines`)."""
+        self.lines.set_lines(lines)
+
     def update(
         self, dets: Detections, when: datetime | None = None, frame: int | None = None
     ) -> TrackedFrame:

@@ -58,6 +58,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "edge_viewers": ("gauge", {"camera"}),
     "edge_encoders_active": ("gauge", {"camera"}),
     "edge_viewers_refused": ("counter", {"reason"}),
+    "edge_config_reloads": ("counter", {"result"}),
 }
 SAMPLE_SUFFIX_LABELS = {"le", "quantile"}
 

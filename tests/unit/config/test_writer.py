@@ -162,3 +162,37 @@ def test_empty_lines_key_and_commented_out_lines() -> None:
         "+      - name: d", "+        points: [[1, 2], [3, 4]]", "+        directions: [in, out]",
     ]  # fmt: skip
     assert out.endswith("      # - name: commented out\n# end\n")
+
+
+def test_a_list_written_at_its_key_s_column_is_replaced_whole() -> None:
+    """PyYAML (and many people) write `- name:` at the column of `lines:`; an edit replaces those
+    items rather than adding the new ones before them."""
+    text = (
+        "cameras:\n"
+        "- id: a\n"
+        "  lines:\n"
+        "  - name: old\n"
+        "    points:\n"
+        "    - - 0\n"
+        "      - 150\n"
+        "    - [320, 150]\n"
+        "  -\n"
+        "    name: older\n"
+        "    points: [[0, 1], [2, 3]]\n"
+        "  url: rtsp://h/a\n"
+        "- id: b\n"
+        "  url: rtsp://h/b\n"
+    )
+    out = replace_lines(text, "a", [DRAWN])
+    assert out == (
+        "cameras:\n"
+        "- id: a\n"
+        "  lines:\n"
+        "  - name: drawn\n"
+        "    points: [[1, 2], [3.5, 4]]\n"
+        "    directions: [east, west]\n"
+        "  url: rtsp://h/a\n"
+        "- id: b\n"
+        "  url: rtsp://h/b\n"
+    )
+    assert replace_lines(out, "a", [DRAWN]) == out
