@@ -379,18 +379,18 @@ class WorkerPool:
             )
         for w, frames in by_worker.items():
             w.results.append(pack_results(frames))
-        for w in self.workers:  # also the slots that batches running now hold no longer
+        for w in by_worker:
             self._flush_worker(w)
 
-    def _on_copied(self, frames: Sequence[Frame], alone: bool) -> None:
+    def _on_copied(self, frames: Sequence[Frame]) -> None:
         """In a batch thread, once the batch holds its pictures: their slots go back to their
-        workers with the next message to them, the results of the batch that runs beside this one
-        (one message per batch and worker, no more); with no such batch, at once (so that a
-        camera's next frame is letterboxed while this batch runs)."""
+        workers at once, in one message per worker (so that a camera's next frame is letterboxed
+        while this batch runs: waiting for the next results to carry them cost frames/s at a few
+        cameras)."""
         for frame in frames:
             if isinstance(frame, SlotFrame):
                 frame.release_quietly()
-        if alone and self._loop is not None:
+        if self._loop is not None:
             self._loop.call_soon_threadsafe(self._flush)
 
     def _schedule_flush(self) -> None:

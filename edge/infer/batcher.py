@@ -113,10 +113,9 @@ class Batcher:
         self.metrics = metrics or getattr(detector, "metrics", None) or EdgeMetrics()
         self.on_result = on_result
         self.on_batch = on_batch
-        self.on_copied: Callable[[Sequence[Frame], bool], None] | None = None
-        """`on_copied(frames, alone)`, called in the batch thread once the batch holds the frames'
-        pictures, instead of releasing them from the event loop; `alone`: no other batch runs
-        (none will deliver before this one)."""
+        self.on_copied: Callable[[Sequence[Frame]], None] | None = None
+        """`on_copied(frames)`, called in the batch thread once the batch holds the frames'
+        pictures, instead of releasing them from the event loop frame by frame."""
         self.stats = BatcherStats()
         self._clock = clock
         self._slots = LatestSlots()
@@ -369,7 +368,7 @@ class Batcher:
 
             def copied() -> None:  # the pictures are free once they are in the batch
                 try:
-                    on_copied(frames, len(self._running) <= 1)
+                    on_copied(frames)
                 except Exception:
                     log.exception("on_copied callback failed")
 

@@ -8,8 +8,8 @@ The mapping is never closed by hand: arrays viewing it keep it alive and it goes
 of them does (closing it under a batch still reading would crash the process). One segment per
 worker generation, `slots_per_camera` slots per camera, each `3×S×S` bytes. A slot
 is free, written (by the worker), or held (by the batching process, from the descriptor's arrival
-until its batch copied it or it was dropped); the batching process hands held slots back with its
-next message to the worker, which never writes a held one. Segment names start with
+until its batch copied it or it was dropped); the batching process hands held slots back (a
+batch's in one message per worker), the worker never writes a held one. Segment names start with
 `SHM_PREFIX` and the owning process id, so that segments a crashed run left in /dev/shm are
 recognised and removed at the next start (`remove_stale`).
 """
