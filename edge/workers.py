@@ -96,11 +96,10 @@ class SlotFrame:
             self._pool.release(self._worker, self.ref.slot)
             self._pool.notify()
 
-    def release_quietly(self) -> None:
-        """From a batch thread: the slot is listed for the worker's next message."""
-        if self._held:
-            self._held = False
-            self._pool.release(self._worker, self.ref.slot)
+    def detach(self) -> bool:
+        """From a batch thread: whether the slot was held, now handed back by the caller."""
+        held, self._held = self._held, False
+        return held
 
 
 class _Sender:
@@ -384,14 +383,16 @@ class WorkerPool:
 
     def _on_copied(self, frames: Sequence[Frame]) -> None:
         """In a batch thread, once the batch holds its pictures: their slots go back to their
-        workers at once, in one message per worker (so that a camera's next frame is letterboxed
-        while this batch runs: waiting for the next results to carry them cost frames/s at a few
-        cameras)."""
+        workers at once (so that a camera's next frame is letterboxed while this batch runs), in
+        one message per worker, straight to its sender's queue (no turn of the event loop)."""
+        slots: dict[tuple[_Worker, int], list[int]] = {}
         for frame in frames:
-            if isinstance(frame, SlotFrame):
-                frame.release_quietly()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._flush)
+            if isinstance(frame, SlotFrame) and frame.detach():
+                slots.setdefault((frame._pool, frame._worker), []).append(frame.ref.slot)
+        for (w, generation), mine in slots.items():
+            sender = w.sender
+            if sender is not None and generation == w.generation:
+                sender.send(("sync", mine, []))
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._loop is not None:
@@ -407,11 +408,8 @@ class WorkerPool:
         if w.sender is None:
             return
         if w.releases or w.results:
-            # In place: a batch thread may append releases meanwhile (`SlotFrame.release_quietly`);
-            # one appended between the two steps lands after the slice and stays.
-            releases = w.releases[:]
-            del w.releases[: len(releases)]
-            w.sender.send(("sync", releases, w.results[:]))
+            w.sender.send(("sync", w.releases[:], w.results[:]))
+            w.releases.clear()
             w.results.clear()
 
     def tick(self) -> None:
