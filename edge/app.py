@@ -36,9 +36,11 @@ from edge.store.database import StoreError
 from edge.store.query import StoreQueries, queries_for
 from edge.store.sink import StoreSink
 from edge.track.camera import CameraTracking
-from edge.track.events import EventBus, EventSink, JsonlSink, SinkError, WebhookSink
+from edge.track.events import EventBus, EventSink, JsonlSink, PlateInfo, SinkError, WebhookSink
 from edge.track.mqtt import MqttSink
-from edge.track.plates import PlateReader, PlateScheduler
+from edge.track.plate_scheduler import OcrPool, PlateScheduler
+from edge.track.plates import PlateReader, ReaderUnavailable, make_reader
+from edge.track.snapshots import SnapshotError, SnapshotWriter
 from edge.types import DetectedFrame, Detections, Frame
 from edge.workers import WorkerPool, resolve_processes
 
@@ -61,10 +63,9 @@ class CameraRuntime:
     plates: PlateScheduler | None = None
     last_frame_size: tuple[int, int] | None = None
 
-    def plate_of(self, track_id: int) -> str | None:
-        """The best plate read so far for a track (for its events), if OCR runs."""
-        read = self.plates.best(track_id) if self.plates is not None else None
-        return read.text if read is not None else None
+    def plate_of(self, track_id: int, ended: bool) -> PlateInfo | None:
+        """The voted plate of a track so far (and its snapshots when it ended), if OCR runs."""
+        return self.plates.info(track_id, ended) if self.plates is not None else None
 
 
 class EdgeService:
@@ -81,6 +82,9 @@ class EdgeService:
         self.live = LiveFeed(self.metrics)
         self.events = EventBus(self._sinks(), self.metrics)
         self.url: str | None = None
+        self.plate_reader: PlateReader | None = None
+        self.ocr_pool: OcrPool | None = None
+        self.snapshots: SnapshotWriter | None = None
         self.runtimes: dict[str, CameraRuntime] = {
             cam.id: CameraRuntime(
                 config=cam,
@@ -161,6 +165,7 @@ class EdgeService:
             # before the service says it serves. Then the port: a busy one fails fast, and
             # /healthz answers while the detector loads.
             await asyncio.to_thread(self._check_model)
+            self._check_ocr()
             await asyncio.to_thread(self._open_store)
             await self._start_events()
             runner = await self._start_web()
@@ -258,11 +263,34 @@ class EdgeService:
         except ModelError as exc:  # e.g. refused by the configured provider's ONNX Runtime
             raise StartupError(f"detector.{exc.field}: {exc}") from None
 
+    def _check_ocr(self) -> None:
+        """The OCR backend must be installed: refused at start, never found missing mid-run."""
+        if not self.config.ocr.enabled:
+            return
+        try:
+            self.plate_reader = make_reader(self.config.ocr)
+        except ReaderUnavailable as exc:
+            raise StartupError(str(exc)) from None
+
     async def _start_plates(self) -> None:
-        reader = PlateReader()
-        await asyncio.to_thread(reader.warm_up)
+        ocr = self.config.ocr
+        reader = self.plate_reader or make_reader(ocr)
+        try:
+            await asyncio.to_thread(reader.warm_up)
+        except ReaderUnavailable as exc:
+            raise StartupError(str(exc)) from None
+        if ocr.snapshots.dir is not None:
+            self.snapshots = SnapshotWriter(ocr.snapshots, self.metrics)
+            try:
+                await asyncio.to_thread(self.snapshots.start)
+            except SnapshotError as exc:
+                raise StartupError(str(exc)) from None
+        self.ocr_pool = OcrPool(ocr.workers)
         for rt in self.runtimes.values():
-            rt.plates = PlateScheduler(rt.config.id, self.config.ocr, reader.read, self.metrics)
+            rt.plates = PlateScheduler(
+                rt.config.id, ocr, reader.read, self.metrics, pool=self.ocr_pool,
+                snapshots=self.snapshots,
+            )  # fmt: skip
 
     async def _start_web(self) -> web.AppRunner:
         server = self.config.server
@@ -351,6 +379,10 @@ class EdgeService:
                 rt.tracking.finish()
             async with _logged(f"camera {rt.config.id}'s publisher"):
                 await rt.publisher.aclose()
+        if self.ocr_pool is not None:
+            await asyncio.to_thread(self.ocr_pool.shutdown)
+        if self.snapshots is not None:
+            await asyncio.to_thread(self.snapshots.close)
         if runner is not None:
             await runner.cleanup()
         await self.events.stop()

@@ -8,6 +8,7 @@ from edge.config.loading import ConfigError, expand_env, load_config, parse_conf
 from edge.config.outputs import EventsConfig, MqttConfig, StoreConfig, WebhookConfig
 from edge.config.schema import (
     COCO_VEHICLES,
+    DEFAULT_PLATE_PATTERN,
     CudaOptions,
     DetectorConfig,
     EdgeConfig,
@@ -17,6 +18,7 @@ from edge.config.schema import (
     PreprocessOptions,
     ServerConfig,
     ShardConfig,
+    SnapshotConfig,
     StreamConfig,
     TensorRTOptions,
     TrackerConfig,
@@ -24,6 +26,7 @@ from edge.config.schema import (
 
 __all__ = [
     "COCO_VEHICLES",
+    "DEFAULT_PLATE_PATTERN",
     "CameraConfig",
     "ConfigError",
     "CudaOptions",
@@ -38,6 +41,7 @@ __all__ = [
     "PreprocessOptions",
     "ServerConfig",
     "ShardConfig",
+    "SnapshotConfig",
     "StoreConfig",
     "Strict",
     "StreamConfig",

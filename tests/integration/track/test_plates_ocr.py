@@ -13,7 +13,8 @@ from edge.assets import asset
 from edge.config import OcrConfig
 from edge.metrics import EdgeMetrics
 from edge.testing import box_iou, metric_value
-from edge.track.plates import PlateReader, PlateScheduler
+from edge.track.plate_scheduler import OcrPool, PlateScheduler
+from edge.track.plates import PlateReader
 from edge.types import Detections, Frame
 
 PLATES = json.loads(asset("plates", "plates.json").read_text())
@@ -67,24 +68,31 @@ def test_rejects_what_is_not_a_bgr_image(reader: PlateReader) -> None:
 
 
 async def test_scheduler_reads_a_tracked_car_on_a_decoded_frame(reader: PlateReader) -> None:
-    """Full pipeline shape: a YUV 4:2:0 frame as the decoder gives it, one confirmed track."""
+    """Full pipeline shape: a YUV 4:2:0 frame as the decoder gives it, one confirmed track; the
+    crop is cut in YUV and converted in the OCR thread."""
     img = photo(CZ["file"])
     h, w = img.shape[:2]
     yuv = av.VideoFrame.from_ndarray(img[: h // 2 * 2, : w // 2 * 2], format="bgr24")
     frame = Frame("cam1", 1, 0.0, 0.0, yuv.reformat(format="yuv420p"))
     car = Detections(
-        xyxy=np.array([[200, 100, 500, 331]], dtype=np.float32),
+        xyxy=np.array([[200, 100, 500, 328]], dtype=np.float32),
         score=np.array([0.9], dtype=np.float32),
         class_id=np.array([2]),
         track_id=np.array([42]),
     )
     metrics = EdgeMetrics()
-    s = PlateScheduler("cam1", OcrConfig(enabled=True, attempts=1), reader.read, metrics=metrics)
+    pool = OcrPool(1)
+    s = PlateScheduler("cam1", OcrConfig(enabled=True, attempts=1), reader.read, metrics=metrics,
+                       pool=pool)  # fmt: skip
     got = await s.maybe_read(frame, car)
     assert list(got) == [42] and got[42].text == "5AU5341"
+    crop_read = s.plate_crop(42)
+    assert crop_read is not None
     x, y, bw, bh = CZ["plate_bbox_xywh"]
-    assert got[42].box is not None and box_iou(got[42].box, (x, y, x + bw, y + bh)) > 0.5
+    assert crop_read[1].box is not None
+    assert box_iou(crop_read[1].box, (x, y, x + bw, y + bh)) > 0.5  # frame pixels
     assert await s.maybe_read(frame, car) == {}  # the single attempt is spent
     assert metric_value(metrics, "edge_ocr_attempts_total", camera="cam1") == 1
     assert metric_value(metrics, "edge_ocr_reads_total", camera="cam1") == 1
     assert s.forget([42])[42].text == "5AU5341"
+    pool.shutdown()
