@@ -27,6 +27,7 @@ from edge.infer.prepare import with_dynamic_batch
 from edge.infer.results import ResultStream
 from edge.ingest.source import CameraSource, CameraState
 from edge.metrics import EdgeMetrics
+from edge.publish import data_api
 from edge.publish.annotate import Overlay, line_overlays
 from edge.publish.live import LiveFeed
 from edge.publish.publisher import CameraPublisher
@@ -298,6 +299,9 @@ class EdgeService:
             self, self.config.stream, server, data=self._queries(), feed=self.live,
             shard=self.config.shard,
         )  # fmt: skip
+        snapshots = self.config.ocr.snapshots.dir
+        if self.config.ocr.enabled and snapshots is not None:
+            data_api.add_snapshot_route(app, snapshots)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, server.host, server.port)

@@ -1,11 +1,13 @@
 """A plate on a moving vehicle, end to end: the CZ plate photo (a car) pasted on a shared clip's
 motorway and driven across it, growing as it approaches, encoded as H.264; `edge run` reads the
 plate over several frames, votes, and the track-end event (JSONL and `GET /api/events`) carries
-the voted plate, how many reads agreed, and the vehicle and plate snapshots, which are on disk."""
+the voted plate, how many reads agreed, and the vehicle and plate snapshots, which are on disk
+and served by `GET /api/snapshots/NAME`."""
 
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import av
@@ -85,9 +87,13 @@ def test_moving_plate_is_voted_into_the_track_end_event(tmp_path: Path) -> None:
         api = wait_for(lambda: [e for e in svc.get_json("/api/events?kind=track_end")["events"]
                                 if e["plate"]], 20, interval=0.5)  # fmt: skip
         attempts = svc.text("/metrics")
+        [event] = ended()
+        with urllib.request.urlopen(f"{svc.base}/api/snapshots/{event['snapshot']}") as resp:
+            served = (resp.headers["Content-Type"], resp.read())
+        assert svc.status("/api/snapshots/nope.jpg") == 404
+        assert svc.status("/api/snapshots/..%2Fevents.db") == 404
     finally:
         assert svc.stop() == 0, svc.log()[-3000:]
-    [event] = ended()
     assert event["plate"] == PLATE, event
     assert event["plate_reads"] >= 2 and 0.9 < event["plate_confidence"] <= 1  # several frames
     assert 'edge_ocr_attempts_total{camera="road"} ' in attempts
@@ -97,6 +103,7 @@ def test_moving_plate_is_voted_into_the_track_end_event(tmp_path: Path) -> None:
     vehicle = cv2.imread(str(snaps / event["snapshot"]))
     plate = cv2.imread(str(snaps / event["plate_snapshot"]))
     assert vehicle is not None and vehicle.shape[1] > 300  # a large view of the car
+    assert served == ("image/jpeg", (snaps / event["snapshot"]).read_bytes())
     assert plate is not None and plate.shape[1] < vehicle.shape[1] / 2
     [stored] = [e for e in api if e["track_id"] == event["track_id"]]
     assert {k: stored[k] for k in ("plate", "plate_reads", "snapshot", "plate_snapshot")} == {
