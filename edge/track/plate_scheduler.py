@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,14 +46,30 @@ for `reread_after_frames`): with a fast OCR, attempts would otherwise all go to 
 views of an approaching vehicle."""
 
 
+OCR_NICE = 10
+"""Scheduling niceness of the OCR threads: on a CPU that detection keeps busy, OCR gets the time
+that detection leaves, instead of taking frames from the video."""
+
+
+def _lower_priority() -> None:
+    """Make the calling thread nicer (Linux: niceness is per thread; elsewhere nothing)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), OCR_NICE)
+    except (AttributeError, OSError):
+        pass
+
+
 class OcrPool:
     """OCR threads shared by all cameras; `try_submit` refuses when all are busy, never queues.
 
-    OCR is CPU-bound: more threads than `workers` would take the CPU the video needs."""
+    OCR is CPU-bound: more threads than `workers` would take the CPU the video needs, and the
+    threads run at a lower priority (`OCR_NICE`)."""
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocr")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="ocr", initializer=_lower_priority
+        )
         self._busy = 0
         self._lock = threading.Lock()
 

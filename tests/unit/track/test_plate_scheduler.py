@@ -6,6 +6,7 @@ answer depends on the crop it is given, so that tests can tell which crop was re
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import av
@@ -16,7 +17,7 @@ from edge.config import OcrConfig
 from edge.metrics import EdgeMetrics
 from edge.testing import metric_value
 from edge.track.crops import cut, quality, sharpness
-from edge.track.plate_scheduler import OcrPool, PlateScheduler
+from edge.track.plate_scheduler import OCR_NICE, OcrPool, PlateScheduler
 from edge.track.plates import PlateRead
 from edge.types import Detections, Frame
 
@@ -200,3 +201,12 @@ def test_tracks_not_seen_for_long_are_evicted() -> None:
     assert s.best_crop(1) is not None
     s.observe(frame({2: (10, 10, 100, 100)}), tracks({2: (10, 10, 100, 100)}))
     assert s.best_crop(1) is None
+
+
+def test_ocr_threads_run_below_the_video_s_priority() -> None:
+    """On a busy CPU, OCR gets the time detection leaves (Linux niceness is per thread)."""
+    pool = OcrPool(1)
+    fut = pool.try_submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    assert fut is not None and fut.result(10) == OCR_NICE
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < OCR_NICE
+    pool.shutdown()
