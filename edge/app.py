@@ -3,6 +3,8 @@
 Stages never import each other; this module is the only place that knows them all. Every camera
 gets two named tasks (`ingest:ID` feeds the batcher, `track:ID` consumes its detections) in one
 TaskGroup with the batcher; a camera that fails costs only its own work, never the others'.
+Cameras also start, stop and get new lines while the service runs: `edge.reload` applies a changed
+`cameras.yaml` through `start_camera`, `stop_camera` and `swap_lines`.
 """
 
 from __future__ import annotations
@@ -13,31 +15,35 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from edge.camera_runtime import CameraRuntime
 from edge.config import CameraConfig, EdgeConfig
+from edge.config.reload import ReloadResult, ReloadTrigger
+from edge.config.source import ConfigSource
 from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
 from edge.infer.model_check import ModelError, check_model
 from edge.infer.prepare import with_dynamic_batch
 from edge.infer.results import ResultStream
 from edge.ingest.source import CameraSource, CameraState
-from edge.metrics import EdgeMetrics
+from edge.metrics import DropReason, EdgeMetrics
 from edge.publish import data_api
 from edge.publish.annotate import Overlay, line_overlays
 from edge.publish.live import LiveFeed
 from edge.publish.publisher import CameraPublisher
 from edge.publish.service import CameraStatus
 from edge.publish.web import create_app
+from edge.reload import ConfigReloader
 from edge.store.database import StoreError
-from edge.store.query import StoreQueries, queries_for
+from edge.store.query import StoreQueries, layout_of, queries_for
 from edge.store.sink import StoreSink
 from edge.track.camera import CameraTracking
-from edge.track.events import EventBus, EventSink, JsonlSink, PlateInfo, SinkError, WebhookSink
+from edge.track.events import EventBus, EventSink, JsonlSink, SinkError, WebhookSink
 from edge.track.mqtt import MqttSink
 from edge.track.plate_scheduler import OcrPool, PlateScheduler
 from edge.track.plates import PlateReader, ReaderUnavailable, make_reader
@@ -53,26 +59,17 @@ class StartupError(RuntimeError):
     says why in one line."""
 
 
-@dataclass(eq=False)
-class CameraRuntime:
-    """Everything one camera owns while the service runs."""
-
-    config: CameraConfig
-    source: CameraSource
-    publisher: CameraPublisher
-    tracking: CameraTracking | None = None
-    plates: PlateScheduler | None = None
-    last_frame_size: tuple[int, int] | None = None
-
-    def plate_of(self, track_id: int, ended: bool) -> PlateInfo | None:
-        """The voted plate of a track so far (and its snapshots when it ended), if OCR runs."""
-        return self.plates.info(track_id, ended) if self.plates is not None else None
-
-
 class EdgeService:
     """The running service; also the `ServiceView` that the web app reads."""
 
-    def __init__(self, config: EdgeConfig, metrics: EdgeMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        metrics: EdgeMetrics | None = None,
+        source: ConfigSource | None = None,
+    ) -> None:
+        """`source`: the file the config came from, re-read on `reload_config` (SIGHUP, a
+        change of the file, the config API); None: the config cannot be reloaded."""
         self.config = config
         self.metrics = metrics or EdgeMetrics.for_service(gpu=config.metrics.gpu)
         self.registry: CollectorRegistry = self.metrics.registry
@@ -83,61 +80,43 @@ class EdgeService:
         self.live = LiveFeed(self.metrics)
         self.events = EventBus(self._sinks(), self.metrics)
         self.url: str | None = None
-        self.plate_reader: PlateReader | None = None
+        self.config_path: Path | None = source.path if source is not None else None
+        self.last_reload: ReloadResult | None = None
+        self.reloader = ConfigReloader(self, source, self.metrics)
+        self.data: StoreQueries | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._plate_reader: PlateReader | None = None
         self.ocr_pool: OcrPool | None = None
         self.snapshots: SnapshotWriter | None = None
-        self.runtimes: dict[str, CameraRuntime] = {
-            cam.id: CameraRuntime(
-                config=cam,
-                source=CameraSource(
-                    cam, config.ingest, self.metrics, realtime=cam.realtime, loop=cam.loop
-                ),
-                publisher=CameraPublisher(cam.id, config.stream, self.metrics, max_width=cam.width),
-            )
-            for cam in config.enabled_cameras
-        }
-        for cam in config.enabled_cameras:  # every series at 0 from the first scrape on
-            lines = [(line.name, line.directions) for line in cam.lines]
-            self.metrics.init_camera(cam.id, config.detector.classes, lines)
+        self.runtimes = {cam.id: self._runtime(cam) for cam in config.enabled_cameras}
+
+    def _runtime(self, cam: CameraConfig) -> CameraRuntime:
+        """A camera's source and publisher (not started), its series at 0 from now on."""
+        cfg = self.config
+        lines = [(line.name, line.directions) for line in cam.lines]
+        self.metrics.init_camera(cam.id, cfg.detector.classes, lines)
+        return CameraRuntime(
+            config=cam,
+            source=CameraSource(
+                cam, cfg.ingest, self.metrics, realtime=cam.realtime, loop=cam.loop
+            ),
+            publisher=CameraPublisher(cam.id, cfg.stream, self.metrics, max_width=cam.width),
+        )
+
+    # ---- ConfigHost (edge.reload applies a changed cameras.yaml) ----
+
+    async def reload_config(self, trigger: ReloadTrigger) -> ReloadResult:
+        return await self.reloader.reload(trigger)
 
     # ---- ServiceView ----
 
     def cameras(self) -> Sequence[CameraStatus]:
-        result = []
         pool = self.pool
-        for rt in self.runtimes.values():
-            cam, src = rt.config, rt.source
-            size = rt.last_frame_size
-            state, fps, error, error_at = str(src.state), src.source_fps, src.last_error, None
-            error_at = src.last_error_at
-            counts = rt.tracking.counts if rt.tracking else {}
-            info = pool.info.get(cam.id) if pool is not None else None
-            if info is not None:
-                state, fps, error, error_at = (
-                    info.state,
-                    info.source_fps,
-                    info.last_error,
-                    info.last_error_at,
-                )
-                counts, size = info.counts, info.size
-            result.append(
-                CameraStatus(
-                    id=cam.id,
-                    name=cam.display_name,
-                    state=state,
-                    url=cam.safe_url,
-                    fps=self.metrics.fps_rates(cam.id),
-                    source_fps=fps,
-                    counts=counts,
-                    viewers=rt.publisher.viewer_count,
-                    width=size[0] if size else None,
-                    height=size[1] if size else None,
-                    last_error=error,
-                    last_error_at=error_at,
-                    worker=pool.worker_of(cam.id) if pool is not None else None,
-                )
-            )
-        return result
+        return [
+            rt.status(self.metrics, pool.info.get(rt.config.id) if pool is not None else None,
+                      pool.worker_of(rt.config.id) if pool is not None else None)
+            for rt in self.runtimes.values()
+        ]  # fmt: skip
 
     def publisher(self, camera_id: str) -> CameraPublisher | None:
         rt = self.runtimes.get(camera_id)
@@ -152,9 +131,7 @@ class EdgeService:
             return True
         if self.pool is not None:
             return any(i.state == CameraState.STREAMING for i in self.pool.info.values())
-        return any(
-            rt.source.state == CameraState.STREAMING for rt in self.runtimes.values()
-        )
+        return any(rt.source.state == CameraState.STREAMING for rt in self.runtimes.values())
 
     # ---- lifecycle ----
 
@@ -173,14 +150,7 @@ class EdgeService:
             self.detector = await asyncio.to_thread(self._load_detector)
             if self.config.ocr.enabled:
                 await self._start_plates()
-            names = self.detector.class_names
             processes = self._processes()
-            for rt in self.runtimes.values():
-                if not processes:
-                    rt.tracking = CameraTracking(
-                        rt.config.id, self.config.tracker, rt.config.lines, names,
-                        emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
-                    )  # fmt: skip
             self.batcher = Batcher(
                 self.detector, self.config.detector, self.metrics,
                 count_detections=not processes,
@@ -189,21 +159,18 @@ class EdgeService:
                 self.pool = WorkerPool(
                     self.config, processes, self.detector, self.batcher, self.metrics,
                     self.events.emit, publish=self._publish_remote,
-                    is_watched=lambda cam: self.runtimes[cam].publisher.is_watched,
+                    is_watched=self._is_watched,
                 )  # fmt: skip
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 tg.create_task(self.batcher.run(), name="batcher")
                 if self.pool is not None:
                     self.pool.start()
                     tg.create_task(self._tick_pool(self.pool), name="workers")
-                    if started is not None:
-                        started.set()
-                    return
                 for rt in self.runtimes.values():
-                    stream = self.batcher.subscribe(rt.config.id)
-                    tg.create_task(self._consume(rt, stream), name=f"track:{rt.config.id}")
-                    await rt.source.start()
-                    tg.create_task(self.batcher.feed(rt.source), name=f"ingest:{rt.config.id}")
+                    if self.pool is None:
+                        await self._start_local(rt)
+                self.reloader.start(tg)
                 if started is not None:
                     started.set()
         finally:
@@ -223,6 +190,69 @@ class EdgeService:
             return 0
         log.info("ingest.processes: %d worker process(es)", n)
         return n
+
+    def _is_watched(self, camera_id: str) -> bool:
+        rt = self.runtimes.get(camera_id)
+        return rt is not None and rt.publisher.is_watched
+
+    async def _start_local(self, rt: CameraRuntime) -> None:
+        """Track a camera and feed its frames to the batcher from the service's process."""
+        assert self._tg is not None and self.batcher is not None and self.detector is not None
+        cam = rt.config
+        if self._plate_reader is not None:
+            rt.plates = PlateScheduler(
+                cam.id, self.config.ocr, self._plate_reader.read, self.metrics,
+                pool=self.ocr_pool, snapshots=self.snapshots,
+            )  # fmt: skip
+        rt.tracking = CameraTracking(
+            cam.id, self.config.tracker, cam.lines, self.detector.class_names,
+            emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
+        )  # fmt: skip
+        rt.stream = self.batcher.subscribe(cam.id)
+        track = self._tg.create_task(
+            self._consume(rt, rt.tracking, rt.stream), name=f"track:{cam.id}"
+        )
+        await rt.source.start()
+        ingest = self._tg.create_task(self.batcher.feed(rt.source), name=f"ingest:{cam.id}")
+        rt.tasks = (track, ingest)
+
+    # ---- live cameras (edge.reload.LiveCameras) ----
+
+    async def start_camera(self, cam: CameraConfig) -> None:
+        rt = self.runtimes[cam.id] = self._runtime(cam)
+        if self.pool is not None:
+            self.pool.add_cameras([cam])
+        else:
+            await self._start_local(rt)
+
+    async def stop_camera(self, camera_id: str) -> None:
+        """Stop a camera as the service's shutdown would: its last results tracked, its tracks'
+        end events sent, its viewers' tracks ended; the other cameras never wait for it."""
+        rt = self.runtimes.pop(camera_id)
+        if self.pool is not None:
+            await self.pool.remove_cameras([camera_id])
+        await rt.stop()
+        self.metrics.set_camera_state(camera_id, CameraState.STOPPED)
+
+    def swap_lines(self, cam: CameraConfig) -> None:
+        """New lines (and display name) for a running camera; its video and tracks go on."""
+        rt = self.runtimes[cam.id]
+        rt.config = cam
+        lines = [(line.name, line.directions) for line in cam.lines]
+        self.metrics.init_camera(cam.id, self.config.detector.classes, lines)
+        if rt.tracking is not None:
+            rt.tracking.set_lines(cam.lines)
+        if self.pool is not None:
+            self.pool.set_lines(cam)
+        size = rt.status(self.metrics, self.pool.info.get(cam.id) if self.pool else None, None)
+        if size.width and size.height:  # what `edge check` warns about, once the size is known
+            for warning in cam.lines_outside(size.width, size.height):
+                log.warning("camera %s: %s", cam.id, warning)
+
+    def cameras_changed(self) -> None:
+        """After a reload: the counts API knows the new cameras and lines."""
+        if self.data is not None:
+            self.data.layout = layout_of(self.config.detector.classes, _line_map(self.config))
 
     @staticmethod
     async def _tick_pool(pool: WorkerPool) -> None:
@@ -248,8 +278,9 @@ class EdgeService:
         cfg = self.config
         if cfg.store.path is None:
             return None
-        lines = {c.id: {ln.name: ln.directions for ln in c.lines} for c in cfg.enabled_cameras}
-        return queries_for(cfg.store.path, cfg.store.interval_minutes, cfg.detector.classes, lines)
+        return queries_for(
+            cfg.store.path, cfg.store.interval_minutes, cfg.detector.classes, _line_map(cfg)
+        )
 
     async def _start_events(self) -> None:
         try:
@@ -269,13 +300,13 @@ class EdgeService:
         if not self.config.ocr.enabled:
             return
         try:
-            self.plate_reader = make_reader(self.config.ocr)
+            self._plate_reader = make_reader(self.config.ocr)
         except ReaderUnavailable as exc:
             raise StartupError(str(exc)) from None
 
     async def _start_plates(self) -> None:
         ocr = self.config.ocr
-        reader = self.plate_reader or make_reader(ocr)
+        reader = self._plate_reader or make_reader(ocr)
         try:
             await asyncio.to_thread(reader.warm_up)
         except ReaderUnavailable as exc:
@@ -287,17 +318,14 @@ class EdgeService:
             except SnapshotError as exc:
                 raise StartupError(str(exc)) from None
         self.ocr_pool = OcrPool(ocr.workers)
-        for rt in self.runtimes.values():
-            rt.plates = PlateScheduler(
-                rt.config.id, ocr, reader.read, self.metrics, pool=self.ocr_pool,
-                snapshots=self.snapshots,
-            )  # fmt: skip
+        self._plate_reader = reader
 
     async def _start_web(self) -> web.AppRunner:
         server = self.config.server
+        self.data = self._queries()
         app = create_app(
-            self, self.config.stream, server, data=self._queries(), feed=self.live,
-            shard=self.config.shard,
+            self, self.config.stream, server, data=self.data, feed=self.live,
+            shard=self.config.shard, config_host=self,
         )  # fmt: skip
         snapshots = self.config.ocr.snapshots.dir
         if self.config.ocr.enabled and snapshots is not None:
@@ -316,50 +344,49 @@ class EdgeService:
         log.info("edge serving %s (cameras: %s)", self.url, ", ".join(self.runtimes))
         return runner
 
-    async def _consume(self, rt: CameraRuntime, stream: ResultStream) -> None:
+    async def _consume(self, rt: CameraRuntime, tracking: CameraTracking,
+                       stream: ResultStream) -> None:  # fmt: skip
         """Track, count, read plates and publish each detected frame of one camera, in order."""
         async for detected in stream:
             try:
-                self._process(rt, detected)
+                self._process(rt, tracking, detected)
             except Exception:
                 log.exception("camera %s: processing a frame failed", rt.config.id)
-                self.metrics.count_drop(rt.config.id, "error")  # neither published nor lost
+                # neither published nor lost: counted as dropped
+                self.metrics.count_drop(rt.config.id, DropReason.ERROR)
 
-    def _process(self, rt: CameraRuntime, detected: DetectedFrame) -> None:
-        assert rt.tracking is not None
+    def _process(
+        self, rt: CameraRuntime, tracking: CameraTracking, detected: DetectedFrame
+    ) -> None:
         frame = detected.frame
         rt.last_frame_size = (frame.width, frame.height)
-        tracked = rt.tracking.update(detected.detections, frame=frame.seq)
+        tracked = tracking.update(detected.detections, frame=frame.seq)
         if rt.plates is not None:
             rt.plates.forget(s.track_id for s in tracked.ended)
             rt.plates.submit(frame, tracked.tracks)
         if rt.publisher.is_watched:  # drawing inputs only when someone watches this camera
-            self._publish(rt, detected, tracked.tracks)
+            self._annotate(rt, frame, tracked.tracks, tracking.counts)
         self.metrics.observe_end_to_end(rt.config.id, time.monotonic() - frame.received_at)
-
-    def _publish(self, rt: CameraRuntime, detected: DetectedFrame, tracks: Detections) -> None:
-        assert rt.tracking is not None and self.detector is not None
-        overlay = Overlay(
-            camera_name=rt.config.display_name,
-            class_names=self.detector.class_names,
-            lines=line_overlays(rt.config.lines, rt.tracking.counts),
-            plates={tid: p.text for tid, p in rt.plates.plates.items()} if rt.plates else {},
-            clock=time.time(),
-        )
-        rt.publisher.publish(detected.frame, tracks, overlay)
 
     def _publish_remote(
         self, camera_id: str, frame: Frame, tracks: Detections, counts: dict[str, Any]
     ) -> None:
         """A watched camera's frame tracked in its worker: annotated and encoded here, once."""
-        rt = self.runtimes[camera_id]
-        assert self.detector is not None
-        rt.last_frame_size = (frame.width, frame.height)
+        rt = self.runtimes.get(camera_id)
+        if rt is not None:  # else stopped by a reload since
+            rt.last_frame_size = (frame.width, frame.height)
+            self._annotate(rt, frame, tracks, counts)
+
+    def _annotate(
+        self, rt: CameraRuntime, frame: Frame, tracks: Detections, counts: dict[str, Any]
+    ) -> None:
+        """Hand a watched camera's frame and what to draw on it to its publisher."""
+        assert self.detector is not None  # cameras start once it is loaded
         overlay = Overlay(
             camera_name=rt.config.display_name,
             class_names=self.detector.class_names,
             lines=line_overlays(rt.config.lines, counts),
-            plates={},
+            plates={tid: p.text for tid, p in rt.plates.plates.items()} if rt.plates else {},
             clock=time.time(),
         )
         rt.publisher.publish(frame, tracks, overlay)
@@ -367,6 +394,7 @@ class EdgeService:
     async def _shutdown(self, runner: web.AppRunner | None) -> None:
         """Stop everything, in pipeline order; a part that fails to stop is logged (with its
         traceback) and the rest still stops, so a stuck stop can be diagnosed."""
+        await self.reloader.close()  # no camera starts or stops under the shutdown's feet
         if self.pool is not None:
             async with _logged("the worker processes"):
                 await self.pool.stop()
@@ -409,6 +437,11 @@ class EdgeService:
         for sink in sinks:
             self.metrics.init_sink(sink.name)
         return sinks
+
+
+def _line_map(cfg: EdgeConfig) -> dict[str, dict[str, tuple[str, str]]]:
+    """camera → line → directions, of the cameras that run."""
+    return {c.id: {ln.name: ln.directions for ln in c.lines} for c in cfg.enabled_cameras}
 
 
 @contextlib.asynccontextmanager

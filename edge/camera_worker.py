@@ -13,7 +13,8 @@ Runtime and an event loop is unsafe) and talks to it over one pipe:
   annotates and encodes it once for all its viewers.
 - service → worker: ("sync", [slot], [(camera, seq, received_at, xyxy, score, class_id)]): slots
   the batcher no longer holds and detections in frame order; ("watch", [camera]): the cameras
-  someone watches now; ("stop",).
+  someone watches now; ("lines", camera, [LineConfig]): the camera's new counting lines (a config
+  reload; its tracks go on); ("remove", camera): stop that camera (its tracks end); ("stop",).
 
 A worker that loses the pipe (the service died, even by kill -9) exits: nothing is left behind.
 """
@@ -32,10 +33,10 @@ from typing import Any
 import numpy as np
 
 from edge.config import CameraConfig, IngestConfig, TrackerConfig
-from edge.infer.layout import Color
-from edge.infer.letterbox import fit, letterbox_frame
+from edge.infer.letterbox import LetterboxSpec, letterbox_frame
 from edge.ingest.slots import FrameRef, FreeSlots, SlotArena
 from edge.ingest.source import CameraSource
+from edge.metrics import DropReason
 from edge.metrics_relay import MetricsRecorder
 from edge.track.camera import CameraTracking
 from edge.track.events import VehicleEvent
@@ -57,11 +58,8 @@ class WorkerSpec:
     ingest: IngestConfig
     tracker: TrackerConfig
     class_names: tuple[str, ...]
-    input_size: int
-    color: Color
-    pad_value: int
-    center: bool
-    rect: bool
+    letterbox: LetterboxSpec
+    """The detector's, always uint8: the slots hold pictures, the graph casts and scales."""
     slots_per_camera: int
     log_level: int = logging.INFO
 
@@ -94,7 +92,11 @@ class _Worker:
         self.metrics = MetricsRecorder()
         metrics: Any = self.metrics  # records with EdgeMetrics' API
         self.arena = SlotArena(
-            spec.shm_name, len(spec.cameras), spec.slots_per_camera, spec.input_size, create=False
+            spec.shm_name,
+            len(spec.cameras),
+            spec.slots_per_camera,
+            spec.letterbox.size,
+            create=False,
         )
         self.free = FreeSlots(
             {c.id: self.arena.camera_slots(i) for i, c in enumerate(spec.cameras)}
@@ -125,14 +127,15 @@ class _Worker:
         holds a picture of the camera that no batch has copied yet, so that a frame that would
         only supersede it there is never converted (latest-only before the work, not after)."""
         self.stopped = asyncio.Event()
+        self.feeds: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_reader(self.conn.fileno(), self._on_readable)
-        tasks = []
-        for source in self.sources.values():
+        tasks = self.feeds
+        for cam, source in self.sources.items():
             await source.start()
-            tasks.append(asyncio.create_task(self._feed(source)))
+            tasks[cam] = asyncio.create_task(self._feed(source))
         status = asyncio.create_task(self._status_loop())
         try:
             await self.stopped.wait()
@@ -142,10 +145,10 @@ class _Worker:
             for source in self.sources.values():
                 with contextlib.suppress(Exception):
                     await source.stop()
-            for t in tasks:
+            for t in tasks.values():
                 t.cancel()
             for frame in self.held.values():
-                self.metrics.count_drop(frame.camera_id, "shutdown")
+                self.metrics.count_drop(frame.camera_id, DropReason.SHUTDOWN)
             self.held.clear()
             for tracking in self.tracking.values():
                 tracking.finish()
@@ -159,20 +162,20 @@ class _Worker:
                 self._on_frame(frame)
             except Exception:
                 log.exception("camera %s: preparing frame %d failed", frame.camera_id, frame.seq)
-                self.metrics.count_drop(frame.camera_id, "error")
+                self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
 
     def _prepare_safely(self, frame: Frame) -> None:
         try:
             self._prepare(frame)
         except Exception:
             log.exception("camera %s: preparing frame %d failed", frame.camera_id, frame.seq)
-            self.metrics.count_drop(frame.camera_id, "error")
+            self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
 
     def _on_frame(self, frame: Frame) -> None:
         cam = frame.camera_id
         if self.free.free_count(cam) < self.spec.slots_per_camera:  # the batcher has one waiting
             if self.held.pop(cam, None) is not None:
-                self.metrics.count_drop(cam, "superseded")
+                self.metrics.count_drop(cam, DropReason.SUPERSEDED)
             self.held[cam] = frame
             return
         self._prepare(frame)
@@ -183,10 +186,9 @@ class _Worker:
         assert slot is not None
         start = time.perf_counter()
         self.sizes[cam] = (frame.width, frame.height)
-        lb = fit(frame.width, frame.height, spec.input_size, spec.center, spec.rect)
+        lb = spec.letterbox.fit(frame.width, frame.height)
         out = self.arena.view(slot, lb.in_h, lb.in_w)
-        letterbox_frame(frame.image, spec.input_size, spec.color, False, spec.pad_value,
-                        spec.center, spec.rect, uint8=True, out=out)  # fmt: skip
+        letterbox_frame(frame.image, spec.letterbox, out=out)
         self.metrics.observe_stage(cam, "preprocess", time.perf_counter() - start)
         if cam in self.watched:
             self.pictures.setdefault(cam, {})[frame.seq] = frame
@@ -223,9 +225,11 @@ class _Worker:
             now = time.monotonic()
             published = []
             for cam, seq, received_at, xyxy, score, class_id in msg[2]:
+                tracking = self.tracking.get(cam)
+                if tracking is None:  # removed by a reload while this frame was inferred
+                    continue
                 dets = Detections(xyxy, score, class_id)
                 self._count_detections(cam, class_id)
-                tracking = self.tracking[cam]
                 tracked = tracking.update(dets, frame=seq)
                 picture = self._picture(cam, seq)
                 if picture is not None:
@@ -243,8 +247,29 @@ class _Worker:
             for cam in list(self.pictures):
                 if cam not in self.watched:
                     del self.pictures[cam]
+        elif kind == "lines":
+            tracking = self.tracking.get(msg[1])
+            if tracking is not None:
+                tracking.set_lines(msg[2])
+        elif kind == "remove":
+            asyncio.get_running_loop().create_task(self._remove(msg[1]))
         elif kind == "stop":
             self.stopped.set()
+
+    async def _remove(self, cam: str) -> None:
+        """Stop one camera (a config reload); its slots stay unused, its tracks end now."""
+        source, feed = self.sources.pop(cam, None), self.feeds.pop(cam, None)
+        if feed is not None:
+            feed.cancel()
+        self.held.pop(cam, None)
+        self.pictures.pop(cam, None)
+        self.watched.discard(cam)
+        tracking = self.tracking.pop(cam, None)
+        if tracking is not None:
+            tracking.finish()
+        if source is not None:
+            with contextlib.suppress(Exception):
+                await source.stop()
 
     def _picture(self, cam: str, seq: int) -> Frame | None:
         """The watched camera's frame `seq`, forgetting older ones (dropped in the batcher)."""

@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -37,7 +37,8 @@ from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
 from edge.infer.letterbox import Letterbox
 from edge.ingest.slots import FrameRef, SlotArena, remove_stale, segment_name
-from edge.metrics import EdgeMetrics
+from edge.ingest.state import CameraState
+from edge.metrics import DropReason, EdgeMetrics
 from edge.metrics_relay import MetricsReplayer
 from edge.track.events import VehicleEvent
 from edge.types import DetectedFrame, Detections, Frame
@@ -130,6 +131,8 @@ class _Worker:
     watched: frozenset[str] = frozenset()
     on_release: Callable[[], None] | None = None
     results: list[tuple[Any, ...]] = field(default_factory=list)
+    retiring: bool = False
+    """Stopped on purpose (a reload took its last camera away): its end is no death."""
 
     def release(self, generation: int, slot: int) -> None:
         if generation == self.generation:
@@ -164,6 +167,8 @@ class WorkerPool:
             _Worker(i, tuple(cams[i::processes])) for i in range(processes) if cams[i::processes]
         ]
         self.owner = {c.id: w for w in self.workers for c in w.cameras}
+        self._next_index = len(self.workers)
+        """The next worker a reload adds: an index never used before (logs, metrics, segments)."""
         for w in self.workers:  # a freed slot lets the worker prepare that camera's next frame
             w.on_release = self._schedule_flush
         self.info: dict[str, CameraInfo] = {}
@@ -194,8 +199,8 @@ class WorkerPool:
         spec = WorkerSpec(
             index=w.index, generation=w.generation, shm_name=name, cameras=w.cameras,
             ingest=spec_cfg.ingest, tracker=spec_cfg.tracker, class_names=tuple(d.class_names),
-            input_size=size, color=d.color, pad_value=spec_cfg.detector.preprocess.pad_value,
-            center=d.center_pad, rect=d.rect, slots_per_camera=spec_cfg.ingest.slots_per_camera,
+            letterbox=replace(d.letterbox, unit_scale=False, uint8=True),
+            slots_per_camera=spec_cfg.ingest.slots_per_camera,
             log_level=logging.getLogger().getEffectiveLevel(),
         )  # fmt: skip
         parent, child = self._ctx.Pipe()
@@ -298,12 +303,14 @@ class WorkerPool:
                 self.publish(cam, frame, tracks, counts)
         elif kind == "status":
             for cam, info in msg[1].items():
+                if self.owner.get(cam) is not w:  # removed (or moved) by a reload since
+                    continue
                 if info.state == "streaming" and self.info.get(cam, info).state != "streaming":
                     self.batcher.set_streaming(cam, True, info.source_fps)
                 self.info[cam] = info
 
     def _on_death(self, w: _Worker) -> None:
-        if self._stopping or w.process is None:
+        if self._stopping or w.retiring or w.process is None:
             return
         proc = w.process
         proc.join(1.0)
@@ -319,7 +326,7 @@ class WorkerPool:
         self.metrics.worker_restarts.labels(worker=str(w.index)).inc()
         for c in w.cameras:
             self.batcher.set_streaming(c.id, False)
-            self.metrics.set_camera_state(c.id, "backoff")
+            self.metrics.set_camera_state(c.id, CameraState.BACKOFF)
             old = self.info.get(c.id)
             if old is not None:
                 self.info[c.id] = CameraInfo("backoff", old.source_fps, f"worker died ({code})",
@@ -339,9 +346,14 @@ class WorkerPool:
     def _on_result(self, result: DetectedFrame) -> None:
         frame: Any = result.frame
         w = self.owner.get(frame.camera_id)
-        if w is None or not isinstance(frame, SlotFrame) or frame._worker != w.generation:
+        if (
+            w is None
+            or not isinstance(frame, SlotFrame)
+            or frame._pool is not w  # a camera restarted by a reload runs in another worker now
+            or frame._worker != w.generation
+        ):
             if w is not None:  # inferred for a worker that died since: nobody tracks it
-                self.metrics.count_drop(frame.camera_id, "error")
+                self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
             return
         w.results.append(
             detections_message(frame.camera_id, frame.seq, frame.received_at, result.detections)
@@ -377,6 +389,63 @@ class WorkerPool:
             if watched != w.watched and w.sender is not None:
                 w.watched = watched
                 w.sender.send(("watch", sorted(watched)))
+
+    # ---- config reload ----
+
+    def add_cameras(self, cams: list[CameraConfig]) -> None:
+        """Start cameras added by a reload in a new worker of their own: the running workers'
+        shared-memory arenas are sized for their cameras, and restarting one would interrupt
+        cameras the reload did not touch."""
+        if not cams:
+            return
+        w = _Worker(self._next_index, tuple(cams))
+        self._next_index += 1
+        w.on_release = self._schedule_flush
+        self.workers.append(w)
+        self.owner.update({c.id: w for c in cams})
+        self._spawn(w)
+
+    async def remove_cameras(self, camera_ids: list[str]) -> None:
+        """Stop cameras in their workers (their last tracks end there and their events come
+        back); a worker left with no camera stops."""
+        for cid in camera_ids:
+            w = self.owner.pop(cid, None)
+            if w is None:
+                continue
+            self.info.pop(cid, None)
+            self.batcher.set_streaming(cid, False)
+            w.cameras = tuple(c for c in w.cameras if c.id != cid)
+            if w.sender is not None:
+                w.sender.send(("remove", cid))
+            if not w.cameras:
+                await self._stop_worker(w)
+
+    def set_lines(self, cam: CameraConfig) -> None:
+        """New counting lines for a camera, swapped in its worker (its tracks go on)."""
+        w = self.owner.get(cam.id)
+        if w is None:
+            return
+        w.cameras = tuple(cam if c.id == cam.id else c for c in w.cameras)  # for a respawn
+        if w.sender is not None:
+            w.sender.send(("lines", cam.id, list(cam.lines)))
+
+    async def _stop_worker(self, w: _Worker) -> None:
+        w.retiring = True
+        self._flush_worker(w)
+        if w.sender is not None:
+            w.sender.send(("stop",))
+        proc = w.process
+        deadline = time.monotonic() + STOP_WAIT_S
+        while proc is not None and proc.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if proc is not None and proc.is_alive():
+            log.warning("worker %d did not stop in %.0f s; killing it", w.index, STOP_WAIT_S)
+            proc.kill()
+            await asyncio.to_thread(proc.join, 2.0)
+        self._drain(w)
+        self._retire(w)
+        self.workers.remove(w)
+        log.info("worker %d stopped: no camera left", w.index)
 
     def worker_of(self, camera_id: str) -> int | None:
         w = self.owner.get(camera_id)

@@ -231,7 +231,9 @@ def _process(
     from edge.ingest.video_file import read_frames
     from edge.track.camera import CameraTracking
 
-    tracking = CameraTracking(camera_id, tracker_cfg, lines, detector.class_names, emit, metrics)
+    tracking = CameraTracking(
+        camera_id, tracker_cfg, lines, detector.class_names, emit, metrics=metrics
+    )
     names = detector.class_names
     started = datetime.now(UTC)
     frames = 0

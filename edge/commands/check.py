@@ -1,7 +1,9 @@
 """`edge check CONFIG`: validate a config and print every problem as `path.to.field: reason`.
 
 A valid config's model is then opened as `edge run` would open it (`edge.infer.model_check`), so a
-corrupt file or one that is no detector shows here rather than at start.
+corrupt file or one that is no detector shows here rather than at start. A counting line outside
+the frame of a file source (read from its header) is a warning: the config still passes. Network
+cameras are not opened (`edge.ingest.media.probe_size`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.config}: 1 problem(s)", file=sys.stderr)
         return 2
     from edge.infer.model_check import ModelError, check_model  # imports onnx: a valid file only
+    from edge.ingest.media import probe_size
 
     det = config.detector
     try:  # what `edge run` would refuse at start: open the model, recognise its layout
@@ -47,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
         f"{args.config}: OK ({len(cams)} enabled camera(s), model {det.model.name}: "
         f"{layout.family}, {layout.num_classes} classes)"
     )
+    for i, cam in enumerate(config.cameras):
+        size = probe_size(cam.url) if cam.enabled and cam.lines else None
+        for warning in cam.lines_outside(*size) if size else []:
+            print(f"warning: cameras[{i}]({cam.id}).{warning}", file=sys.stderr)
     shard = config.shard
     if shard.count > 1:
         ids = ", ".join(c.id for c in cams) or "none"

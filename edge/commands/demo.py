@@ -8,12 +8,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from edge.assets import asset
 from edge.cli import add_shard_argument, port_number
 from edge.commands.run import DEFAULT_CONFIG, REPO_CONFIG, load_or_exit, serve
 from edge.config import EdgeConfig
+from edge.config.source import ConfigSource
 from edge.redact import redact
 
 CLIPS = {
@@ -52,20 +55,23 @@ def run(args: argparse.Namespace) -> int:
     from edge.ingest.camsim import SimulatorError
 
     config = load_or_exit(args.config, args.host, args.port, args.shard)
+    source = ConfigSource(Path(args.config).absolute(), args.host, args.port, args.shard)
     try:
-        _run(config, args.rtsp_port)
+        _run(config, args.rtsp_port, source)
     except (StartupError, SimulatorError, FileNotFoundError) as exc:
         print(f"edge: {redact(str(exc))}", file=sys.stderr)
         return 1
     return 0
 
 
-def _run(config: EdgeConfig, rtsp_port: int | None) -> None:
+def _run(config: EdgeConfig, rtsp_port: int | None, source: ConfigSource) -> None:
     from edge.ingest.camsim import CameraSimulator
 
     streams = {name: asset("video", clip) for name, clip in CLIPS.items()}
     with CameraSimulator(streams, port=rtsp_port) as sim:
         point_cameras_at(config, sim.urls())
+        # a reload (the page's line editor, an edit of the file) points them there again
+        source = replace(source, adjust=lambda cfg: point_cameras_at(cfg, sim.urls()))
         started = asyncio.Event()
 
         async def main() -> None:
@@ -82,7 +88,7 @@ def _run(config: EdgeConfig, rtsp_port: int | None) -> None:
 
             waiter = asyncio.create_task(announce())
             try:
-                await serve(config, started)
+                await serve(config, started, source)
             finally:
                 waiter.cancel()
 

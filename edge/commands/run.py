@@ -13,8 +13,9 @@ from pathlib import Path
 from edge.assets import REPO_ROOT
 from edge.cli import add_shard_argument, port_number
 from edge.commands.check import print_problems
-from edge.config import ConfigError, EdgeConfig, load_config
-from edge.config.shard import ShardSpec, apply_shard
+from edge.config import ConfigError, EdgeConfig
+from edge.config.shard import ShardSpec
+from edge.config.source import ConfigSource
 from edge.redact import redact
 
 DEFAULT_CONFIG = "configs/cameras.yaml"
@@ -47,11 +48,7 @@ def load_or_exit(
         )
         raise SystemExit(2)
     try:
-        config = apply_shard(load_config(path), shard)
-        if host is not None:
-            config.server.host = host
-        if port is not None:
-            config.server.port = port
+        config = ConfigSource(Path(path), host, port, shard).load()
     except ConfigError as exc:
         print_problems(exc)
         raise SystemExit(2) from None
@@ -79,24 +76,38 @@ def check_exposure_or_exit(config: EdgeConfig) -> None:
         )
 
 
-async def serve(config: EdgeConfig, started: asyncio.Event | None = None) -> None:
-    """Run the service; SIGTERM and SIGINT cancel it and every stage shuts down in order."""
+async def serve(
+    config: EdgeConfig, started: asyncio.Event | None = None, source: ConfigSource | None = None
+) -> None:
+    """Run the service; SIGTERM and SIGINT cancel it and every stage shuts down in order. With
+    `source`, SIGHUP and every change of its file reload the config (`edge.reload`)."""
     from edge.app import EdgeService
 
-    service = EdgeService(config)
+    service = EdgeService(config, source=source)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     assert task is not None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_hup() -> None:
+        t = loop.create_task(service.reload_config("signal"), name="reload:signal")
+        reloads.add(t)
+        t.add_done_callback(reloads.discard)
+
+    if source is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await service.run(started)
     except asyncio.CancelledError:
         log.info("edge: shutting down")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+        for t in reloads:
+            t.cancel()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.app import StartupError
 
     try:
-        asyncio.run(serve(config))
+        source = ConfigSource(Path(args.config).absolute(), args.host, args.port, args.shard)
+        asyncio.run(serve(config, source=source))
     except StartupError as exc:
         print(f"edge: {redact(str(exc))}", file=sys.stderr)
         return 1

@@ -106,6 +106,17 @@ class CameraConfig(Strict):
             raise ValueError(f"duplicate line names: {', '.join(dupes)}")
         return self
 
+    def lines_outside(self, width: int, height: int) -> list[str]:
+        """`lines[i](name): ...` for each line with a point outside a `width`×`height` frame
+        (the size the camera reports): such a line is in the wrong pixels, and may never count."""
+        out = []
+        for i, line in enumerate(self.lines):
+            for x, y in line.points:
+                if x > width or y > height:
+                    out.append(f"lines[{i}]({line.name}): point ({x:g}, {y:g}) lies outside the "
+                               f"{width}x{height} frame the camera reports")  # fmt: skip
+        return out
+
     @property
     def display_name(self) -> str:
         return self.name or self.id

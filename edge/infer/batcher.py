@@ -58,7 +58,7 @@ from edge.infer.batch_policy import (
 from edge.infer.detector import BatchOutcome, Prepare
 from edge.infer.letterbox import Letterbox
 from edge.infer.results import RESULT_QUEUE_SIZE, ResultStream
-from edge.metrics import EdgeMetrics
+from edge.metrics import DropReason, EdgeMetrics
 from edge.types import DetectedFrame, Frame
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class Batcher:
         cam.record_submit(now)
         old = self._slots.put(frame, now)
         if old is not None:
-            self._count_drop(old.camera_id, "superseded")
+            self._count_drop(old.camera_id, DropReason.SUPERSEDED)
             _release(old)
         self._wake.set()
 
@@ -229,7 +229,7 @@ class Batcher:
             await asyncio.gather(*self._running, return_exceptions=True)
         self._busy.clear()
         for frame in self._slots.pop_all():
-            self._count_drop(frame.camera_id, "shutdown")
+            self._count_drop(frame.camera_id, DropReason.SHUTDOWN)
             _release(frame)
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, True)
@@ -237,7 +237,7 @@ class Batcher:
         for streams in list(self._streams.values()):
             for s in list(streams):
                 for _ in range(s.discard()):
-                    self._count_drop(s.camera_id, "shutdown")
+                    self._count_drop(s.camera_id, DropReason.SHUTDOWN)
                 s.close()
 
     async def __aenter__(self) -> Batcher:
@@ -278,7 +278,7 @@ class Batcher:
             outcome = await loop.run_in_executor(executor, self._infer, [p.frame for p in batch])
         except asyncio.CancelledError:  # only when the loop tears down without stop()
             for p in batch:
-                self._count_drop(p.frame.camera_id, "shutdown")
+                self._count_drop(p.frame.camera_id, DropReason.SHUTDOWN)
                 _release(p.frame)
             raise
         except Exception:
@@ -291,7 +291,7 @@ class Batcher:
             self._wake.set()
         if outcome is None:
             for p in batch:
-                self._count_drop(p.frame.camera_id, "error")
+                self._count_drop(p.frame.camera_id, DropReason.ERROR)
                 _release(p.frame)
         else:
             self._deliver(batch, started, capacity, outcome)
@@ -320,20 +320,20 @@ class Batcher:
         now = self._clock()
         for frame in self._slots.pop_stale(now, self.config.stale_s):
             self.stats.stale += 1
-            self._count_drop(frame.camera_id, "stale")
+            self._count_drop(frame.camera_id, DropReason.STALE)
             _release(frame)
         return self._slots.take(capacity, self._busy)
 
-    def _count_drop(self, camera_id: str, reason: str) -> None:
-        if reason == "superseded":
+    def _count_drop(self, camera_id: str, reason: DropReason) -> None:
+        if reason is DropReason.SUPERSEDED:
             self.stats.superseded += 1
-        elif reason == "queue_full":
+        elif reason is DropReason.QUEUE_FULL:
             self.stats.result_queue_drops += 1
-        elif reason == "error":
+        elif reason is DropReason.ERROR:
             self.stats.errors += 1
-        elif reason == "shutdown":
+        elif reason is DropReason.SHUTDOWN:
             self.stats.shutdown += 1
-        self.metrics.frames_dropped.labels(camera=camera_id, reason=reason).inc()
+        self.metrics.count_drop(camera_id, reason)
 
     # ---- worker thread ----
 
@@ -367,7 +367,7 @@ class Batcher:
         for p, d in zip(batch, outcome.detections, strict=True):
             _release(p.frame)  # its picture was copied into the batch
             if d is None:
-                self._count_drop(p.frame.camera_id, "error")
+                self._count_drop(p.frame.camera_id, DropReason.ERROR)
         n = sum(d is not None for d in outcome.detections)
         if not n:
             return
@@ -395,7 +395,7 @@ class Batcher:
         cam = result.frame.camera_id
         for stream in self._streams.get(cam, []):
             if not stream.push(result):
-                self._count_drop(cam, "queue_full")
+                self._count_drop(cam, DropReason.QUEUE_FULL)
         if self.on_result is not None:
             try:
                 self.on_result(result)

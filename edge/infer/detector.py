@@ -33,7 +33,7 @@ from edge.infer.layout import (
     SymbolicOutputError,
     recognise,
 )
-from edge.infer.letterbox import STRIDE, Letterbox, letterbox_bgr, letterbox_frame
+from edge.infer.letterbox import STRIDE, Letterbox, LetterboxSpec, letterbox_bgr, letterbox_frame
 from edge.infer.model_check import (
     ModelError,
     check_classes,
@@ -131,6 +131,10 @@ class Detector:
         self.uint8 = self.layout.uint8_input
         """The graph takes uint8 pictures and casts and scales them itself."""
         self.input_dtype = np.uint8 if self.uint8 else np.float32
+        self.letterbox = LetterboxSpec(
+            self.input_size, self.color, self.unit_scale, pre.pad_value, center, self.rect,
+            self.uint8,
+        )  # fmt: skip
         if self.uint8:
             self._check_graph_scale(model)
         self.params = PostprocessParams(
@@ -253,16 +257,10 @@ class Detector:
     def preprocess(self, frame: Frame) -> tuple[np.ndarray, Letterbox]:
         """3×S×S float32 at model resolution (3×H×W with a rect letterbox), resized during the
         colour conversion."""
-        return letterbox_frame(
-            frame.image, self.input_size, self.color, self.unit_scale,
-            self.config.preprocess.pad_value, self.center_pad, self.rect, self.uint8,
-        )  # fmt: skip
+        return letterbox_frame(frame.image, self.letterbox)
 
     def preprocess_bgr(self, img: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        return letterbox_bgr(
-            img, self.input_size, self.color, self.unit_scale,
-            self.config.preprocess.pad_value, self.center_pad, self.rect, self.uint8,
-        )  # fmt: skip
+        return letterbox_bgr(img, self.letterbox)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """The session's raw output for an N×3×S×S batch (N×3×H×W with a rect letterbox); up to

@@ -46,6 +46,27 @@ class Letterbox:
         return max(1, round(self.src_h * self.scale))
 
 
+@dataclass(frozen=True, slots=True)
+class LetterboxSpec:
+    """What a model wants of its input picture: the one value every letterbox call takes."""
+
+    size: int
+    """The model's square input side (S)."""
+    color: Color = "bgr"
+    unit_scale: bool = False
+    """Scale 0-255 to 0-1 (float input only)."""
+    pad_value: int = 114
+    center: bool = False
+    """Pad equally on both sides (YOLOv5/v8) instead of only right and bottom (YOLOX)."""
+    rect: bool = False
+    """Pad only to the next multiple of `STRIDE` on each side instead of to S×S."""
+    uint8: bool = False
+    """Leave the picture uint8 (a model that casts and scales inside its graph)."""
+
+    def fit(self, src_w: int, src_h: int) -> Letterbox:
+        return fit(src_w, src_h, self.size, self.center, self.rect)
+
+
 def fit(src_w: int, src_h: int, size: int, center: bool, rect: bool = False) -> Letterbox:
     """The geometry: scale by the tighter side, pad the rest (top-left like YOLOX, or centred) to
     S×S, or with `rect` only to the next multiple of `STRIDE` on each side."""
@@ -63,26 +84,21 @@ def fit(src_w: int, src_h: int, size: int, center: bool, rect: bool = False) -> 
 
 
 def _to_tensor(
-    picture: np.ndarray,
-    lb: Letterbox,
-    size: int,
-    pad_value: int,
-    unit_scale: bool,
-    uint8: bool = False,
-    out: np.ndarray | None = None,
+    picture: np.ndarray, lb: Letterbox, spec: LetterboxSpec, out: np.ndarray | None = None
 ) -> np.ndarray:
     """Place an H×W×3 uint8 picture on its padded 3×H×W canvas: float32 scaled to 0–1 if asked,
     or with `uint8` as is (for a model that casts and scales inside its graph; a quarter of the
     bytes). `out`: a preallocated uint8 canvas of the right shape to fill (a shared slot)."""
-    shape = (3, lb.in_h or size, lb.in_w or size)
+    shape = (3, lb.in_h or spec.size, lb.in_w or spec.size)
     h, w = picture.shape[:2]
-    if uint8:
+    pad_value = spec.pad_value
+    if spec.uint8:
         if out is None:
             out = np.empty(shape, dtype=np.uint8)
         out.fill(pad_value)
         out[:, lb.pad_y : lb.pad_y + h, lb.pad_x : lb.pad_x + w] = picture.transpose(2, 0, 1)
         return out
-    factor = 1.0 / 255.0 if unit_scale else 1.0
+    factor = 1.0 / 255.0 if spec.unit_scale else 1.0
     canvas = np.full(shape, pad_value * factor, dtype=np.float32)
     region = canvas[:, lb.pad_y : lb.pad_y + h, lb.pad_x : lb.pad_x + w]
     np.multiply(picture.transpose(2, 0, 1), factor, out=region, casting="unsafe")
@@ -90,42 +106,25 @@ def _to_tensor(
 
 
 def letterbox_frame(
-    image: av.VideoFrame,
-    size: int,
-    color: Color,
-    unit_scale: bool,
-    pad_value: int = 114,
-    center: bool = False,
-    rect: bool = False,
-    uint8: bool = False,
-    out: np.ndarray | None = None,
+    image: av.VideoFrame, spec: LetterboxSpec, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, Letterbox]:
-    """A decoded frame as a model input tensor, resized during the colour conversion (see
-    `_to_tensor` for `uint8` and `out`)."""
-    lb = fit(int(image.width), int(image.height), size, center, rect)
-    fmt = "rgb24" if color == "rgb" else "bgr24"
+    """A decoded frame as a model input tensor, resized during the colour conversion. `out`: a
+    preallocated uint8 canvas of the right shape to fill (a shared slot; `spec.uint8` only)."""
+    lb = spec.fit(int(image.width), int(image.height))
+    fmt = "rgb24" if spec.color == "rgb" else "bgr24"
     small = convert(image, lb.new_w, lb.new_h, fmt)
-    return _to_tensor(small, lb, size, pad_value, unit_scale, uint8, out), lb
+    return _to_tensor(small, lb, spec, out), lb
 
 
-def letterbox_bgr(
-    img: np.ndarray,
-    size: int,
-    color: Color,
-    unit_scale: bool,
-    pad_value: int = 114,
-    center: bool = False,
-    rect: bool = False,
-    uint8: bool = False,
-) -> tuple[np.ndarray, Letterbox]:
+def letterbox_bgr(img: np.ndarray, spec: LetterboxSpec) -> tuple[np.ndarray, Letterbox]:
     """An H×W×3 BGR uint8 array as a model input tensor (for callers that already hold BGR)."""
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"expected an H×W×3 uint8 BGR image, got {img.shape} {img.dtype}")
-    lb = fit(img.shape[1], img.shape[0], size, center, rect)
+    lb = spec.fit(img.shape[1], img.shape[0])
     small = cv2.resize(img, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
-    if color == "rgb":
+    if spec.color == "rgb":
         small = small[:, :, ::-1]
-    return _to_tensor(small, lb, size, pad_value, unit_scale, uint8), lb
+    return _to_tensor(small, lb, spec), lb
 
 
 def to_source(boxes_xyxy: np.ndarray, lb: Letterbox) -> np.ndarray:

@@ -145,3 +145,18 @@ def advertised_fps(stream: av.video.stream.VideoStream) -> float | None:
         if rate and 0 < float(rate) <= 240:
             return float(rate)
     return None
+
+
+def probe_size(url: str) -> tuple[int, int] | None:
+    """A video file's frame size from its header (no frame decoded), None when `url` is no local
+    file or cannot be read. Network sources are not probed: opening a camera can take seconds and
+    counts against accounts that lock after failed logins."""
+    media = MediaLocation.parse(url)
+    if not media.is_file:
+        return None
+    try:
+        with av.open(media.target, mode="r") as container:
+            ctx = container.streams.video[0].codec_context
+            return (ctx.width, ctx.height) if ctx.width and ctx.height else None
+    except Exception:  # unreadable or no video: `edge run` says why when it opens it
+        return None

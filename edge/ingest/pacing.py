@@ -1,10 +1,13 @@
 """Frame timing rules of a source, kept pure so that they can be tested without video.
 
 `FpsCap` thins a camera to the configured frame rate; `RealtimePacer` releases the frames of a
-file at the pace they were recorded, so that a file can stand in for a live camera.
+file at the pace they were recorded, so that a file can stand in for a live camera;
+`FpsEstimator` measures the rate of a camera that does not advertise one.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 
 class FpsCap:
@@ -62,3 +65,28 @@ class RealtimePacer:
     def reset(self) -> None:
         self._anchor = None
         self._last_pts = None
+
+
+class FpsEstimator:
+    """The frame rate of a stream measured from its timestamps (the rate alerts and the encoder
+    need it, and some cameras advertise none).
+
+    The rate is the mean over the last `window` frames; a timestamp that does not move forward (a
+    file that loops, a camera that restarted) starts the window again, so the jump never enters
+    the mean.
+    """
+
+    def __init__(self, window: int = 30) -> None:
+        if window < 2:
+            raise ValueError("window must be >= 2")
+        self._pts: deque[float] = deque(maxlen=window)
+
+    def add(self, pts: float) -> float | None:
+        """One frame's presentation time (seconds); the rate once `window` frames are in."""
+        window = self._pts
+        if window and pts <= window[-1]:
+            window.clear()
+        window.append(pts)
+        if len(window) == window.maxlen and window[-1] > window[0]:
+            return (len(window) - 1) / (window[-1] - window[0])
+        return None

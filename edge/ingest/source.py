@@ -29,9 +29,9 @@ import av
 from edge.config import CameraConfig, IngestConfig
 from edge.ingest.backoff import Backoff
 from edge.ingest.media import MediaLocation, OpenError, advertised_fps, error_reason, open_media
-from edge.ingest.pacing import FpsCap, RealtimePacer
-from edge.ingest.state import CameraState, SourceStats
-from edge.metrics import EdgeMetrics
+from edge.ingest.pacing import FpsCap, FpsEstimator, RealtimePacer
+from edge.ingest.state import CameraState, SourceCounters, SourceStats
+from edge.metrics import DropReason, EdgeMetrics
 from edge.redact import redact
 from edge.types import Frame
 
@@ -54,8 +54,8 @@ class CameraSource:
     def __init__(
         self,
         camera: CameraConfig,
-        ingest: IngestConfig | None = None,
-        metrics: EdgeMetrics | None = None,
+        ingest: IngestConfig,
+        metrics: EdgeMetrics,
         *,
         realtime: bool = False,
         loop: bool = False,
@@ -63,8 +63,8 @@ class CameraSource:
     ) -> None:
         self.camera = camera
         self.camera_id = camera.id
-        self.ingest = ingest or IngestConfig()
-        self.metrics = metrics or EdgeMetrics()
+        self.ingest = ingest
+        self.metrics = metrics
         self.media = MediaLocation.parse(camera.url)
         self.realtime = realtime
         self.loop = loop
@@ -79,10 +79,7 @@ class CameraSource:
         self._state = CameraState.STOPPED
         self.state_since = time.monotonic()
         self._state_lock = threading.Lock()
-        self._counts = {
-            "frames": 0, "packets": 0, "reconnects": 0, "unauthorized": 0, "decode_errors": 0
-        }  # fmt: skip
-        self._drops: dict[str, int] = {}
+        self._counters = SourceCounters(camera.id, metrics)
         self._stopping = threading.Event()
         self._taken = threading.Event()
         self._thread: threading.Thread | None = None
@@ -95,7 +92,7 @@ class CameraSource:
         self._last_packet_at = 0.0
         self._streaming_since: float | None = None
         self._fps_cap = FpsCap(camera.fps) if camera.fps else None
-        self._pts_window: deque[float] = deque(maxlen=30)
+        self._fps_estimator = FpsEstimator()
 
     # public API ------------------------------------------------------------------------------
 
@@ -110,16 +107,8 @@ class CameraSource:
 
     @property
     def stats(self) -> SourceStats:
-        drops = dict(self._drops)
-        return SourceStats(
-            frames=self._counts["frames"],
-            packets=self._counts["packets"],
-            reconnects=self._counts["reconnects"],
-            unauthorized=self._counts["unauthorized"],
-            decode_errors=self._counts["decode_errors"],
-            dropped=sum(drops.values()),
-            dropped_by_reason=drops,
-        )
+        """The counts so far, the same numbers as the camera's `/metrics` series."""
+        return self._counters.snapshot()
 
     @property
     def paced(self) -> bool:
@@ -160,7 +149,7 @@ class CameraSource:
         self._set_state(CameraState.STOPPED)
         if self._pending is not None:  # decoded but never taken: counted, not lost silently
             self._pending = None
-            self._drop("shutdown")
+            self._counters.drop(DropReason.SHUTDOWN)
         self._finish()
 
     async def __aenter__(self) -> CameraSource:
@@ -202,7 +191,7 @@ class CameraSource:
 
     def _deliver(self, frame: Frame) -> None:
         if self._pending is not None:
-            self._drop("superseded")
+            self._counters.drop(DropReason.SUPERSEDED)
         self._pending = frame
         self._latest = frame
         if self._wakeup is not None:
@@ -234,7 +223,7 @@ class CameraSource:
             self._state = state
             self.state_since = now = time.monotonic()
             self.history.append((now, state))
-        self.metrics.set_camera_state(self.camera_id, state.value)
+        self.metrics.set_camera_state(self.camera_id, state)
         log.info("camera %s: %s", self.camera_id, state.value)
 
     def _call_loop(self, callback: object, *args: object) -> bool:
@@ -251,8 +240,7 @@ class CameraSource:
         try:
             while not self._stopping.is_set():
                 if not first:
-                    self._counts["reconnects"] += 1
-                    self.metrics.reconnects.labels(camera=self.camera_id).inc()
+                    self._counters.reconnect()
                 first = False
                 outcome = self._connect_and_stream()
                 if self._stopping.is_set():
@@ -280,7 +268,7 @@ class CameraSource:
         if unauthorized:
             log.info(
                 "camera %s: credentials refused (%d times); trying %s again in %.2f s",
-                self.camera_id, self._counts["unauthorized"], self.url, delay,
+                self.camera_id, self._counters.unauthorized, self.url, delay,
             )  # fmt: skip
         else:
             log.info(
@@ -300,8 +288,7 @@ class CameraSource:
             self._warn(f"cannot open: {exc}")
             if not exc.is_unauthorized:
                 return "failed"
-            self._counts["unauthorized"] += 1
-            self.metrics.unauthorized.labels(camera=self.camera_id).inc()
+            self._counters.refused()
             return "unauthorized"
         try:
             return self._stream(container)
@@ -327,8 +314,7 @@ class CameraSource:
     def _stream(self, container: av.container.InputContainer) -> str:
         stream = container.streams.video[0]
         self.source_fps = advertised_fps(stream) or self.source_fps
-        if self.source_fps:
-            self.metrics.source_fps.labels(camera=self.camera_id).set(self.source_fps)
+        self.metrics.set_source_fps(self.camera_id, self.source_fps)
         pacer = RealtimePacer() if self.realtime and self.media.is_file else None
         self._last_packet_at = time.monotonic()
         errors_in_a_row = 0
@@ -351,8 +337,7 @@ class CameraSource:
     def _on_packet(self, packet: av.Packet[Any], pacer: RealtimePacer | None) -> None:
         self._last_packet_at = time.monotonic()
         if packet.size:
-            self._counts["packets"] += 1
-            self.metrics.frames_received.labels(camera=self.camera_id).inc()
+            self._counters.packet()
         started = time.perf_counter()
         try:
             decoded = packet.decode()
@@ -365,17 +350,14 @@ class CameraSource:
                 self._on_frame(image, per_frame, pacer)
 
     def _count_decode_error(self, exc: BaseException) -> None:
-        self._counts["decode_errors"] += 1
-        self.metrics.decode_errors.labels(camera=self.camera_id).inc()
+        self._counters.decode_error()
         self._set_error(f"corrupt data: {error_reason(exc)}")
         log.debug("camera %s: %s", self.camera_id, self.last_error)
 
     def _on_frame(self, image: av.VideoFrame, decode_s: float, pacer: RealtimePacer | None) -> None:
         now = time.monotonic()
-        self._counts["frames"] += 1
-        seq = self._counts["frames"]
+        seq = self._counters.frame()
         cam = self.camera_id
-        self.metrics.frames_decoded.labels(camera=cam).inc()
         self.metrics.tick_fps(cam, "decoded", now)
         self.metrics.observe_stage(cam, "decode", decode_s)
         if self._streaming_since is None:
@@ -385,7 +367,7 @@ class CameraSource:
         pts = float(image.time) if image.pts is not None and image.time is not None else None
         self._estimate_fps(pts)
         if self._fps_cap is not None and not self._fps_cap.admit(pts if pts is not None else now):
-            self._drop("fps_cap")
+            self._counters.drop(DropReason.FPS_CAP)
             return
         if pacer is not None and pts is not None:
             self._stopping.wait(pacer.delay(pts, now))
@@ -399,18 +381,9 @@ class CameraSource:
             while not self._taken.wait(0.5) and not self._stopping.is_set():
                 pass
 
-    def _drop(self, reason: str) -> None:
-        self._drops[reason] = self._drops.get(reason, 0) + 1
-        self.metrics.frames_dropped.labels(camera=self.camera_id, reason=reason).inc()
-
     def _estimate_fps(self, pts: float | None) -> None:
         """Cameras that advertise no rate get one measured from their timestamps."""
         if pts is None or self.source_fps is not None:
             return
-        window = self._pts_window
-        if window and pts <= window[-1]:
-            window.clear()
-        window.append(pts)
-        if len(window) == window.maxlen and window[-1] > window[0]:
-            self.source_fps = (len(window) - 1) / (window[-1] - window[0])
-            self.metrics.source_fps.labels(camera=self.camera_id).set(self.source_fps)
+        self.source_fps = self._fps_estimator.add(pts)
+        self.metrics.set_source_fps(self.camera_id, self.source_fps)

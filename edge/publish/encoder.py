@@ -101,7 +101,7 @@ class CameraEncoder:
         codec: Codec,
         stream: StreamConfig,
         on_packet: Callable[[av.Packet[Any]], None],
-        metrics: EdgeMetrics | None = None,
+        metrics: EdgeMetrics,
         fps: float | None = None,
     ) -> None:
         self.camera_id = camera_id
@@ -109,7 +109,7 @@ class CameraEncoder:
         """Expected frame rate, for rate control (the camera's source FPS when known)."""
         self.codec: Codec = codec
         self.stream = stream
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self._on_packet = on_packet
         self._ctx: av.VideoCodecContext | None = None
         self._size = (0, 0)

@@ -26,7 +26,7 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from edge.metrics import EdgeMetrics
+from edge.metrics import DropReason, EdgeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +106,14 @@ class PacketFanout:
         camera_id: str,
         loop: asyncio.AbstractEventLoop,
         request_keyframe: Callable[[], None],
+        metrics: EdgeMetrics,
         on_viewers_changed: Callable[[PacketFanout], None] | None = None,
-        metrics: EdgeMetrics | None = None,
         queue_packets: int = DEFAULT_QUEUE_PACKETS,
     ) -> None:
         if queue_packets < 1:
             raise ValueError("queue_packets must be >= 1")
         self.camera_id = camera_id
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self.request_keyframe = request_keyframe
         self._loop = loop
         self._on_viewers_changed = on_viewers_changed
@@ -153,9 +153,7 @@ class PacketFanout:
         for track in list(self._viewers):
             dropped += track.offer(packet, produced_at)
         if dropped:
-            self.metrics.frames_dropped.labels(camera=self.camera_id, reason="viewer_slow").inc(
-                dropped
-            )
+            self.metrics.count_drop(self.camera_id, DropReason.VIEWER_SLOW, dropped)
 
     def observe_send(self, seconds: float) -> None:
         self.metrics.observe_stage(self.camera_id, "send", seconds)

@@ -53,10 +53,10 @@ class PassthroughService:
         self,
         sources: Sequence[FrameSource],
         stream: StreamConfig,
-        metrics: EdgeMetrics | None = None,
+        metrics: EdgeMetrics,
         names: Mapping[str, str] | None = None,
     ) -> None:
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self.registry: CollectorRegistry = self.metrics.registry
         self._sources = {s.camera_id: s for s in sources}
         self._names = dict(names or {})

@@ -84,13 +84,13 @@ class CameraPublisher:
         self,
         camera_id: str,
         stream: StreamConfig,
-        metrics: EdgeMetrics | None = None,
+        metrics: EdgeMetrics,
         max_width: int | None = None,
         queue_packets: int = DEFAULT_QUEUE_PACKETS,
     ) -> None:
         self.camera_id = camera_id
         self.stream = stream
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self.max_width = min(stream.max_width, max_width or stream.max_width)
         self._queue_packets = queue_packets
         self._channels: dict[Codec, _Channel] = {}

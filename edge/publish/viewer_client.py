@@ -163,6 +163,11 @@ class ThreadedViewer:
     def frames(self) -> int:
         return self._viewer.frames if self._viewer is not None else 0
 
+    @property
+    def running(self) -> bool:
+        """False once the camera ended the viewer's track (or after `stop()`)."""
+        return self._thread.is_alive()
+
     async def _watch(self) -> None:
         self._viewer = viewer = WebRtcViewer(self.base_url, self.camera, token=self.token)
         try:

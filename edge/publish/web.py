@@ -22,6 +22,8 @@ Routes:
   and the other shards' pages (`shard.peers`; empty when not configured).
 - `GET /api/webrtc/config` → `{"ice_servers": [...]}` for the browser's RTCPeerConnection.
 - `GET /api/counts`, `GET /api/events`, `GET /api/events/live`: traffic data (data_api.py).
+- `GET /api/config`, `PUT /api/cameras/{id}/lines`: the running config and line edits
+  (config_api.py), with a `config_host`; refused (403) beyond loopback without a token.
 - `GET /healthz` 200 while the process serves; `GET /readyz` 200 when `view.is_ready()`, else 503.
 - `GET /metrics` Prometheus exposition of `view.registry`.
 With `ServerConfig.auth_token` set, `/api/*` and `/metrics` need `Authorization: Bearer T` or
@@ -45,9 +47,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from edge.config import ServerConfig, ShardConfig, StreamConfig
 from edge.config.shard import peer_urls
 from edge.metrics import EdgeMetrics
-from edge.publish import data_api
+from edge.publish import config_api, data_api
 from edge.publish.live import LiveFeed
-from edge.publish.service import ServiceView
+from edge.publish.service import ConfigHost, ServiceView
 from edge.publish.webrtc import OfferError, TooManyViewers, WebRtcGateway, browser_ice_servers
 from edge.redact import redact
 
@@ -248,11 +250,13 @@ def create_app(
     data: data_api.TrafficData | None = None,
     feed: LiveFeed | None = None,
     shard: ShardConfig | None = None,
+    config_host: ConfigHost | None = None,
 ) -> web.Application:
     """The aiohttp application; run it with aiohttp's AppRunner on `server.host:server.port`.
 
     `data` answers the counts and events routes, `feed` the live event feed (edge/publish/
-    data_api.py); without them those routes answer 404."""
+    data_api.py), `config_host` the config routes (config_api.py); without them those routes
+    answer 404."""
     server = server or ServerConfig()
     auth = _auth_middleware(server.auth_token)
     app = web.Application(middlewares=[_json_errors, auth], client_max_size=MAX_BODY_BYTES)
@@ -267,6 +271,7 @@ def create_app(
     app.router.add_post("/api/cameras/{camera_id}/webrtc", offer)
     app.router.add_post("/api/sessions/{session_id}/close", close_session)
     data_api.add_routes(app, data, feed)
+    config_api.add_routes(app, config_host, server)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

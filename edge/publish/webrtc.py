@@ -248,6 +248,9 @@ class WebRtcGateway:
         track = publisher.attach(codec)
         session = ViewerSession(secrets.token_urlsafe(12), publisher, remote, codec, pc, track)
         self.sessions[session.id] = session
+        # the camera stopped (a config reload removed it): close the connection, so that the
+        # viewer sees its end (RTCP BYE) instead of a picture that froze
+        track.on("ended", lambda: self._spawn(self.close(session.id), f"webrtc-end:{session.id}"))
         try:
             sender = pc.addTrack(track)
             # aiortc's own keyframe flag is ignored for packets: route PLI/FIR to the encoder.

@@ -38,7 +38,8 @@ class CameraTracking:
         lines: Sequence[LineConfig],
         class_names: Sequence[str],
         emit: Callable[[VehicleEvent], None] | None = None,
-        metrics: EdgeMetrics | None = None,
+        *,
+        metrics: EdgeMetrics,
         plate_of: Callable[[int, bool], PlateInfo | None] | None = None,
     ) -> None:
         """`plate_of(track_id, ended)`: what the OCR stage knows of a track (its plate so far;
@@ -49,12 +50,16 @@ class CameraTracking:
         self.lines = LineCounter(lines)
         self.class_names = list(class_names)
         self.emit = emit
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self._confirmed = 0
 
     @property
     def counts(self) -> dict[str, dict[str, dict[str, int]]]:
         return self.lines.counts
+
+    def set_lines(self, lines: Sequence[LineConfig]) -> None:
+        """New counting lines from the next frame on; tracks go on (`LineCounter.set_lines`)."""
+        self.lines.set_lines(lines)
 
     def update(
         self, dets: Detections, when: datetime | None = None, frame: int | None = None

@@ -107,12 +107,12 @@ class JsonlSink:
     name = "jsonl"
 
     def __init__(
-        self, path: Path, max_bytes: int, backups: int, metrics: EdgeMetrics | None = None
+        self, path: Path, max_bytes: int, backups: int, metrics: EdgeMetrics
     ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
 
     async def start(self) -> None:
         """Create the file now: a path that can never be written (a file where its folder should
@@ -183,12 +183,12 @@ class WebhookSink:
     def __init__(
         self,
         config: WebhookConfig,
-        metrics: EdgeMetrics | None = None,
+        metrics: EdgeMetrics,
         backoff_s: float = 0.2,
         backoff_max_s: float = 5.0,
     ) -> None:
         self.config = config
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self._session: aiohttp.ClientSession | None = None
@@ -264,11 +264,11 @@ class EventBus:
     def __init__(
         self,
         sinks: Sequence[EventSink],
-        metrics: EdgeMetrics | None = None,
+        metrics: EdgeMetrics,
         queue_size: int = 10_000,
         batch_size: int = 100,
     ) -> None:
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self.batch_size = batch_size
         self._queues = [
             _Queue(s, getattr(getattr(s, "config", None), "queue_size", queue_size), self.metrics)

@@ -167,6 +167,25 @@ class LineCounter:
         per_class[direction] = per_class.get(direction, 0) + 1
         return Crossing(seg.name, tid, cid, name, direction, hit)
 
+    def set_lines(self, lines: Sequence[LineConfig]) -> None:
+        """Count on `lines` from the next update on (a config reload). A line kept as it was
+        (same name, points and directions) keeps its counts and what it knows of each track; a
+        new or moved line starts from zero, so a track near a moved line is never counted on the
+        strength of where the old line was."""
+        kept = {
+            s.name
+            for s in self.segments
+            for line in lines
+            if line.name == s.name
+            and line.directions == s.directions
+            and line.points == (tuple(s.p1.tolist()), tuple(s.p2.tolist()))
+        }
+        self.segments = [_Segment(line) for line in lines]
+        self.counts = {s.name: self.counts[s.name] if s.name in kept else {}
+                       for s in self.segments}  # fmt: skip
+        for state in self._tracks.values():
+            state.sides = {name: side for name, side in state.sides.items() if name in kept}
+
     def forget(self, track_id: int) -> None:
         """Drop what is remembered about a track that ended."""
         self._tracks.pop(track_id, None)

@@ -54,13 +54,13 @@ class MqttSink:
         self,
         config: MqttConfig,
         interval_s: int,
-        metrics: EdgeMetrics | None = None,
+        metrics: EdgeMetrics,
         seed: CountsSeed | None = None,
         shutdown_wait_s: float = 5.0,
     ) -> None:
         self.config = config
         self.interval_s = interval_s
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self.seed = seed
         self.shutdown_wait_s = shutdown_wait_s
         self._client: aiomqtt.Client | None = None

@@ -68,3 +68,29 @@ def test_fault_corrupt_model_in_a_valid_config_exits_2_naming_it(tmp_path: Path)
         f"{cfg}: 1 problem(s)",
     ]
     assert result.stdout == ""
+
+
+def test_a_line_outside_a_file_camera_s_frame_is_a_warning(tmp_path: Path, assets: Path) -> None:
+    """The highway clip is 320x240 (read from the file's header): a line reaching x=400 is
+    warned about, one inside is not, and an RTSP camera is not opened; the config still passes."""
+    clip = str(assets / "video" / "traffic_highway_cctv.mp4")
+    inside = {"name": "inside", "points": [[0, 150], [320, 150]]}
+    outside = {"name": "wide", "points": [[0, 150], [400, 150]]}
+    cfg = tmp_path / "cameras.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "cameras": [
+                    {"id": "clip", "url": clip, "lines": [inside, outside]},
+                    {"id": "cam", "url": "rtsp://127.0.0.1:9/x", "lines": [outside]},
+                ]
+            }
+        )
+    )
+    result = run_edge("check", str(cfg))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: cameras[0](clip).lines[1](wide): point (400, 150) lies outside the 320x240 "
+        "frame the camera reports"
+    ], result.stderr

@@ -140,7 +140,10 @@ def run_service(config: Path, port: int, env: dict[str, str], transcript: Transc
             )
 
         wait_for(faults_shown, 30, interval=0.3)
+        proc.send_signal(signal.SIGHUP)  # a reload re-reads every URL: its log lines too
+        wait_for(lambda: '"trigger": "signal"' in get(f"{base}/api/config", TOKEN), 30, 0.3)
         for path, token in (("/api/cameras", TOKEN), (f"/metrics?token={TOKEN}", None),
+                            ("/api/config", TOKEN),
                             ("/api/cameras", None), (f"/?token={TOKEN}", None),
                             ("/api/cameras?token=wrong-token-1", None)):  # fmt: skip
             transcript.add(f"GET {path}", get(base + path, token))

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge.config import CameraConfig, IngestConfig
 from edge.gpu_metrics import GPU_METRIC_NAMES, register_gpu_collector
 from edge.ingest.source import CameraSource
-from edge.metrics import DROP_REASONS, FPS_WINDOW_S, STAGES, EdgeMetrics, RateMeter
+from edge.metrics import FPS_WINDOW_S, STAGES, DropReason, EdgeMetrics, RateMeter
 from edge.testing import async_wait_for, free_port, metric_value
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -63,6 +63,7 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "edge_viewers": ("gauge", {"camera"}),
     "edge_encoders_active": ("gauge", {"camera"}),
     "edge_viewers_refused": ("counter", {"reason"}),
+    "edge_config_reloads": ("counter", {"result"}),
 }
 SAMPLE_SUFFIX_LABELS = {"le", "quantile"}
 
@@ -178,7 +179,7 @@ def test_init_camera_creates_zero_series_for_dashboard_and_alerts() -> None:
     m = EdgeMetrics()
     m.init_camera("a", classes=["car", "bus"], lines=[("l1", ("up", "down"))])
     text = m.exposition().decode()
-    for reason in DROP_REASONS:
+    for reason in DropReason:
         assert f'edge_frames_dropped_total{{camera="a",reason="{reason}"}} 0.0' in text
     assert 'edge_camera_state{camera="a",state="connecting"} 1.0' in text
     assert 'edge_camera_up{camera="a"} 0.0' in text

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge.assets import asset
-from edge.infer.letterbox import letterbox_frame
+from edge.infer.letterbox import LetterboxSpec, letterbox_frame
 from edge.types import Detections, Frame
 
 
@@ -68,7 +68,7 @@ def test_one_picture_converted_from_two_threads_at_once() -> None:
     shapes: list[set[tuple[int, ...]]] = [set(), set()]
 
     def model_input(i: int) -> None:  # as an inference worker does
-        shapes[0].add(letterbox_frame(frames[i % 3].image, 416, "bgr", False)[0].shape)
+        shapes[0].add(letterbox_frame(frames[i % 3].image, LetterboxSpec(416))[0].shape)
 
     def viewer(i: int) -> None:  # as the publisher does
         shapes[1].add(frames[i % 3].to_bgr(640, 360).shape)

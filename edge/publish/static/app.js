@@ -168,7 +168,7 @@ function makeTile(camera) {
   const tile = document.createElement("section");
   tile.className = "tile";
   tile.dataset.camera = camera.id;
-  tile.innerHTML = `<video autoplay muted playsinline></video>
+  tile.innerHTML = `<div class="stage"><video autoplay muted playsinline></video></div>
     <div class="bar"><span class="name"></span><span class="state"></span>
     <span class="fps"></span><span class="counts"></span><span class="note"></span>
     <a class="link">open</a></div>`;
@@ -194,7 +194,10 @@ function updateTile(tile, camera) {
 async function refresh(tiles) {
   try {
     const { cameras } = await api("/api/cameras");
-    for (const c of cameras) if (tiles[c.id]) updateTile(tiles[c.id], c);
+    for (const c of cameras) {
+      if (tiles[c.id]) updateTile(tiles[c.id], c);
+      if (window.edge.editors[c.id]) window.edge.editors[c.id].setCamera(c);
+    }
     const up = cameras.filter((c) => c.state === "streaming").length;
     document.getElementById("summary").textContent = `${up}/${cameras.length} cameras streaming`;
   } catch (e) {
@@ -219,6 +222,23 @@ async function showShards() {
   nav.hidden = false;
 }
 
+// The line editor (lines.js) only where the config API answers: it is off without a config
+// file, and refused (403) when the server listens beyond loopback without a token.
+async function startEditors(cameras, tiles) {
+  let config;
+  try {
+    config = (await api("/api/config")).config;
+  } catch (e) {
+    return;
+  }
+  const lines = Object.fromEntries(config.cameras.map((c) => [c.id, c.lines]));
+  for (const camera of cameras) {
+    if (camera.id in lines) {
+      window.edge.editors[camera.id] = new LineEditor(tiles[camera.id], camera, lines[camera.id]);
+    }
+  }
+}
+
 async function main() {
   const grid = document.getElementById("grid");
   const { ice_servers: iceServers } = await api("/api/webrtc/config");
@@ -235,6 +255,7 @@ async function main() {
     viewer.start().catch((e) => viewer.fail(e));
   }
   await showShards().catch(() => {});
+  await startEditors(shown, tiles);
   window.edge.ready = true;
   await refresh(tiles);
   setInterval(() => refresh(tiles), 2000);
@@ -242,6 +263,7 @@ async function main() {
 
 window.edge = {
   viewers: {},
+  editors: {},
   ready: false,
   async stats() {
     const out = {};

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import pytest
 
-from edge.config import CameraConfig
+from edge.config import CameraConfig, IngestConfig
 from edge.ingest.source import CameraSource, CameraState
 from edge.metrics import EdgeMetrics
 from edge.testing import async_wait_for, metric_value
@@ -38,6 +38,11 @@ def short_clip(src: Path, dst: Path, frames: int) -> Path:
     return dst
 
 
+def file_source(camera: CameraConfig, **kw: bool) -> CameraSource:
+    """A source with the default ingest settings and a metrics registry of its own."""
+    return CameraSource(camera, IngestConfig(), EdgeMetrics(), **kw)
+
+
 async def take(source: CameraSource, n: int) -> list:
     out = []
     async for frame in source.frames():
@@ -48,7 +53,7 @@ async def take(source: CameraSource, n: int) -> list:
 
 
 async def test_file_is_read_on_demand_without_drops_and_ends_stopped(clips):
-    src = CameraSource(CameraConfig(id="f", url=str(clips["parking"])))
+    src = file_source(CameraConfig(id="f", url=str(clips["parking"])))
     async with src:
         frames = [f async for f in src.frames()]
     assert len(frames) == 377  # every frame of the file (assets README: 30.2 s at 12.5 fps)
@@ -62,7 +67,7 @@ async def test_file_is_read_on_demand_without_drops_and_ends_stopped(clips):
 async def test_file_url_with_fps_cap_keeps_every_other_frame(clips, tmp_path):
     clip = short_clip(clips["highway"], tmp_path / "short.mp4", 50)
     cam = CameraConfig(id="f", url=clip.as_uri(), fps=12.5)
-    async with CameraSource(cam) as src:
+    async with file_source(cam) as src:
         frames = [f async for f in src.frames()]
     assert len(frames) == 25
     assert src.stats.dropped_by_reason == {"fps_cap": 25}
@@ -72,10 +77,10 @@ async def test_file_url_with_fps_cap_keeps_every_other_frame(clips, tmp_path):
 
 async def test_looping_file_replays_and_plain_file_stops(clips, tmp_path):
     clip = short_clip(clips["highway"], tmp_path / "short.mp4", 10)
-    once = CameraSource(CameraConfig(id="once", url=str(clip)))
+    once = file_source(CameraConfig(id="once", url=str(clip)))
     async with once:
         assert len([f async for f in once.frames()]) == 10
-    looping = CameraSource(CameraConfig(id="loop", url=str(clip)), loop=True)
+    looping = file_source(CameraConfig(id="loop", url=str(clip)), loop=True)
     async with looping:
         frames = await take(looping, 25)
         assert looping.state == CameraState.STREAMING
@@ -93,9 +98,8 @@ async def test_realtime_file_is_paced_and_a_slow_consumer_gets_the_latest_frame(
     """The consumer comes back only once two newer frames were decoded: it must get the newest,
     the ones in between counted as superseded."""
     metrics = EdgeMetrics()
-    src = CameraSource(
-        CameraConfig(id="rt", url=str(clips["highway"])), metrics=metrics, realtime=True
-    )
+    highway = CameraConfig(id="rt", url=str(clips["highway"]))
+    src = CameraSource(highway, IngestConfig(), metrics, realtime=True)
     started = time.monotonic()
     slow: list = []
     async with src:
@@ -128,7 +132,7 @@ async def test_corrupt_packets_are_counted_and_skipped(clips, tmp_path):
         data[at : at + 200] = rng.randbytes(200)
     bad = tmp_path / "corrupt.mp4"
     bad.write_bytes(bytes(data))
-    src = CameraSource(CameraConfig(id="bad", url=str(bad)))
+    src = file_source(CameraConfig(id="bad", url=str(bad)))
     async with src:
         frames = [f async for f in src.frames()]
     assert src.stats.decode_errors > 0
@@ -152,7 +156,7 @@ def http_server(clips) -> Iterator[str]:
 
 async def test_http_source_streams(http_server, clips):
     url = f"{http_server}/{clips['parking'].name}"
-    async with CameraSource(CameraConfig(id="web", url=url)) as src:
+    async with file_source(CameraConfig(id="web", url=url)) as src:
         frames = await take(src, 30)
         assert src.state == CameraState.STREAMING
     assert (frames[0].width, frames[0].height) == (768, 432)
@@ -164,7 +168,7 @@ async def test_http_source_streams(http_server, clips):
 
 
 async def test_missing_file_stops_with_a_clear_error(tmp_path, caplog):
-    src = CameraSource(CameraConfig(id="nofile", url=str(tmp_path / "absent.mp4")))
+    src = file_source(CameraConfig(id="nofile", url=str(tmp_path / "absent.mp4")))
     with caplog.at_level(logging.INFO, logger="edge.ingest"):
         async with src:
             assert [f async for f in src.frames()] == []

@@ -86,7 +86,7 @@ async def test_frozen_server_is_stalled_within_the_read_timeout_and_recovers(
     clips, fast_ingest, consume, entered
 ):
     with CameraSimulator({"hw": clips["highway"]}) as sim:
-        async with CameraSource(camera("hw", sim.url("hw")), fast_ingest) as src:
+        async with CameraSource(camera("hw", sim.url("hw")), fast_ingest, EdgeMetrics()) as src:
             got = consume(src)
             await async_wait_for(lambda: src.state == "streaming", 10)
             await asyncio.sleep(0.3)
@@ -114,8 +114,9 @@ async def test_unreachable_camera_retries_with_growing_delays_while_another_stre
     )
     dead_url = f"rtsp://127.0.0.1:{free_port()}/nothing"
     with CameraSimulator({"hw": clips["highway"]}) as sim:
-        live = CameraSource(camera("hw", sim.url("hw")), ingest)
-        dead = CameraSource(camera("dead", dead_url), ingest)
+        metrics = EdgeMetrics()
+        live = CameraSource(camera("hw", sim.url("hw")), ingest, metrics)
+        dead = CameraSource(camera("dead", dead_url), ingest, metrics)
         async with live, dead:
             got = consume(live)
             await async_wait_for(lambda: live.state == "streaming", 10)
@@ -143,9 +144,12 @@ async def test_credentials_never_show_in_logs_repr_or_errors(clips, fast_ingest,
     caplog.set_level(logging.DEBUG)
     password = "Sup3rSecretPw"
     with CameraSimulator({"hw": clips["highway"]}) as sim:
-        good = CameraSource(camera("hw", sim.url("hw", "admin", password)), fast_ingest)
+        metrics = EdgeMetrics()
+        good = CameraSource(camera("hw", sim.url("hw", "admin", password)), fast_ingest, metrics)
         refused = CameraSource(
-            camera("gone", f"rtsp://admin:{password}@127.0.0.1:{free_port()}/x"), fast_ingest
+            camera("gone", f"rtsp://admin:{password}@127.0.0.1:{free_port()}/x"),
+            fast_ingest,
+            metrics,
         )
         async with good, refused:
             consume(good)
@@ -206,7 +210,8 @@ async def test_fault_a_hung_camera_times_out_in_words_not_invalid_data(clips, fa
     with CameraSimulator({"hw": clips["highway"]}) as sim:
         sim.pause()
         try:
-            async with CameraSource(camera("hung", sim.url("hw")), fast_ingest) as src:
+            hung = CameraSource(camera("hung", sim.url("hw")), fast_ingest, EdgeMetrics())
+            async with hung as src:
                 await async_wait_for(lambda: src.last_error is not None, 10)
                 await async_wait_for(lambda: src.state == "backoff", 5)
         finally:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,15 @@ from aiohttp import web
 from playwright.async_api import Browser, async_playwright
 
 from edge.assets import REPO_ROOT
-from edge.config import CameraConfig, IngestConfig, StreamConfig
+from edge.config import (
+    CameraConfig,
+    ConfigError,
+    EdgeConfig,
+    IngestConfig,
+    StreamConfig,
+    load_config,
+)
+from edge.config.reload import ReloadResult, ReloadTrigger
 from edge.ingest.camsim import CameraSimulator
 from edge.ingest.source import CameraSource
 from edge.metrics import EdgeMetrics
@@ -206,3 +215,34 @@ async def start_viewer_process(base_url: str, camera: str) -> tuple[subprocess.P
     word, _, session = line.strip().partition(" ")
     assert word == "CONNECTED" and session, line
     return proc, session
+
+
+class FileConfigHost:
+    """A small real ConfigHost (edge/publish/service.py) for the config API's tests: it loads
+    the file with `load_config` and keeps what it loaded; the service's reload engine does the
+    same and then applies the difference to running cameras."""
+
+    def __init__(self, path: Path | None, config: EdgeConfig | None = None) -> None:
+        self.config_path = path
+        self.config: EdgeConfig = config if config is not None else load_config(path)  # type: ignore[arg-type]
+        self.last_reload: ReloadResult | None = None
+        self.reloads: list[ReloadResult] = []
+
+    async def reload_config(self, trigger: ReloadTrigger) -> ReloadResult:
+        assert self.config_path is not None
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as exc:
+            result = ReloadResult("invalid", trigger, time.time(), errors=tuple(exc.problems))
+        else:
+            old = {c.id: c for c in self.config.cameras}
+            changed = tuple(
+                c.id for c in new.cameras if c.id in old and c.lines != old[c.id].lines
+            )
+            self.config = new
+            result = ReloadResult(
+                "applied" if changed else "unchanged", trigger, time.time(), lines_changed=changed
+            )
+        self.last_reload = result
+        self.reloads.append(result)
+        return result

@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from edge.config import CameraConfig, ServerConfig, StreamConfig
+from edge.config import CameraConfig, IngestConfig, ServerConfig, StreamConfig
 from edge.ingest.source import CameraSource
+from edge.metrics import EdgeMetrics
 from edge.publish.passthrough import PassthroughService
 from edge.publish.viewer_client import SignallingError, WebRtcViewer
 from edge.publish.web import create_app
@@ -58,8 +59,10 @@ async def test_health_ready_and_metrics(served: Served, http: aiohttp.ClientSess
 
 
 async def test_not_ready_without_a_streaming_camera(http: aiohttp.ClientSession) -> None:
-    dead = CameraSource(CameraConfig(id="dead", url=f"rtsp://127.0.0.1:{free_port()}/x"))
-    service = PassthroughService([dead], StreamConfig())
+    metrics = EdgeMetrics()
+    dead_cam = CameraConfig(id="dead", url=f"rtsp://127.0.0.1:{free_port()}/x")
+    dead = CameraSource(dead_cam, IngestConfig(), metrics)
+    service = PassthroughService([dead], StreamConfig(), metrics)
     await dead.start()
     try:
         async with serving(create_app(service)) as base:

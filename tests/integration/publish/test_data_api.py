@@ -73,7 +73,7 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
                          if e.direction else None, plate=e.plate, frame=e.frame)
             for e in CAM2]  # fmt: skip
     await store(path, CAM1 + cam2)
-    service = PassthroughService([], StreamConfig())
+    service = PassthroughService([], StreamConfig(), EdgeMetrics())
     data = queries_for(path, 15, CLASSES, LINES)
     app = create_app(service, server=ServerConfig(auth_token=TOKEN), data=data,
                      feed=LiveFeed(service.metrics))  # fmt: skip
@@ -272,7 +272,7 @@ async def test_the_data_routes_need_the_token(api: Api, path: str) -> None:
 
 
 async def test_without_a_store_the_routes_say_so() -> None:
-    service = PassthroughService([], StreamConfig())
+    service = PassthroughService([], StreamConfig(), EdgeMetrics())
     async with aiohttp.ClientSession() as http, serving(create_app(service)) as base:
         for path in ("/api/counts", "/api/events", "/api/events/live"):
             async with http.get(base + path) as resp:
@@ -281,7 +281,7 @@ async def test_without_a_store_the_routes_say_so() -> None:
 
 
 async def test_live_feed_sends_each_event_as_it_happens() -> None:
-    service = PassthroughService([], StreamConfig())
+    service = PassthroughService([], StreamConfig(), EdgeMetrics())
     feed = LiveFeed(service.metrics)
     bus = EventBus([feed], service.metrics)
     await bus.start()

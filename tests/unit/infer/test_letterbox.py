@@ -4,7 +4,14 @@ import av
 import numpy as np
 import pytest
 
-from edge.infer.letterbox import Letterbox, fit, letterbox_bgr, letterbox_frame, to_source
+from edge.infer.letterbox import (
+    Letterbox,
+    LetterboxSpec,
+    fit,
+    letterbox_bgr,
+    letterbox_frame,
+    to_source,
+)
 
 
 @pytest.mark.parametrize(
@@ -42,7 +49,7 @@ def test_fit_rect_pads_to_the_next_stride(w: int, h: int, center: bool, expected
 
 def test_rect_tensor_has_the_padded_size() -> None:
     img = np.full((540, 960, 3), 200, np.uint8)
-    tensor, lb = letterbox_bgr(img, 416, "bgr", False, rect=True)
+    tensor, lb = letterbox_bgr(img, LetterboxSpec(416, "bgr", rect=True))
     assert tensor.shape == (3, 256, 416) and (lb.new_w, lb.new_h) == (416, 234)
     assert (tensor[:, :234] == 200).all() and (tensor[:, 234:] == 114).all()
 
@@ -67,12 +74,12 @@ def _frame(w: int, h: int, bgr: tuple[int, int, int]) -> av.VideoFrame:
 
 def test_letterbox_frame_pads_and_orders_colours() -> None:
     frame = _frame(64, 32, (200, 100, 30))  # B, G, R
-    bgr, lb = letterbox_frame(frame, 32, "bgr", unit_scale=False, pad_value=114, center=False)
+    bgr, lb = letterbox_frame(frame, LetterboxSpec(32, "bgr", pad_value=114))
     assert bgr.shape == (3, 32, 32) and bgr.dtype == np.float32
     assert (lb.new_w, lb.new_h, lb.pad_y) == (32, 16, 0)
     assert (bgr[:, 16:] == 114).all()
     np.testing.assert_allclose(bgr[:, :16].mean(axis=(1, 2)), (200, 100, 30), atol=4)
-    rgb, lb = letterbox_frame(frame, 32, "rgb", unit_scale=True, pad_value=114, center=True)
+    rgb, lb = letterbox_frame(frame, LetterboxSpec(32, "rgb", True, 114, center=True))
     assert lb.pad_y == 8
     np.testing.assert_allclose(rgb[:, :8], 114 / 255, rtol=1e-6)
     np.testing.assert_allclose(
@@ -83,8 +90,8 @@ def test_letterbox_frame_pads_and_orders_colours() -> None:
 def test_letterbox_bgr_matches_frame_path_geometry() -> None:
     img = np.zeros((30, 60, 3), dtype=np.uint8)
     img[..., 2] = 255  # red
-    tensor, lb = letterbox_bgr(img, 32, "rgb", unit_scale=True, center=False)
+    tensor, lb = letterbox_bgr(img, LetterboxSpec(32, "rgb", unit_scale=True))
     assert (lb.new_w, lb.new_h) == (32, 16)
     assert tensor[0, :16].min() == pytest.approx(1.0) and tensor[2, :16].max() == 0
     with pytest.raises(ValueError, match="H×W×3 uint8"):
-        letterbox_bgr(np.zeros((4, 4), np.uint8), 32, "bgr", unit_scale=False)
+        letterbox_bgr(np.zeros((4, 4), np.uint8), LetterboxSpec(32))

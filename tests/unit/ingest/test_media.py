@@ -62,7 +62,7 @@ def test_http_has_a_timeout_and_files_need_no_options():
 
 def test_source_never_shows_the_password_before_it_runs():
     cam = CameraConfig(id="c1", url="rtsp://admin:pa55word@10.0.0.5/stream1")
-    src = CameraSource(cam)
+    src = CameraSource(cam, IngestConfig(), EdgeMetrics())
     texts = [repr(src), src.url, repr(src.media), src.media.safe_url]
     assert all("pa55word" not in t for t in texts)
     assert src.url == "rtsp://admin:***@10.0.0.5/stream1"
@@ -71,7 +71,7 @@ def test_source_never_shows_the_password_before_it_runs():
 
 
 async def test_frames_before_start_is_an_error():
-    src = CameraSource(CameraConfig(id="c1", url="/x.mp4"))
+    src = CameraSource(CameraConfig(id="c1", url="/x.mp4"), IngestConfig(), EdgeMetrics())
     with pytest.raises(RuntimeError, match="start"):
         async for _ in src.frames():
             pass
@@ -136,7 +136,8 @@ async def test_a_file_of_random_bytes_stops_the_camera_and_says_why(tmp_path: Pa
     junk.write_bytes(random.Random(0).randbytes(200_000))
     metrics = EdgeMetrics()
     before = time.time()
-    async with CameraSource(CameraConfig(id="junk", url=str(junk)), metrics=metrics) as src:
+    junk_cam = CameraConfig(id="junk", url=str(junk))
+    async with CameraSource(junk_cam, IngestConfig(), metrics) as src:
         await async_wait_for(lambda: src.state == CameraState.STOPPED, 10)
     reason = "InvalidDataError: Invalid data found when processing input"
     assert src.last_error == f"cannot open: {reason}"

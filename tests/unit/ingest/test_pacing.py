@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from edge.ingest.pacing import FpsCap, RealtimePacer
+from edge.ingest.pacing import FpsCap, FpsEstimator, RealtimePacer
 
 
 def test_cap_to_half_the_rate_keeps_every_other_frame():
@@ -61,3 +61,25 @@ def test_pacer_reanchors_on_loop_and_after_a_long_lag():
     assert p.delay(pts=0.04, now=9.04) == pytest.approx(0.04)
     assert p.delay(pts=0.08, now=20.0) == 0.0  # consumer stalled for 11 s: no catch-up burst
     assert p.delay(pts=0.12, now=20.0) == pytest.approx(0.04)
+
+
+def test_estimator_measures_the_rate_once_its_window_is_full():
+    est = FpsEstimator(window=10)
+    rates = [est.add(i * 0.04) for i in range(12)]
+    assert rates[:9] == [None] * 9
+    assert rates[9] == pytest.approx(25.0) and rates[11] == pytest.approx(25.0)
+
+
+def test_estimator_starts_again_when_time_goes_back_or_stands_still():
+    est = FpsEstimator(window=5)
+    for i in range(4):
+        assert est.add(10 + i * 0.1) is None
+    assert est.add(0.0) is None  # a looping file: the jump back never enters the mean
+    assert est.add(0.0) is None  # a repeated timestamp starts again too
+    rates = [est.add(i / 12.5) for i in range(1, 5)]
+    assert rates == [None, None, None, pytest.approx(12.5)]
+
+
+def test_estimator_needs_two_frames():
+    with pytest.raises(ValueError):
+        FpsEstimator(window=1)

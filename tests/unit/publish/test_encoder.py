@@ -33,7 +33,7 @@ def _decode(codec: str, packets: list[av.Packet]) -> list[av.VideoFrame]:
 
 def _encoder(codec: str = "h264", interval: float = 1.0) -> CameraEncoder:
     stream = StreamConfig(keyframe_interval_s=interval)
-    return CameraEncoder("cam", codec, stream, on_packet=lambda p: None)  # type: ignore[arg-type]
+    return CameraEncoder("cam", codec, stream, lambda p: None, EdgeMetrics())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("codec", ["h264", "vp8"])
@@ -134,7 +134,7 @@ def test_thread_encodes_latest_only_and_frees_on_stop() -> None:
 
 def test_bad_picture_is_counted_and_the_thread_survives() -> None:
     got: list[av.Packet] = []
-    enc = CameraEncoder("cam", "h264", StreamConfig(), got.append)
+    enc = CameraEncoder("cam", "h264", StreamConfig(), got.append, EdgeMetrics())
     enc.start()
     try:
         enc.submit(_Picture(np.zeros((7, 5), np.uint8), 0.0))  # not a valid I420 size

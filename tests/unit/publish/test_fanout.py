@@ -119,5 +119,9 @@ async def test_publish_threadsafe_delivers_on_the_loop() -> None:
 async def test_queue_bound_must_be_positive() -> None:
     with pytest.raises(ValueError):
         PacketFanout(
-            "cam", asyncio.get_running_loop(), request_keyframe=lambda: None, queue_packets=0
+            "cam",
+            asyncio.get_running_loop(),
+            request_keyframe=lambda: None,
+            metrics=EdgeMetrics(),
+            queue_packets=0,
         )

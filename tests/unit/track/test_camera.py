@@ -30,7 +30,7 @@ def test_crossing_and_track_end_become_events_and_metrics() -> None:
     events: list[VehicleEvent] = []
     line = LineConfig(name="gate", points=((0, 100), (400, 100)), directions=("down", "up"))
     cam = CameraTracking("cam7", TrackerConfig(min_hits=2, max_age=2), [line], NAMES,
-                         events.append, metrics)  # fmt: skip
+                         events.append, metrics=metrics)  # fmt: skip
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     for k in range(20):  # a truck driving down through y=100
         cam.update(one((100, 40 + 6 * k, 140, 70 + 6 * k), cls=7), t0, frame=k)
@@ -59,7 +59,7 @@ def test_finish_ends_live_tracks_with_an_event_carrying_the_plate() -> None:
         return PlateInfo("AB123CD", 0.93, 3, "c-1.jpg", "c-1-plate.jpg") if ended else None
 
     cam = CameraTracking("c", TrackerConfig(min_hits=1), [], NAMES, events.append,
-                         plate_of=plate_of)  # fmt: skip
+                         metrics=EdgeMetrics(), plate_of=plate_of)  # fmt: skip
     cam.update(one((0, 0, 10, 10)))
     ended = cam.finish()
     assert [s.track_id for s in ended] == [1]

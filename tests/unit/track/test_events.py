@@ -62,7 +62,8 @@ async def test_jsonl_rotates_by_size_and_keeps_every_event(tmp_path: Path) -> No
 
 async def test_jsonl_keeps_only_the_configured_backups(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    bus = EventBus([JsonlSink(path, max_bytes=1024, backups=2)])
+    metrics = EdgeMetrics()
+    bus = EventBus([JsonlSink(path, max_bytes=1024, backups=2, metrics=metrics)], metrics)
     await bus.start()
     for i in range(100):
         bus.emit(event(i))
@@ -203,7 +204,8 @@ async def test_full_queue_drops_and_counts(tmp_path: Path) -> None:
 
 async def test_emit_from_another_thread(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    bus = EventBus([JsonlSink(path, max_bytes=10**6, backups=1)])
+    metrics = EdgeMetrics()
+    bus = EventBus([JsonlSink(path, max_bytes=10**6, backups=1, metrics=metrics)], metrics)
     await bus.start()
 
     def producer() -> None:
@@ -226,7 +228,8 @@ def test_webhook_url_is_validated(bad: str) -> None:
 
 async def test_emit_after_stop_is_counted_not_lost_silently(tmp_path: Path) -> None:
     metrics = EdgeMetrics()
-    bus = EventBus([JsonlSink(tmp_path / "e.jsonl", max_bytes=10**6, backups=1)], metrics)
+    sink = JsonlSink(tmp_path / "e.jsonl", max_bytes=10**6, backups=1, metrics=metrics)
+    bus = EventBus([sink], metrics)
     await bus.start()
     await bus.stop()
     bus.emit(event(1))

@@ -161,3 +161,24 @@ def test_memory_of_ended_tracks_is_bounded() -> None:
     assert len(counter._tracks) <= 10 + 64
     counter.forget(499)
     assert 499 not in counter._tracks
+
+
+def test_set_lines_keeps_unchanged_lines_counts_and_resets_moved_ones() -> None:
+    """A config reload swaps the lines: a line kept as it was keeps its counts and its tracks'
+    sides (no double count); a moved line starts from zero; a new line counts from now on."""
+    other = LineConfig(name="side", points=((100, 400), (300, 400)))
+    counter = LineCounter([LINE, other])
+    run(counter, [frame(track(1, 200, y)) for y in range(150, 260, 5)])  # crosses "gate"
+    assert counter.counts == {"gate": {"car": {"in": 1}}, "side": {}}
+    moved = LineConfig(name="side", points=((100, 300), (300, 300)))
+    fresh = LineConfig(name="new", points=((100, 350), (300, 350)))
+    counter.set_lines([LINE, moved, fresh])
+    assert counter.counts == {"gate": {"car": {"in": 1}}, "side": {}, "new": {}}
+    # the same track goes on down: "gate" must not count it again; "side" and "new" count it
+    run(counter, [frame(track(1, 200, y)) for y in range(260, 420, 5)])
+    assert counter.counts == {
+        "gate": {"car": {"in": 1}}, "side": {"car": {"in": 1}}, "new": {"car": {"in": 1}},
+    }  # fmt: skip
+    counter.set_lines([])
+    assert counter.counts == {}
+    assert run(counter, [frame(track(2, 200, y)) for y in range(150, 260, 5)]) == []
