@@ -32,6 +32,7 @@ from edge.infer.prepare import with_dynamic_batch
 from edge.infer.results import ResultStream
 from edge.ingest.source import CameraSource, CameraState
 from edge.metrics import DropReason, EdgeMetrics
+from edge.plate_runtime import PlateRuntime, PlatesUnavailable
 from edge.publish import data_api
 from edge.publish.annotate import Overlay, line_overlays
 from edge.publish.live import LiveFeed
@@ -45,9 +46,6 @@ from edge.store.sink import StoreSink
 from edge.track.camera import CameraTracking
 from edge.track.events import EventBus, EventSink, JsonlSink, SinkError, WebhookSink
 from edge.track.mqtt import MqttSink
-from edge.track.plate_scheduler import OcrPool, PlateScheduler
-from edge.track.plates import PlateReader, ReaderUnavailable, make_reader
-from edge.track.snapshots import SnapshotError, SnapshotWriter
 from edge.types import DetectedFrame, Detections, Frame
 from edge.workers import WorkerPool, resolve_processes
 
@@ -85,9 +83,7 @@ class EdgeService:
         self.reloader = ConfigReloader(self, source, self.metrics)
         self.data: StoreQueries | None = None
         self._tg: asyncio.TaskGroup | None = None
-        self._plate_reader: PlateReader | None = None
-        self.ocr_pool: OcrPool | None = None
-        self.snapshots: SnapshotWriter | None = None
+        self.plates: PlateRuntime | None = None
         self.runtimes = {cam.id: self._runtime(cam) for cam in config.enabled_cameras}
 
     def _runtime(self, cam: CameraConfig) -> CameraRuntime:
@@ -199,11 +195,8 @@ class EdgeService:
         """Track a camera and feed its frames to the batcher from the service's process."""
         assert self._tg is not None and self.batcher is not None and self.detector is not None
         cam = rt.config
-        if self._plate_reader is not None:
-            rt.plates = PlateScheduler(
-                cam.id, self.config.ocr, self._plate_reader.read, self.metrics,
-                pool=self.ocr_pool, snapshots=self.snapshots,
-            )  # fmt: skip
+        if self.plates is not None:
+            rt.plates = self.plates.scheduler(cam.id)
         rt.tracking = CameraTracking(
             cam.id, self.config.tracker, cam.lines, self.detector.class_names,
             emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
@@ -297,28 +290,18 @@ class EdgeService:
 
     def _check_ocr(self) -> None:
         """The OCR backend must be installed: refused at start, never found missing mid-run."""
-        if not self.config.ocr.enabled:
-            return
         try:
-            self._plate_reader = make_reader(self.config.ocr)
-        except ReaderUnavailable as exc:
+            if self.config.ocr.enabled:
+                self.plates = PlateRuntime(self.config.ocr, self.metrics)
+        except PlatesUnavailable as exc:
             raise StartupError(str(exc)) from None
 
     async def _start_plates(self) -> None:
-        ocr = self.config.ocr
-        reader = self._plate_reader or make_reader(ocr)
+        assert self.plates is not None
         try:
-            await asyncio.to_thread(reader.warm_up)
-        except ReaderUnavailable as exc:
+            await self.plates.start()
+        except PlatesUnavailable as exc:
             raise StartupError(str(exc)) from None
-        if ocr.snapshots.dir is not None:
-            self.snapshots = SnapshotWriter(ocr.snapshots, self.metrics)
-            try:
-                await asyncio.to_thread(self.snapshots.start)
-            except SnapshotError as exc:
-                raise StartupError(str(exc)) from None
-        self.ocr_pool = OcrPool(ocr.workers)
-        self._plate_reader = reader
 
     async def _start_web(self) -> web.AppRunner:
         server = self.config.server
@@ -411,10 +394,8 @@ class EdgeService:
                 rt.tracking.finish()
             async with _logged(f"camera {rt.config.id}'s publisher"):
                 await rt.publisher.aclose()
-        if self.ocr_pool is not None:
-            await asyncio.to_thread(self.ocr_pool.shutdown)
-        if self.snapshots is not None:
-            await asyncio.to_thread(self.snapshots.close)
+        if self.plates is not None:
+            await self.plates.close()
         if runner is not None:
             await runner.cleanup()
         await self.events.stop()
