@@ -1,5 +1,5 @@
-"""What plate reading owns while the service runs: the reader, the OCR threads all cameras share
-and the snapshot writer; part of the wiring (`edge.app`), which gives each camera a scheduler."""
+"""What plate reading owns while the service runs: the OCR worker processes all cameras share and
+the snapshot writer; part of the wiring (`edge.app`), which gives each camera a scheduler."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import asyncio
 
 from edge.config import OcrConfig
 from edge.metrics import EdgeMetrics
-from edge.track.plate_scheduler import OcrPool, PlateScheduler
+from edge.track.ocr_pool import ProcessOcrPool
+from edge.track.plate_scheduler import PlateScheduler
 from edge.track.plates import PlateReader, ReaderUnavailable, make_reader
 from edge.track.snapshots import SnapshotError, SnapshotWriter
 
@@ -18,7 +19,8 @@ class PlatesUnavailable(RuntimeError):
 
 class PlateRuntime:
     """`PlateRuntime(config)` checks that the backend is installed (cheap, no model loads), so
-    that a missing one stops the start before anything else; `start` loads the models."""
+    that a missing one stops the start before anything else; `start` loads the models in the OCR
+    processes (`reader` itself stays unloaded in this process)."""
 
     def __init__(self, config: OcrConfig, metrics: EdgeMetrics) -> None:
         self.config = config
@@ -27,12 +29,14 @@ class PlateRuntime:
             self.reader: PlateReader = make_reader(config)
         except ReaderUnavailable as exc:
             raise PlatesUnavailable(str(exc)) from None
-        self.pool: OcrPool | None = None
+        self.pool: ProcessOcrPool | None = None
         self.snapshots: SnapshotWriter | None = None
 
     async def start(self) -> None:
+        """The OCR processes with their models loaded (seconds), then the snapshot folder."""
+        self.pool = ProcessOcrPool(self.config, self.config.workers)
         try:
-            await asyncio.to_thread(self.reader.warm_up)
+            await asyncio.to_thread(self.pool.start)
         except ReaderUnavailable as exc:
             raise PlatesUnavailable(str(exc)) from None
         if self.config.snapshots.dir is not None:
@@ -41,7 +45,6 @@ class PlateRuntime:
                 await asyncio.to_thread(self.snapshots.start)
             except SnapshotError as exc:
                 raise PlatesUnavailable(str(exc)) from None
-        self.pool = OcrPool(self.config.workers)
 
     def scheduler(self, camera_id: str) -> PlateScheduler:
         """A camera's scheduler on the shared pool and snapshot writer (after `start`)."""

@@ -8,8 +8,8 @@ there. While a vehicle approaches, better crops keep replacing the kept ones, so
 the views where the plate is largest rather than to the first frames. A track stops being read
 after `ocr.attempts`, or once `ocr.agree` reads agree on its plate (`edge.track.plate_vote`).
 
-When the pool is busy, nothing waits: the crops stay kept for a later frame and the frame is
-counted in `edge_ocr_skipped_total`.
+Reads run on an `edge.track.ocr_pool` pool; when it is busy, nothing waits: the crops stay kept
+for a later frame and the frame is counted in `edge_ocr_skipped_total`.
 """
 
 from __future__ import annotations
@@ -17,18 +17,15 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-import os
-import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from edge.config import OcrConfig
 from edge.metrics import EdgeMetrics
 from edge.track.crops import VehicleCrop, cut, fully_inside, quality
 from edge.track.events import PlateInfo
+from edge.track.ocr_pool import OcrPool, Outcome
 from edge.track.plate_vote import VotedPlate, compile_pattern, vote
 from edge.track.plates import PlateRead
 from edge.track.snapshots import SnapshotNames, SnapshotWriter
@@ -44,54 +41,6 @@ READ_GAIN = 1.3
 """A track's next attempt waits for a crop this much better than the best one read already (or
 for `reread_after_frames`): with a fast OCR, attempts would otherwise all go to the first, small
 views of an approaching vehicle."""
-
-
-OCR_NICE = 10
-"""Scheduling niceness of the OCR threads: on a CPU that detection keeps busy, OCR gets the time
-that detection leaves, instead of taking frames from the video."""
-
-
-def _lower_priority() -> None:
-    """Make the calling thread nicer (Linux: niceness is per thread; elsewhere nothing)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), OCR_NICE)
-    except (AttributeError, OSError):
-        pass
-
-
-class OcrPool:
-    """OCR threads shared by all cameras; `try_submit` refuses when all are busy, never queues.
-
-    OCR is CPU-bound: more threads than `workers` would take the CPU the video needs, and the
-    threads run at a lower priority (`OCR_NICE`)."""
-
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = workers
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="ocr", initializer=_lower_priority
-        )
-        self._busy = 0
-        self._lock = threading.Lock()
-
-    def has_room(self) -> bool:
-        with self._lock:
-            return self._busy < self.workers
-
-    def try_submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
-        with self._lock:
-            if self._busy >= self.workers:
-                return None
-            self._busy += 1
-        fut = self._executor.submit(fn, *args)
-        fut.add_done_callback(self._release)
-        return fut
-
-    def _release(self, _: Future[Any]) -> None:
-        with self._lock:
-            self._busy -= 1
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(slots=True)
@@ -361,33 +310,31 @@ class PlateScheduler:
         return any(self._due(s) is not None for s in self._tracks.values())
 
     async def _run(self, jobs: list[OcrJob]) -> None:
-        fut = self.pool.try_submit(self._run_jobs, jobs)
-        while fut is None:  # another camera's attempt took the thread (maybe_read only)
+        crops = [j.crop for j in jobs]
+        fut = self.pool.try_read(crops, self._read)
+        while fut is None:  # another camera's attempt took the worker (maybe_read only)
             await asyncio.sleep(0.01)
-            fut = self.pool.try_submit(self._run_jobs, jobs)
-        reads = await asyncio.wrap_future(fut)
-        for job, read in zip(jobs, reads, strict=True):
-            self.record(job.track_id, job.crop, read)
+            fut = self.pool.try_read(crops, self._read)
+        self.metrics.ocr_attempts.labels(camera=self.camera_id).inc(len(jobs))
+        outcomes = await asyncio.wrap_future(fut)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            self.record(job.track_id, job.crop, self._in_frame(job, outcome))
 
     def _log_failure(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("camera %s: plate OCR failed: %r", self.camera_id, task.exception())
 
-    def _run_jobs(self, jobs: list[OcrJob]) -> list[PlateRead | None]:
-        """OCR thread: each crop converted to BGR and read; boxes come back in frame pixels."""
-        reads: list[PlateRead | None] = []
-        for job in jobs:
-            self.metrics.ocr_attempts.labels(camera=self.camera_id).inc()
-            read: PlateRead | None = None
-            try:
-                read = self._read(job.crop.to_bgr())
-            except Exception:
-                log.exception("camera %s: OCR of track %d failed", self.camera_id, job.track_id)
-            if read is not None:
-                self.metrics.ocr_reads.labels(camera=self.camera_id).inc()
-                if read.box is not None:
-                    x0, y0 = job.crop.box[:2]
-                    x1, y1, x2, y2 = read.box
-                    read = replace(read, box=(x1 + x0, y1 + y0, x2 + x0, y2 + y0))
-            reads.append(read)
-        return reads
+    def _in_frame(self, job: OcrJob, outcome: Outcome) -> PlateRead | None:
+        """A crop's read with its box moved to frame pixels; a failure logged and counted as
+        a read-less attempt."""
+        read, error = outcome
+        if error is not None:
+            log.error("camera %s: OCR of track %d failed: %s", self.camera_id, job.track_id, error)
+        if read is None:
+            return None
+        self.metrics.ocr_reads.labels(camera=self.camera_id).inc()
+        if read.box is None:
+            return read
+        x0, y0 = job.crop.box[:2]
+        x1, y1, x2, y2 = read.box
+        return replace(read, box=(x1 + x0, y1 + y0, x2 + x0, y2 + y0))

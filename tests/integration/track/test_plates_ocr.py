@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import av
 import cv2
@@ -13,7 +14,9 @@ from edge.assets import asset
 from edge.config import OcrConfig
 from edge.metrics import EdgeMetrics
 from edge.testing import box_iou, metric_value
-from edge.track.plate_scheduler import OcrPool, PlateScheduler
+from edge.track.crops import cut
+from edge.track.ocr_pool import OCR_NICE, OcrPool, ProcessOcrPool
+from edge.track.plate_scheduler import PlateScheduler
 from edge.track.plates import PlateReader
 from edge.types import Detections, Frame
 
@@ -96,3 +99,26 @@ async def test_scheduler_reads_a_tracked_car_on_a_decoded_frame(reader: PlateRea
     assert metric_value(metrics, "edge_ocr_reads_total", camera="cam1") == 1
     assert s.forget([42])[42].text == "5AU5341"
     pool.shutdown()
+
+
+def test_ocr_worker_process_reads_crops_refuses_when_busy_and_runs_niced() -> None:
+    """The service's pool: a spawned process with its own rapidocr, at a lower priority."""
+    img = photo(CZ["file"])
+    h, w = img.shape[:2]
+    yuv = av.VideoFrame.from_ndarray(img[: h // 2 * 2, : w // 2 * 2], format="bgr24")
+    frame = Frame("cam1", 1, 0.0, 0.0, yuv.reformat(format="yuv420p"))
+    crop = cut(frame, (200, 100, 500, 328))
+    assert crop is not None
+    pool = ProcessOcrPool(OcrConfig(enabled=True), workers=1)
+    try:
+        pool.start()
+        fut = pool.try_read([crop, crop], lambda bgr: None)  # its own reader, not this callable
+        assert fut is not None
+        assert pool.try_read([crop], lambda bgr: None) is None  # busy: refused at once
+        reads = fut.result(120)
+        assert [(r.text if r else None, e) for r, e in reads] == [("5AU5341", None)] * 2
+        assert pool.has_room()
+        nice = pool._executor.submit(os.getpriority, os.PRIO_PROCESS, 0).result(30)
+        assert nice == OCR_NICE
+    finally:
+        pool.shutdown()

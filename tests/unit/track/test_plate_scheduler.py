@@ -17,7 +17,8 @@ from edge.config import OcrConfig
 from edge.metrics import EdgeMetrics
 from edge.testing import metric_value
 from edge.track.crops import cut, quality, sharpness
-from edge.track.plate_scheduler import OCR_NICE, OcrPool, PlateScheduler
+from edge.track.ocr_pool import OCR_NICE, OcrPool
+from edge.track.plate_scheduler import PlateScheduler
 from edge.track.plates import PlateRead
 from edge.types import Detections, Frame
 
@@ -205,8 +206,16 @@ def test_tracks_not_seen_for_long_are_evicted() -> None:
 
 def test_ocr_threads_run_below_the_video_s_priority() -> None:
     """On a busy CPU, OCR gets the time detection leaves (Linux niceness is per thread)."""
+
+    def priority(bgr: np.ndarray) -> PlateRead:
+        return PlateRead(str(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())), 1, "")
+
     pool = OcrPool(1)
-    fut = pool.try_submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-    assert fut is not None and fut.result(10) == OCR_NICE
+    crop = cut(frame({1: (10, 10, 100, 100)}), (10, 10, 100, 100))
+    assert crop is not None
+    fut = pool.try_read([crop], priority)
+    assert fut is not None
+    [(read, error)] = fut.result(10)
+    assert error is None and read is not None and read.text == str(OCR_NICE)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < OCR_NICE
     pool.shutdown()
