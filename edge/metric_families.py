@@ -222,7 +222,7 @@ class MetricFamilies:
         self.ocr_reads = Counter("edge_ocr_reads", "Plates read.", cam, registry=r)
         self.ocr_skipped = Counter(
             "edge_ocr_skipped",
-            "Frames on which an OCR attempt was due but every OCR thread was busy (the video "
+            "Frames on which an OCR attempt was due but every OCR worker was busy (the video "
             "never waits for OCR).",
             cam,
             registry=r,

@@ -52,7 +52,7 @@ class PlateRuntime:
                               pool=self.pool, snapshots=self.snapshots)  # fmt: skip
 
     async def close(self) -> None:
-        """After every camera's last reads: the OCR threads, then the queued snapshots."""
+        """After every camera's last reads: the OCR processes, then the queued snapshots."""
         if self.pool is not None:
             await asyncio.to_thread(self.pool.shutdown)
         if self.snapshots is not None:

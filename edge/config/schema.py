@@ -228,8 +228,8 @@ class OcrConfig(Strict):
     )  # fmt: skip
     workers: int = Field(
         default=1, ge=1, le=16,
-        description="OCR threads for all cameras together; when all are busy, attempts wait "
-        "for a later frame (edge_ocr_skipped_total), never the video.",
+        description="OCR worker processes for all cameras together; when all are busy, "
+        "attempts wait for a later frame (edge_ocr_skipped_total), never the video.",
     )  # fmt: skip
     min_box_width: int = Field(
         default=80, ge=8, description="Skip vehicles smaller than this (px)."

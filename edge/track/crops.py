@@ -2,7 +2,7 @@
 
 A crop is cut in the decoder's own format (YUV 4:2:0 planes, a few tens of KB) on the event loop
 without converting the frame: a full-frame BGR conversion costs ten times the decode, and the
-OCR thread converts only the crops it reads. Its quality is the box's area weighted by the
+OCR worker converts only the crops it reads. Its quality is the box's area weighted by the
 sharpness of its luma (variance of the Laplacian, the usual focus measure, on the crop scaled to
 a fixed width so that near and far views compare), and only boxes fully inside the picture
 count: a vehicle cut by the frame's edge often has its plate outside it.
@@ -64,7 +64,7 @@ class VehicleCrop:
         return self.planes[0]
 
     def to_bgr(self) -> np.ndarray:
-        """The crop as an H×W×3 uint8 BGR array (OCR thread: the colour conversion is here)."""
+        """The crop as an H×W×3 uint8 BGR array (OCR worker: the colour conversion is here)."""
         if self.kind == "bgr":
             return self.planes[0]
         h, w = self.height, self.width

@@ -3,9 +3,10 @@
 Per camera, `PlateScheduler.observe` keeps each confirmed track's best `ocr.candidates` crops
 (largest, sharpest, fully inside the picture; see `edge.track.crops`), cut on the event loop
 without converting the frame. Whenever the camera's previous attempt is done and the shared
-`OcrPool` has a free thread, the best unread crop of the track with the fewest attempts is read
-there. While a vehicle approaches, better crops keep replacing the kept ones, so attempts go to
-the views where the plate is largest rather than to the first frames. A track stops being read
+OCR pool (`edge.track.ocr_pool`) has a free worker, the best unread crop of the track with the
+fewest attempts is read there. While a vehicle approaches, better crops keep replacing the kept
+ones, so attempts go to the views where the plate is largest rather than to the first frames. A
+track stops being read
 after `ocr.attempts`, or once `ocr.agree` reads agree on its plate (`edge.track.plate_vote`).
 
 Reads run on an `edge.track.ocr_pool` pool; when it is busy, nothing waits: the crops stay kept
@@ -276,7 +277,7 @@ class PlateScheduler:
 
     def submit(self, frame: Frame, tracks: Detections) -> bool:
         """Keep this frame's crops, and start reading the best ones if the camera's previous
-        attempt is done and the pool has a free thread. Never waits; loop thread only. False
+        attempt is done and the pool has a free worker. Never waits; loop thread only. False
         when an attempt was due but the pool was busy (counted in `edge_ocr_skipped_total`)."""
         self.observe(frame, tracks)
         busy = (self._task is not None and not self._task.done()) or not self.pool.has_room()
