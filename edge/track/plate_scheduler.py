@@ -6,11 +6,11 @@ without converting the frame. Whenever the camera's previous attempt is done and
 OCR pool (`edge.track.ocr_pool`) has a free worker, the best unread crop of the track with the
 fewest attempts is read there. While a vehicle approaches, better crops keep replacing the kept
 ones, so attempts go to the views where the plate is largest rather than to the first frames. A
-track stops being read
-after `ocr.attempts`, or once `ocr.agree` reads agree on its plate (`edge.track.plate_vote`).
+track stops being read after `ocr.attempts`, or once `ocr.agree` reads agree on its plate
+(`edge.track.plate_vote`).
 
-Reads run on an `edge.track.ocr_pool` pool; when it is busy, nothing waits: the crops stay kept
-for a later frame and the frame is counted in `edge_ocr_skipped_total`.
+When the pool is busy, nothing waits: the crops stay kept for a later frame and the frame is
+counted in `edge_ocr_skipped_total`.
 """
 
 from __future__ import annotations
