@@ -24,8 +24,10 @@ from edge.config import OcrConfig
 from edge.track.crops import VehicleCrop
 from edge.track.plates import PlateRead, PlateReader, ReaderUnavailable, make_reader
 
-OCR_NICE = 10
-"""Scheduling niceness of OCR workers (threads or processes)."""
+OCR_NICE = 19
+"""Scheduling niceness of OCR workers (threads or processes): the lowest, so that a CPU the
+video keeps busy gives OCR what is left (at 10, OCR on 2 cores still cost the video 10-25 % of
+its frames: BENCHMARKS.md)."""
 
 Outcome = tuple[PlateRead | None, str | None]
 """One crop's read, or the error that stopped it (as text: it may come from another process)."""
@@ -103,6 +105,9 @@ def _init_worker(config: OcrConfig) -> None:
         os.nice(OCR_NICE)
     except OSError:
         pass
+    import cv2
+
+    cv2.setNumThreads(1)  # one core's worth of OCR per worker, not a thread per core
     _worker_reader = make_reader(config)
     _worker_reader.warm_up()
 
