@@ -1,4 +1,7 @@
 // edge viewer page: one tile and one RTCPeerConnection per camera, status refreshed every 2 s.
+// The page follows the service's cameras as a config reload changes them: each refresh adds a
+// tile for a camera that appeared and removes (closing its connection) the tile of one that went;
+// every other tile, its video and its connection are left as they are.
 // window.edge exposes the viewers so that tests (and curious users) can read timings and stats.
 "use strict";
 
@@ -58,12 +61,22 @@ class Viewer {
   }
 
   async start() {
+    if (this.closed) return;
     this.firstFrameMs = null;
     const pc = (this.pc = new RTCPeerConnection({ iceServers: this.iceServers }));
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.ontrack = (ev) => {
       this.video.srcObject = ev.streams[0] || new MediaStream([ev.track]);
       this.video.play().catch(() => {});
+      // The server closes the connection (DTLS close_notify) when the camera stops: a config
+      // reload restarted it with a new source (connect to its new stream) or removed it (the
+      // next refresh removes the tile). ICE would only notice seconds later.
+      const dtls = ev.receiver.transport;
+      if (dtls) {
+        dtls.addEventListener("statechange", () => {
+          if (pc === this.pc && dtls.state === "closed" && !this.closed) this.restart();
+        });
+      }
     };
     pc.onconnectionstatechange = () => {
       if (pc === this.pc && pc.connectionState === "failed" && !this.closed) this.restart();
@@ -135,19 +148,22 @@ class Viewer {
   }
 
   fail(e) {
+    if (this.closed) return;
     this.error = e.message || String(e);
     if (this.note) this.note.textContent = this.error;
     this.beacon();
     if (this.pc) this.pc.close();
     // a refused viewer (429/503) waits as long as the server asks before trying again
     const wait = Math.max(RETRY_MS, (e.retryAfterS || 0) * 1000);
-    if (!this.closed) setTimeout(() => this.start().catch((err) => this.fail(err)), wait);
+    setTimeout(() => this.start().catch((err) => this.fail(err)), wait);
   }
 
   close() {
     this.closed = true;
     this.beacon();
     if (this.pc) this.pc.close();
+    this.pc = null;
+    this.video.srcObject = null;
   }
 }
 
@@ -191,11 +207,44 @@ function updateTile(tile, camera) {
   tile.querySelector(".counts").textContent = countsText(camera.counts);
 }
 
-async function refresh(tiles) {
+// The tiles on show, and what adding one needs (set up by main).
+const page = { grid: null, iceServers: [], tiles: {}, editorsOn: false };
+
+function addCamera(camera) {
+  const tile = (page.tiles[camera.id] = makeTile(camera));
+  if (onlyCamera) tile.classList.add("big");
+  page.grid.appendChild(tile);
+  updateTile(tile, camera);
+  const viewer = new Viewer(camera, tile.querySelector("video"), page.iceServers, tile.querySelector(".note"));
+  window.edge.viewers[camera.id] = viewer;
+  viewer.start().catch((e) => viewer.fail(e));
+  // an added camera's lines are read from the config when its editor opens
+  if (page.editorsOn) window.edge.editors[camera.id] = new LineEditor(tile, camera, []);
+}
+
+function removeCamera(id) {
+  window.edge.viewers[id].close();
+  delete window.edge.viewers[id];
+  if (window.edge.editors[id]) window.edge.editors[id].close();
+  delete window.edge.editors[id];
+  page.tiles[id].remove();
+  delete page.tiles[id];
+}
+
+// The cameras the service runs now: a config reload may have added or removed some.
+function follow(cameras) {
+  const now = new Set(cameras.map((c) => c.id));
+  for (const id of Object.keys(page.tiles)) if (!now.has(id)) removeCamera(id);
+  for (const camera of cameras) if (!page.tiles[camera.id]) addCamera(camera);
+}
+
+async function refresh() {
   try {
     const { cameras } = await api("/api/cameras");
-    for (const c of cameras) {
-      if (tiles[c.id]) updateTile(tiles[c.id], c);
+    const shown = cameras.filter((c) => !onlyCamera || c.id === onlyCamera);
+    follow(shown);
+    for (const c of shown) {
+      updateTile(page.tiles[c.id], c);
       if (window.edge.editors[c.id]) window.edge.editors[c.id].setCamera(c);
     }
     const up = cameras.filter((c) => c.state === "streaming").length;
@@ -224,41 +273,33 @@ async function showShards() {
 
 // The line editor (lines.js) only where the config API answers: it is off without a config
 // file, and refused (403) when the server listens beyond loopback without a token.
-async function startEditors(cameras, tiles) {
+async function startEditors(cameras) {
   let config;
   try {
     config = (await api("/api/config")).config;
   } catch (e) {
     return;
   }
+  page.editorsOn = true;
   const lines = Object.fromEntries(config.cameras.map((c) => [c.id, c.lines]));
   for (const camera of cameras) {
-    if (camera.id in lines) {
-      window.edge.editors[camera.id] = new LineEditor(tiles[camera.id], camera, lines[camera.id]);
+    if (camera.id in lines && page.tiles[camera.id]) {
+      window.edge.editors[camera.id] = new LineEditor(page.tiles[camera.id], camera, lines[camera.id]);
     }
   }
 }
 
 async function main() {
-  const grid = document.getElementById("grid");
-  const { ice_servers: iceServers } = await api("/api/webrtc/config");
+  page.grid = document.getElementById("grid");
+  page.iceServers = (await api("/api/webrtc/config")).ice_servers;
   const { cameras } = await api("/api/cameras");
   const shown = cameras.filter((c) => !onlyCamera || c.id === onlyCamera);
-  const tiles = {};
-  for (const camera of shown) {
-    const tile = (tiles[camera.id] = makeTile(camera));
-    if (onlyCamera) tile.classList.add("big");
-    grid.appendChild(tile);
-    updateTile(tile, camera);
-    const viewer = new Viewer(camera, tile.querySelector("video"), iceServers, tile.querySelector(".note"));
-    window.edge.viewers[camera.id] = viewer;
-    viewer.start().catch((e) => viewer.fail(e));
-  }
+  for (const camera of shown) addCamera(camera);
   await showShards().catch(() => {});
-  await startEditors(shown, tiles);
+  await startEditors(shown);
   window.edge.ready = true;
-  await refresh(tiles);
-  setInterval(() => refresh(tiles), 2000);
+  await refresh();
+  setInterval(refresh, 2000);
 }
 
 window.edge = {

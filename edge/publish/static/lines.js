@@ -74,10 +74,22 @@ class LineEditor {
     overlay.addEventListener("pointerup", () => this.endDrag());
     overlay.addEventListener("pointercancel", () => this.endDrag());
     this.stage.appendChild(overlay);
-    document.addEventListener("keydown", (e) => this.onKey(e));
-    this.video.addEventListener("resize", () => this.layout());
-    window.addEventListener("resize", () => this.layout());
-    if (window.ResizeObserver) new ResizeObserver(() => this.layout()).observe(this.video);
+    this.onKeyDown = (e) => this.onKey(e);
+    this.onResize = () => this.layout();
+    document.addEventListener("keydown", this.onKeyDown);
+    this.video.addEventListener("resize", this.onResize);
+    window.addEventListener("resize", this.onResize);
+    if (window.ResizeObserver) {
+      this.resizeObserver = new ResizeObserver(this.onResize);
+      this.resizeObserver.observe(this.video);
+    }
+  }
+
+  // The camera went (a config reload removed it): let go of the page-wide listeners.
+  close() {
+    document.removeEventListener("keydown", this.onKeyDown);
+    window.removeEventListener("resize", this.onResize);
+    if (this.resizeObserver) this.resizeObserver.disconnect();
   }
 
   setCamera(camera) {

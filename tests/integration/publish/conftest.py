@@ -148,6 +148,22 @@ async def wait_decoding(page: object, camera: str, frames: int = 1, timeout: flo
     return await async_wait_for(enough, timeout)  # type: ignore[return-value]
 
 
+async def to_screen(
+    page: object, camera: str, source: tuple[int, int], x: float, y: float
+) -> tuple[float, float]:
+    """Source pixels of a camera `source` (width, height) in size → page pixels, computed here on
+    its own: the <video> box, the picture centred in it at the streamed aspect (object-fit:
+    contain), scaled from the source size."""
+    video = page.locator(f".tile[data-camera={camera}] video")  # type: ignore[attr-defined]
+    box = await video.bounding_box()
+    assert box is not None
+    vw, vh = await video.evaluate("(v) => [v.videoWidth, v.videoHeight]")
+    scale = min(box["width"] / vw, box["height"] / vh)
+    w, h = vw * scale, vh * scale
+    left, top = box["x"] + (box["width"] - w) / 2, box["y"] + (box["height"] - h) / 2
+    return left + x / source[0] * w, top + y / source[1] * h
+
+
 FRAME_PIXELS_JS = """(id) => {
   const v = window.edge.viewers[id].video;
   const c = document.createElement("canvas");

@@ -24,7 +24,7 @@ from edge.publish.web import create_app
 from edge.publish.webrtc import WebRtcGateway
 from edge.testing import async_wait_for, run_edge
 
-from .conftest import ARTIFACTS, FileConfigHost, Served, serving, wait_decoding
+from .conftest import ARTIFACTS, FileConfigHost, Served, serving, to_screen, wait_decoding
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -99,20 +99,6 @@ async def editing(
         await page.close()
 
 
-async def to_screen(page: Page, camera: str, x: float, y: float) -> tuple[float, float]:
-    """Source pixels → page pixels, computed here on its own: the <video> box, the picture
-    centred in it at the streamed aspect (object-fit: contain), scaled from the source size."""
-    video = page.locator(f".tile[data-camera={camera}] video")
-    box = await video.bounding_box()
-    assert box is not None
-    vw, vh = await video.evaluate("(v) => [v.videoWidth, v.videoHeight]")
-    scale = min(box["width"] / vw, box["height"] / vh)
-    w, h = vw * scale, vh * scale
-    sw, sh = SOURCE[camera]
-    left, top = box["x"] + (box["width"] - w) / 2, box["y"] + (box["height"] - h) / 2
-    return left + x / sw * w, top + y / sh * h
-
-
 def near(points: object, expected: list[list[float]], tolerance: float = 2.0) -> bool:
     got = [list(p) for p in points]  # type: ignore[attr-defined]
     return all(
@@ -139,8 +125,8 @@ async def test_draw_move_delete_and_save_lines(site: EditorSite, browser: Browse
         assert await rows.count() == 2
         # draw: "new line", then two clicks on the video
         await page.locator(f"{cam} .line-editor .add").click()
-        await page.mouse.click(*await to_screen(page, "cam1", 150, 300))
-        await page.mouse.click(*await to_screen(page, "cam1", 820, 310))
+        await page.mouse.click(*await to_screen(page, "cam1", SOURCE["cam1"], 150, 300))
+        await page.mouse.click(*await to_screen(page, "cam1", SOURCE["cam1"], 820, 310))
         assert await rows.count() == 3
         await rows.nth(2).locator("input.name").fill("drawn")
         await rows.nth(2).locator("input.dir0").fill("east")
@@ -149,7 +135,7 @@ async def test_draw_move_delete_and_save_lines(site: EditorSite, browser: Browse
         handle = page.locator(f'{cam} .overlay g.line[data-name="old"] circle.handle').nth(1)
         await handle.hover()
         await page.mouse.down()
-        await page.mouse.move(*await to_screen(page, "cam1", 400, 150), steps=5)
+        await page.mouse.move(*await to_screen(page, "cam1", SOURCE["cam1"], 400, 150), steps=5)
         await page.mouse.up()
         # delete "gone"
         await rows.nth(1).locator("button.delete").click()
@@ -195,8 +181,8 @@ async def test_clicks_map_through_the_bars_of_a_narrower_picture(
     """cam2 is 4:3 in a 16:9 box: bars left and right; a click beyond the picture clamps."""
     async with editing(browser, site, "cam2") as page:
         await page.locator(".tile[data-camera=cam2] .line-editor .add").click()
-        await page.mouse.click(*await to_screen(page, "cam2", 40, 200))
-        x, y = await to_screen(page, "cam2", 300, 30)
+        await page.mouse.click(*await to_screen(page, "cam2", SOURCE["cam2"], 40, 200))
+        x, y = await to_screen(page, "cam2", SOURCE["cam2"], 300, 30)
         await page.mouse.click(x + 50, y)  # in the bar right of the picture
         state = await editor_state(page, "cam2")
         assert len(state["lines"]) == 1, state
