@@ -80,20 +80,46 @@ def _same_line_neighbours(a: TextCandidate, b: TextCandidate) -> bool:
     return overlap >= 0.5 * min(ha, hb) and -0.1 * ha <= gap <= 1.5 * max(ha, hb)
 
 
+def _stacked(a: TextCandidate, b: TextCandidate) -> bool:
+    """True when `b` is the lower row of a two-row plate whose upper row is `a`: the rows share
+    most of their width and the gap between them is under a row's height."""
+    if a.box is None or b.box is None:
+        return False
+    ax1, ay1, ax2, ay2 = a.box
+    bx1, by1, bx2, by2 = b.box
+    ha, hb = ay2 - ay1, by2 - by1
+    wa, wb = ax2 - ax1, bx2 - bx1
+    if min(ha, hb, wa, wb) <= 0 or max(ha, hb) > 2.0 * min(ha, hb):
+        return False
+    shared = min(ax2, bx2) - max(ax1, bx1)
+    gap = by1 - ay2
+    return shared >= 0.6 * min(wa, wb) and -0.2 * min(ha, hb) <= gap <= min(ha, hb)
+
+
+def _union(parts: Sequence[TextCandidate], sep: str) -> TextCandidate:
+    boxes = [p.box for p in parts if p.box is not None]
+    box = (min(b[0] for b in boxes), min(b[1] for b in boxes),
+           max(b[2] for b in boxes), max(b[3] for b in boxes))  # fmt: skip
+    return TextCandidate(sep.join(p.text for p in parts), min(p.score for p in parts), box)
+
+
 def _joined_pairs(candidates: Sequence[TextCandidate]) -> list[TextCandidate]:
-    pairs: list[TextCandidate] = []
-    for a in candidates:
-        for b in candidates:
-            if a is b or a.box is None or b.box is None or not _same_line_neighbours(a, b):
+    """Plates OCR splits: two or three fragments side by side on one line (separators, seals and
+    stickers between them), and the two rows of a two-row plate."""
+    boxed = [c for c in candidates if c.box is not None]
+    joined: list[TextCandidate] = []
+    for a in boxed:
+        for b in boxed:
+            if a is b:
                 continue
-            box = (
-                min(a.box[0], b.box[0]),
-                min(a.box[1], b.box[1]),
-                b.box[2],
-                max(a.box[3], b.box[3]),
-            )
-            pairs.append(TextCandidate(f"{a.text} {b.text}", min(a.score, b.score), box))
-    return pairs
+            if _stacked(a, b):
+                joined.append(_union([a, b], "\n"))
+            if not _same_line_neighbours(a, b):
+                continue
+            joined.append(_union([a, b], " "))
+            joined.extend(_union([a, b, c], " ") for c in boxed
+                          if c is not a and c is not b and _same_line_neighbours(b, c))  # fmt: skip
+    return joined
 
 
 def pick_plate(
@@ -104,8 +130,8 @@ def pick_plate(
     """The plate among all text read on a vehicle, or None.
 
     Preference: a single plate-like line (`pattern`) of mixed letters and digits, then one made of
-    two neighbouring fragments, then lines of one kind; highest confidence within a tier. Lines
-    scored below `min_confidence` are ignored before choosing.
+    neighbouring fragments (2 or 3 on a line, or 2 rows), then lines of one kind; highest
+    confidence within a tier. Lines scored below `min_confidence` are ignored before choosing.
     """
     rx = re.compile(pattern) if isinstance(pattern, str) else pattern
     cands = [

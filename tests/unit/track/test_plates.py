@@ -93,3 +93,37 @@ def test_pick_plate_takes_a_configured_pattern() -> None:
     cands = [("AB1234", 0.99), ("5AU5341", 0.9)]
     read = pick_plate(cands, pattern=r"[0-9][A-Z]{2}[0-9]{4}")
     assert read is not None and read.text == "5AU5341"
+
+
+def test_pick_plate_joins_three_fragments_split_by_seals() -> None:
+    """A German-style plate read in three pieces (`B` | seals | `MW` | `1234`)."""
+    read = pick_plate(
+        [
+            TextCandidate("1234", 0.97, (70.0, 10.0, 120.0, 30.0)),
+            TextCandidate("B", 0.99, (0.0, 10.0, 12.0, 30.0)),
+            TextCandidate("MW", 0.98, (35.0, 11.0, 62.0, 30.0)),
+        ]
+    )
+    assert read is not None and (read.text, read.confidence) == ("BMW1234", 0.97)
+    assert read.box == (0.0, 10.0, 120.0, 30.0)
+
+
+def test_pick_plate_joins_the_rows_of_a_two_row_plate() -> None:
+    read = pick_plate(
+        [
+            TextCandidate("AB", 0.95, (10.0, 0.0, 50.0, 20.0)),
+            TextCandidate("12345", 0.96, (5.0, 24.0, 60.0, 46.0)),
+            TextCandidate("SLOGAN", 0.99, (0.0, 80.0, 60.0, 95.0)),  # too far below
+        ]
+    )
+    assert read is not None and read.text == "AB12345" and read.raw == "AB\n12345"
+
+
+def test_pick_plate_does_not_stack_rows_that_do_not_share_their_width() -> None:
+    read = pick_plate(
+        [
+            TextCandidate("AB", 0.95, (0.0, 0.0, 30.0, 20.0)),
+            TextCandidate("1234", 0.96, (100.0, 24.0, 150.0, 46.0)),
+        ]
+    )
+    assert read is not None and read.text == "1234"  # digits alone, no invented join
