@@ -50,7 +50,7 @@ def test_a_bad_path_is_one_line(tmp_path: Path, bad: str) -> None:
 @pytest.mark.skipif(EASYOCR_INSTALLED, reason="the easyocr extra is installed here")
 def test_easyocr_without_its_extra_is_refused_at_start(tmp_path: Path) -> None:
     """`edge run` with `ocr.backend: easyocr` stops before serving, with the install command;
-    `edge plate --backend easyocr` likewise."""
+    `edge plate --backend easyocr` and `edge check` say the same."""
     config = {
         "cameras": [{"id": "gate", "url": str(asset("video", "car-detection.mp4"))}],
         "detector": {"prepared_dir": str(tmp_path / "models")},
@@ -66,3 +66,5 @@ def test_easyocr_without_its_extra_is_refused_at_start(tmp_path: Path) -> None:
     p = run_edge("plate", "--backend", "easyocr", asset("plates", "plate_cz_5AU5341.jpg"))
     assert p.returncode == 1 and "pip install 'edge[easyocr]'" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+    c = run_edge("check", tmp_path / "cameras.yaml")
+    assert c.returncode == 2 and "pip install 'edge[easyocr]'" in c.stderr, c.stderr
