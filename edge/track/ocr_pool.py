@@ -11,6 +11,7 @@ worker busy answers None at once: the video never waits for OCR.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
@@ -23,6 +24,8 @@ import numpy as np
 from edge.config import OcrConfig
 from edge.track.crops import VehicleCrop
 from edge.track.plates import PlateRead, PlateReader, ReaderUnavailable, make_reader
+
+log = logging.getLogger(__name__)
 
 OCR_NICE = 19
 """Scheduling niceness of OCR workers (threads or processes): the lowest, so that a CPU the
@@ -129,12 +132,17 @@ class ProcessOcrPool(OcrPool):
 
     def __init__(self, config: OcrConfig, workers: int = 1) -> None:
         self.workers = workers
+        self.config = config
         self.backend = config.backend
+        self.restarts = 0
         self._busy = 0
         self._lock = threading.Lock()
-        self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(config,),
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(self.config,),
         )  # fmt: skip
 
     def start(self) -> None:
@@ -151,4 +159,14 @@ class ProcessOcrPool(OcrPool):
             ) from None
 
     def _submit(self, crops: list[VehicleCrop], read: ReadFn) -> Future[list[Outcome]]:
-        return self._executor.submit(_read_in_worker, crops)
+        try:
+            return self._executor.submit(_read_in_worker, crops)
+        except BrokenProcessPool:
+            # A worker died (killed, crashed in a native library): the reads in flight failed
+            # with it; new workers are spawned for this read and the next (they load their
+            # models first, so this read takes seconds longer).
+            log.error("OCR worker process died; starting new ones")
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._new_executor()
+            self.restarts += 1
+            return self._executor.submit(_read_in_worker, crops)

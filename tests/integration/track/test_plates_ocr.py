@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
+from concurrent.futures.process import BrokenProcessPool
 
 import av
 import cv2
@@ -120,5 +123,31 @@ def test_ocr_worker_process_reads_crops_refuses_when_busy_and_runs_niced() -> No
         assert pool.has_room()
         nice = pool._executor.submit(os.getpriority, os.PRIO_PROCESS, 0).result(30)
         assert nice == OCR_NICE
+    finally:
+        pool.shutdown()
+
+
+def test_a_dead_ocr_worker_is_replaced_and_only_its_reads_are_lost() -> None:
+    img = photo(CZ["file"])
+    x, y, w, h = CZ["plate_bbox_xywh"]
+    plate = av.VideoFrame.from_ndarray(img, format="bgr24").reformat(format="yuv420p")
+    crop = cut(Frame("cam1", 1, 0.0, 0.0, plate), (x - 20, y - 10, x + w + 20, y + h + 10))
+    assert crop is not None
+    pool = ProcessOcrPool(OcrConfig(enabled=True), workers=1)
+    try:
+        pool.start()
+        for pid in list(pool._executor._processes):  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        first = pool.try_read([crop], lambda bgr: None)
+        try:
+            assert first is not None and first.result(120)  # queued before the death was seen
+        except BrokenProcessPool:
+            pass  # lost with the dead worker
+        again = pool.try_read([crop], lambda bgr: None)
+        assert again is not None
+        [(read, error)] = again.result(120)
+        assert error is None and read is not None and read.text == "5AU5341"
+        assert pool.restarts == 1
     finally:
         pool.shutdown()
