@@ -8,18 +8,21 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from datetime import UTC, datetime
+from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 
-from edge.config import OcrConfig
+from edge.config import OcrConfig, SnapshotConfig
 from edge.metrics import EdgeMetrics
 from edge.testing import metric_value
 from edge.track.crops import cut, quality, sharpness
 from edge.track.ocr_pool import OCR_NICE, OcrPool
 from edge.track.plate_scheduler import PlateScheduler
 from edge.track.plates import PlateRead
+from edge.track.snapshots import SnapshotWriter
 from edge.types import Detections, Frame
 
 W, H = 640, 360
@@ -219,3 +222,22 @@ def test_ocr_threads_run_below_the_video_s_priority() -> None:
     assert error is None and read is not None and read.text == str(OCR_NICE)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < OCR_NICE
     pool.shutdown()
+
+
+async def test_a_track_end_saves_its_best_crop_and_its_plate(tmp_path: Path) -> None:
+    snaps = SnapshotWriter(SnapshotConfig(dir=tmp_path), EdgeMetrics())
+    snaps.start()
+    cfg = OcrConfig(enabled=True, min_box_width=40, attempts=1)
+    s = PlateScheduler("cam1", cfg, by_width, pool=OcrPool(1), snapshots=snaps)
+    for i, w in enumerate([100, 200, 150]):  # read on the first frame; the best view comes later
+        boxes = {1: (100, 100, 100 + w, 100 + w // 2)}
+        await s.maybe_read(frame(boxes, seq=i), tracks(boxes))
+    info = s.info(1, ended=True, when=datetime(2026, 12, 3, 10, 0, tzinfo=UTC))
+    snaps.close()
+    assert info is not None and info.plate == "AB0100" and info.plate_reads == 1
+    assert info.snapshot == "cam1-1-20261203T100000000Z.jpg"
+    assert info.plate_snapshot == "cam1-1-20261203T100000000Z-plate.jpg"
+    vehicle = cv2.imread(str(tmp_path / info.snapshot))
+    plate = cv2.imread(str(tmp_path / info.plate_snapshot))
+    assert vehicle is not None and vehicle.shape[:2] == (100, 200)  # the largest view
+    assert plate is not None and plate.shape[:2] == (8, 18)  # the read's box, on its own crop
