@@ -88,7 +88,7 @@ class PlateScheduler:
         camera_id: str,
         config: OcrConfig,
         read: Callable[..., PlateRead | None],
-        metrics: EdgeMetrics | None = None,
+        metrics: EdgeMetrics,
         pool: OcrPool | None = None,
         max_per_frame: int = 1,
         stale_after_frames: int = 1000,
@@ -99,7 +99,7 @@ class PlateScheduler:
             raise ValueError("max_per_frame must be at least 1")
         self.camera_id = camera_id
         self.config = config
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self.max_per_frame = max_per_frame
         self.stale_after_frames = stale_after_frames
         self.reread_after_frames = reread_after_frames

@@ -52,13 +52,13 @@ class _Job:
 class SnapshotWriter:
     """Writes snapshots under `config.dir` from its own thread; `start` before `save`."""
 
-    def __init__(self, config: SnapshotConfig, metrics: EdgeMetrics | None = None) -> None:
+    def __init__(self, config: SnapshotConfig, metrics: EdgeMetrics) -> None:
         if config.dir is None:
             raise ValueError("no snapshot folder configured")
         self.dir = Path(config.dir)
         self.max_bytes = int(config.max_mb * 1024 * 1024)
         self.quality = config.quality
-        self.metrics = metrics or EdgeMetrics()
+        self.metrics = metrics
         self._queue: queue.Queue[_Job | None] = queue.Queue(QUEUE_SIZE)
         self._files: deque[tuple[Path, int]] = deque()
         self._bytes = 0

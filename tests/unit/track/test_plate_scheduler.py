@@ -198,7 +198,7 @@ async def test_a_busy_pool_skips_the_attempt_counts_it_and_never_waits() -> None
 
 def test_tracks_not_seen_for_long_are_evicted() -> None:
     s = PlateScheduler("cam1", OcrConfig(enabled=True, min_box_width=40), by_width,
-                       stale_after_frames=3)  # fmt: skip
+                       EdgeMetrics(), stale_after_frames=3)  # fmt: skip
     s.observe(frame({1: (10, 10, 100, 100)}), tracks({1: (10, 10, 100, 100)}))
     for _ in range(3):
         s.observe(frame({2: (10, 10, 100, 100)}), tracks({2: (10, 10, 100, 100)}))
@@ -228,7 +228,7 @@ async def test_a_track_end_saves_its_best_crop_and_its_plate(tmp_path: Path) -> 
     snaps = SnapshotWriter(SnapshotConfig(dir=tmp_path), EdgeMetrics())
     snaps.start()
     cfg = OcrConfig(enabled=True, min_box_width=40, attempts=1)
-    s = PlateScheduler("cam1", cfg, by_width, pool=OcrPool(1), snapshots=snaps)
+    s = PlateScheduler("cam1", cfg, by_width, snaps.metrics, pool=OcrPool(1), snapshots=snaps)
     for i, w in enumerate([100, 200, 150]):  # read on the first frame; the best view comes later
         boxes = {1: (100, 100, 100 + w, 100 + w // 2)}
         await s.maybe_read(frame(boxes, seq=i), tracks(boxes))

@@ -77,6 +77,6 @@ def test_the_folder_stays_under_its_bound_oldest_removed_first(tmp_path: Path) -
 
 def test_an_unusable_folder_is_one_line_at_start(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    w = SnapshotWriter(SnapshotConfig(dir=tmp_path / "file" / "snaps"))
+    w = SnapshotWriter(SnapshotConfig(dir=tmp_path / "file" / "snaps"), EdgeMetrics())
     with pytest.raises(SnapshotError, match=r"^ocr.snapshots.dir: cannot write .*snaps: "):
         w.start()
