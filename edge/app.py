@@ -25,6 +25,7 @@ from edge.camera_runtime import CameraRuntime
 from edge.config import CameraConfig, EdgeConfig
 from edge.config.reload import ReloadResult, ReloadTrigger
 from edge.config.source import ConfigSource
+from edge.event_outputs import EventOutputs
 from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
 from edge.infer.model_check import ModelError, check_model
@@ -32,19 +33,16 @@ from edge.infer.prepare import with_dynamic_batch
 from edge.infer.results import ResultStream
 from edge.ingest.source import CameraSource, CameraState
 from edge.metrics import DropReason, EdgeMetrics
+from edge.plate_runtime import PlateRuntime, PlatesUnavailable
+from edge.publish import data_api
 from edge.publish.annotate import Overlay, line_overlays
-from edge.publish.live import LiveFeed
 from edge.publish.publisher import CameraPublisher
 from edge.publish.service import CameraStatus
 from edge.publish.web import create_app
 from edge.reload import ConfigReloader
 from edge.store.database import StoreError
-from edge.store.query import StoreQueries, layout_of, queries_for
-from edge.store.sink import StoreSink
 from edge.track.camera import CameraTracking
-from edge.track.events import EventBus, EventSink, JsonlSink, SinkError, WebhookSink
-from edge.track.mqtt import MqttSink
-from edge.track.plates import PlateReader, PlateScheduler
+from edge.track.events import SinkError
 from edge.types import DetectedFrame, Detections, Frame
 from edge.workers import WorkerPool, resolve_processes
 
@@ -73,16 +71,14 @@ class EdgeService:
         self.detector: Detector | None = None
         self.batcher: Batcher | None = None
         self.pool: WorkerPool | None = None
-        self.store = StoreSink(config.store, self.metrics) if config.store.path else None
-        self.live = LiveFeed(self.metrics)
-        self.events = EventBus(self._sinks(), self.metrics)
+        self.outputs = EventOutputs(config, self.metrics)
+        self.events = self.outputs.bus
         self.url: str | None = None
         self.config_path: Path | None = source.path if source is not None else None
         self.last_reload: ReloadResult | None = None
         self.reloader = ConfigReloader(self, source, self.metrics)
-        self.data: StoreQueries | None = None
         self._tg: asyncio.TaskGroup | None = None
-        self._plate_reader: PlateReader | None = None
+        self.plates: PlateRuntime | None = None
         self.runtimes = {cam.id: self._runtime(cam) for cam in config.enabled_cameras}
 
     def _runtime(self, cam: CameraConfig) -> CameraRuntime:
@@ -138,6 +134,7 @@ class EdgeService:
             # before the service says it serves. Then the port: a busy one fails fast, and
             # /healthz answers while the detector loads.
             await asyncio.to_thread(self._check_model)
+            self._check_ocr()
             await asyncio.to_thread(self._open_store)
             await self._start_events()
             runner = await self._start_web()
@@ -193,9 +190,8 @@ class EdgeService:
         """Track a camera and feed its frames to the batcher from the service's process."""
         assert self._tg is not None and self.batcher is not None and self.detector is not None
         cam = rt.config
-        if self._plate_reader is not None:
-            rt.plates = PlateScheduler(cam.id, self.config.ocr, self._plate_reader.read,
-                                       self.metrics)  # fmt: skip
+        if self.plates is not None:
+            rt.plates = self.plates.scheduler(cam.id)
         rt.tracking = CameraTracking(
             cam.id, self.config.tracker, cam.lines, self.detector.class_names,
             emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
@@ -243,8 +239,7 @@ class EdgeService:
 
     def cameras_changed(self) -> None:
         """After a reload: the counts API knows the new cameras and lines."""
-        if self.data is not None:
-            self.data.layout = layout_of(self.config.detector.classes, _line_map(self.config))
+        self.outputs.cameras_changed(self.config)
 
     @staticmethod
     async def _tick_pool(pool: WorkerPool) -> None:
@@ -261,22 +256,13 @@ class EdgeService:
 
     def _open_store(self) -> None:
         try:
-            if self.store is not None:
-                self.store.open()
+            self.outputs.open_store()
         except StoreError as exc:
             raise StartupError(str(exc)) from None
 
-    def _queries(self) -> StoreQueries | None:
-        cfg = self.config
-        if cfg.store.path is None:
-            return None
-        return queries_for(
-            cfg.store.path, cfg.store.interval_minutes, cfg.detector.classes, _line_map(cfg)
-        )
-
     async def _start_events(self) -> None:
         try:
-            await self.events.start()
+            await self.outputs.start()
         except SinkError as exc:
             raise StartupError(str(exc)) from None
 
@@ -287,18 +273,30 @@ class EdgeService:
         except ModelError as exc:  # e.g. refused by the configured provider's ONNX Runtime
             raise StartupError(f"detector.{exc.field}: {exc}") from None
 
+    def _check_ocr(self) -> None:
+        """The OCR backend must be installed: refused at start, never found missing mid-run."""
+        try:
+            if self.config.ocr.enabled:
+                self.plates = PlateRuntime(self.config.ocr, self.metrics)
+        except PlatesUnavailable as exc:
+            raise StartupError(str(exc)) from None
+
     async def _start_plates(self) -> None:
-        reader = PlateReader()
-        await asyncio.to_thread(reader.warm_up)
-        self._plate_reader = reader
+        assert self.plates is not None
+        try:
+            await self.plates.start()
+        except PlatesUnavailable as exc:
+            raise StartupError(str(exc)) from None
 
     async def _start_web(self) -> web.AppRunner:
         server = self.config.server
-        self.data = self._queries()
         app = create_app(
-            self, self.config.stream, server, data=self.data, feed=self.live,
+            self, self.config.stream, server, data=self.outputs.data, feed=self.outputs.live,
             shard=self.config.shard, config_host=self,
         )  # fmt: skip
+        snapshots = self.config.ocr.snapshots.dir
+        if self.config.ocr.enabled and snapshots is not None:
+            data_api.add_snapshot_route(app, snapshots)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, server.host, server.port)
@@ -380,33 +378,12 @@ class EdgeService:
                 rt.tracking.finish()
             async with _logged(f"camera {rt.config.id}'s publisher"):
                 await rt.publisher.aclose()
+        if self.plates is not None:
+            await self.plates.close()
         if runner is not None:
             await runner.cleanup()
-        await self.events.stop()
+        await self.outputs.stop()
         log.info("edge stopped")
-
-    def _sinks(self) -> list[EventSink]:
-        ev = self.config.events
-        sinks: list[EventSink] = [self.live]
-        if self.store is not None:
-            sinks.append(self.store)
-        if ev.jsonl is not None:
-            sinks.append(JsonlSink(ev.jsonl, ev.max_bytes, ev.backups, self.metrics))
-        if ev.webhook is not None:
-            sinks.append(WebhookSink(ev.webhook, self.metrics))
-        if ev.mqtt is not None:
-            queries = self._queries()
-            seed = queries.current_counts if queries is not None else None
-            interval_s = self.config.store.interval_minutes * 60
-            sinks.append(MqttSink(ev.mqtt, interval_s, self.metrics, seed=seed))
-        for sink in sinks:
-            self.metrics.init_sink(sink.name)
-        return sinks
-
-
-def _line_map(cfg: EdgeConfig) -> dict[str, dict[str, tuple[str, str]]]:
-    """camera → line → directions, of the cameras that run."""
-    return {c.id: {ln.name: ln.directions for ln in c.lines} for c in cfg.enabled_cameras}
 
 
 @contextlib.asynccontextmanager

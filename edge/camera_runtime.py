@@ -15,7 +15,8 @@ from edge.metrics import EdgeMetrics
 from edge.publish.publisher import CameraPublisher
 from edge.publish.service import CameraStatus
 from edge.track.camera import CameraTracking
-from edge.track.plates import PlateScheduler
+from edge.track.events import PlateInfo
+from edge.track.plate_scheduler import PlateScheduler
 
 STOP_WAIT_S = 5.0
 """How long a stopping camera's last results may take to be tracked before its tasks are
@@ -36,10 +37,9 @@ class CameraRuntime:
     """`track:ID` and `ingest:ID` while the camera runs in the service's process."""
     stream: ResultStream | None = None
 
-    def plate_of(self, track_id: int) -> str | None:
-        """The best plate read so far for a track (for its events), if OCR runs."""
-        read = self.plates.best(track_id) if self.plates is not None else None
-        return read.text if read is not None else None
+    def plate_of(self, track_id: int, ended: bool) -> PlateInfo | None:
+        """The voted plate of a track so far (and its snapshots when it ended), if OCR runs."""
+        return self.plates.info(track_id, ended) if self.plates is not None else None
 
     def status(
         self, metrics: EdgeMetrics, info: CameraInfo | None, worker: int | None

@@ -30,7 +30,7 @@ from edge.redact import (
 )
 
 SHARD_ENV = "EDGE_SHARD"
-COMMANDS = ("check", "camsim", "detect", "model", "analyze", "run", "demo")
+COMMANDS = ("check", "camsim", "detect", "plate", "model", "analyze", "run", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -220,6 +220,29 @@ class MetricFamilies:
         )
         self.ocr_attempts = Counter("edge_ocr_attempts", "Plate OCR attempts.", cam, registry=r)
         self.ocr_reads = Counter("edge_ocr_reads", "Plates read.", cam, registry=r)
+        self.ocr_skipped = Counter(
+            "edge_ocr_skipped",
+            "Frames on which an OCR attempt was due but every OCR worker was busy (the video "
+            "never waits for OCR).",
+            cam,
+            registry=r,
+        )
+        self.snapshots_written = Counter(
+            "edge_snapshots_written", "Vehicle and plate JPEG snapshots written.", registry=r
+        )
+        self.snapshots_deleted = Counter(
+            "edge_snapshots_deleted",
+            "Snapshots removed to stay under ocr.snapshots.max_mb (oldest first).",
+            registry=r,
+        )
+        self.snapshots_dropped = Counter(
+            "edge_snapshots_dropped",
+            "Snapshots not written: the writer's queue was full or the disk refused them.",
+            registry=r,
+        )
+        self.snapshots_bytes = Gauge(
+            "edge_snapshots_bytes", "Disk used by the snapshot folder.", registry=r
+        )
         self.events_emitted = Counter(
             "edge_events_emitted", "Vehicle events written by a sink.", ["sink"], registry=r
         )

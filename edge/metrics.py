@@ -204,6 +204,7 @@ class EdgeMetrics(MetricFamilies):
             self.tracks_confirmed,
             self.ocr_attempts,
             self.ocr_reads,
+            self.ocr_skipped,
         ):
             counter.labels(camera=camera)
         for reason in DropReason:

@@ -1,7 +1,8 @@
 """`edge check CONFIG`: validate a config and print every problem as `path.to.field: reason`.
 
 A valid config's model is then opened as `edge run` would open it (`edge.infer.model_check`), so a
-corrupt file or one that is no detector shows here rather than at start. A counting line outside
+corrupt file or one that is no detector shows here rather than at start; likewise an OCR backend
+that is not installed. A counting line outside
 the frame of a file source (read from its header) is a warning: the config still passes. Network
 cameras are not opened (`edge.ingest.media.probe_size`).
 """
@@ -45,6 +46,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"detector.{exc.field}: {exc}", file=sys.stderr)
         print(f"{args.config}: 1 problem(s)", file=sys.stderr)
         return 2
+    if config.ocr.enabled:  # an OCR backend that is not installed stops `edge run` at start
+        from edge.track.plates import ReaderUnavailable, make_reader
+
+        try:
+            make_reader(config.ocr)
+        except ReaderUnavailable as exc:
+            print(str(exc), file=sys.stderr)
+            print(f"{args.config}: 1 problem(s)", file=sys.stderr)
+            return 2
     cams = config.enabled_cameras
     print(
         f"{args.config}: OK ({len(cams)} enabled camera(s), model {det.model.name}: "

@@ -1,10 +1,12 @@
 """The configuration: `schema` holds the pydantic models of `cameras.yaml` (the cameras in
-`cameras`, the event outputs in `outputs`), `loading` reads and checks a file, `shard` picks a
-shard's cameras. Everything is importable from `edge.config`."""
+`cameras`, the event outputs in `outputs`, plate reading in `ocr`), `loading` reads and checks a
+file, `shard` picks a shard's cameras, `diff` and `writer` serve live changes. Everything is
+importable from `edge.config`."""
 
 from edge.config.base import Strict
 from edge.config.cameras import CameraConfig, LineConfig
 from edge.config.loading import ConfigError, expand_env, load_config, parse_config
+from edge.config.ocr import DEFAULT_PLATE_PATTERN, OcrConfig, SnapshotConfig
 from edge.config.outputs import EventsConfig, MqttConfig, StoreConfig, WebhookConfig
 from edge.config.schema import (
     COCO_VEHICLES,
@@ -13,7 +15,6 @@ from edge.config.schema import (
     EdgeConfig,
     IngestConfig,
     MetricsConfig,
-    OcrConfig,
     PreprocessOptions,
     ServerConfig,
     ShardConfig,
@@ -24,6 +25,7 @@ from edge.config.schema import (
 
 __all__ = [
     "COCO_VEHICLES",
+    "DEFAULT_PLATE_PATTERN",
     "CameraConfig",
     "ConfigError",
     "CudaOptions",
@@ -38,6 +40,7 @@ __all__ = [
     "PreprocessOptions",
     "ServerConfig",
     "ShardConfig",
+    "SnapshotConfig",
     "StoreConfig",
     "Strict",
     "StreamConfig",

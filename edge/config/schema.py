@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from edge.assets import assets_dir, model_cache_dir
 from edge.config.base import Strict
 from edge.config.cameras import CameraConfig
+from edge.config.ocr import OcrConfig
 from edge.config.outputs import EventsConfig, StoreConfig
 from edge.redact import redact_url, register_secret
 
@@ -186,14 +187,6 @@ class TrackerConfig(Strict):
     confirmed_first: bool = Field(
         default=True,
         description="Match confirmed tracks before tentative ones (fewer ID switches).",
-    )
-
-
-class OcrConfig(Strict):
-    enabled: bool = False
-    attempts: int = Field(default=5, ge=1, le=100, description="OCR tries per track.")
-    min_box_width: int = Field(
-        default=80, ge=8, description="Skip vehicles smaller than this (px)."
     )
 
 

@@ -12,6 +12,8 @@
   `cursor` for the next page.
 - `GET /api/events/live?camera=`: server-sent events, one `data: {event JSON}` per event as it
   happens (the page's live list).
+- `GET /api/snapshots/NAME`: a snapshot JPEG named by an event's `snapshot`/`plate_snapshot`
+  (only when `ocr.snapshots.dir` is set); 404 once the folder's bound has removed it.
 Every bad parameter, an unknown one included, is a 400 whose error starts with its name
 (`{"error": "interval: ..."}`). Queries run on worker threads, never on the event loop.
 
@@ -26,8 +28,10 @@ import base64
 import binascii
 import json
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -79,6 +83,8 @@ class BadParameter(Exception):
 
 DATA_KEY = web.AppKey("edge_traffic_data", object)
 FEED_KEY = web.AppKey("edge_live_feed", object)
+SNAPSHOTS_KEY = web.AppKey("edge_snapshots_dir", Path)
+_SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.jpg")
 
 
 def _short(value: str, limit: int = 40) -> str:
@@ -257,6 +263,23 @@ async def live(request: web.Request) -> web.StreamResponse:
         raise
     feed.unsubscribe(sub)
     return resp
+
+
+async def snapshot(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    folder = request.app[SNAPSHOTS_KEY]
+    path = folder / name
+    if not _SNAPSHOT_NAME.fullmatch(name) or not path.is_file():
+        return web.json_response(
+            {"error": f"name: no snapshot {_short(name)} (snapshots beyond ocr.snapshots.max_mb "
+                      "are removed, oldest first)"}, status=404)  # fmt: skip
+    return web.FileResponse(path, headers={"Content-Type": "image/jpeg"})
+
+
+def add_snapshot_route(app: web.Application, folder: Path) -> None:
+    """`GET /api/snapshots/NAME` from `folder` (names as the track-end events give them)."""
+    app[SNAPSHOTS_KEY] = Path(folder)
+    app.router.add_get("/api/snapshots/{name}", snapshot)
 
 
 def add_routes(app: web.Application, data: TrafficData | None, feed: LiveFeed | None) -> None:

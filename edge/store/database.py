@@ -41,7 +41,11 @@ CREATE TABLE IF NOT EXISTS events (
     line TEXT,
     direction TEXT,
     plate TEXT,
-    frame INTEGER
+    frame INTEGER,
+    plate_confidence REAL,
+    plate_reads INTEGER,
+    snapshot TEXT,
+    plate_snapshot TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time_ms, id);
 CREATE INDEX IF NOT EXISTS events_by_camera ON events (camera, time_ms, id);
@@ -56,9 +60,15 @@ CREATE TABLE IF NOT EXISTS counts (
 ) WITHOUT ROWID;
 """
 _INSERT_EVENT = (
-    "INSERT INTO events (camera, kind, time_ms, track_id, class, line, direction, plate, frame) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (camera, kind, time_ms, track_id, class, line, direction, plate, frame, "
+    "plate_confidence, plate_reads, snapshot, plate_snapshot) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_ADDED_COLUMNS = {
+    "plate_confidence": "REAL", "plate_reads": "INTEGER", "snapshot": "TEXT",
+    "plate_snapshot": "TEXT",
+}  # fmt: skip
+"""Columns added after the first release: a database made before gets them at open."""
 _ADD_COUNT = (
     "INSERT INTO counts (camera, line, start_s, class, direction, n) VALUES (?, ?, ?, ?, ?, 1) "
     "ON CONFLICT DO UPDATE SET n = n + 1"
@@ -93,6 +103,14 @@ class StoredEvent(Protocol):
     def plate(self) -> str | None: ...
     @property
     def frame(self) -> int | None: ...
+    @property
+    def plate_confidence(self) -> float | None: ...
+    @property
+    def plate_reads(self) -> int | None: ...
+    @property
+    def snapshot(self) -> str | None: ...
+    @property
+    def plate_snapshot(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +159,10 @@ class EventStore:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_SCHEMA)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in have:
+                    conn.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{where}: cannot open as a SQLite database ({exc})") from None
         if str(mode).lower() != "wal":
@@ -173,7 +195,8 @@ class EventStore:
         for e in events:
             ms = epoch_ms(e.time)
             rows.append((e.camera, e.kind, ms, e.track_id, e.class_name, e.line, e.direction,
-                         e.plate, e.frame))  # fmt: skip
+                         e.plate, e.frame, e.plate_confidence, e.plate_reads, e.snapshot,
+                         e.plate_snapshot))  # fmt: skip
             if e.kind == "crossing" and e.line is not None and e.direction is not None:
                 start = interval_start(ms / 1000.0, self.interval_s)
                 counts.append((e.camera, e.line, start, e.class_name, e.direction))

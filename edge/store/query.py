@@ -17,7 +17,10 @@ from edge.intervals import interval_start, iso_utc
 from edge.store.database import connect
 from edge.store.report import CountLayout, CountsReport
 
-_EVENT_COLUMNS = "id, camera, kind, time_ms, track_id, class, line, direction, plate, frame"
+_EVENT_COLUMNS = (
+    "id, camera, kind, time_ms, track_id, class, line, direction, plate, frame, "
+    "plate_confidence, plate_reads, snapshot, plate_snapshot"
+)
 
 
 class StoreQueries:
@@ -128,11 +131,14 @@ class StoreQueries:
 
 def event_json(row: Sequence[Any]) -> dict[str, Any]:
     """An events row as the API shows it (the JSONL event's fields, plus the row `id`)."""
-    ident, camera, kind, time_ms, track_id, cls, line, direction, plate, frame = row
+    ident, camera, kind, time_ms, track_id, cls, line, direction, plate, frame = row[:10]
+    plate_confidence, plate_reads, snapshot, plate_snapshot = row[10:14]
     return {
         "id": ident, "camera": camera, "track_id": track_id, "class": cls, "kind": kind,
         "line": line, "direction": direction, "time": iso_utc(time_ms / 1000.0),
         "epoch": time_ms / 1000.0, "plate": plate, "frame": frame,
+        "plate_confidence": plate_confidence, "plate_reads": plate_reads, "snapshot": snapshot,
+        "plate_snapshot": plate_snapshot,
     }  # fmt: skip
 
 

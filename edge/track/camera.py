@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from edge.config import LineConfig, TrackerConfig
 from edge.metrics import EdgeMetrics
-from edge.track.events import VehicleEvent
+from edge.track.events import PlateInfo, VehicleEvent
 from edge.track.lines import Crossing, LineCounter
 from edge.track.sort import SortTracker, TrackSummary
 from edge.types import Detections
@@ -39,9 +40,10 @@ class CameraTracking:
         emit: Callable[[VehicleEvent], None] | None = None,
         *,
         metrics: EdgeMetrics,
-        plate_of: Callable[[int], str | None] | None = None,
+        plate_of: Callable[[int, bool], PlateInfo | None] | None = None,
     ) -> None:
-        """`plate_of(track_id)`: the plate read for a track so far, if any (OCR stage)."""
+        """`plate_of(track_id, ended)`: what the OCR stage knows of a track (its plate so far;
+        at its end also its snapshots), if anything."""
         self.camera_id = camera_id
         self.plate_of = plate_of
         self.tracker = SortTracker(tracker)
@@ -97,19 +99,20 @@ class CameraTracking:
             ).inc()
             self._emit(VehicleEvent(self.camera_id, c.track_id, c.class_name, "crossing", when,
                                     line=c.line, direction=c.direction, frame=frame,
-                                    plate=self._plate(c.track_id)))  # fmt: skip
+                                    **self._plate(c.track_id, False)))  # fmt: skip
         for s in ended:
             self.lines.forget(s.track_id)
             self._emit(VehicleEvent(self.camera_id, s.track_id, self._name(s.class_id),
                                     "track_end", when, frame=frame,
-                                    plate=self._plate(s.track_id)))  # fmt: skip
+                                    **self._plate(s.track_id, True)))  # fmt: skip
 
     def _name(self, class_id: int) -> str:
         names = self.class_names
         return names[class_id] if 0 <= class_id < len(names) else str(class_id)
 
-    def _plate(self, track_id: int) -> str | None:
-        return self.plate_of(track_id) if self.plate_of is not None else None
+    def _plate(self, track_id: int, ended: bool) -> dict[str, Any]:
+        info = self.plate_of(track_id, ended) if self.plate_of is not None else None
+        return asdict(info) if info is not None else {}
 
     def _emit(self, event: VehicleEvent) -> None:
         if self.emit is not None:

@@ -32,6 +32,20 @@ EventKind = Literal["crossing", "track_end"]
 
 
 @dataclass(frozen=True, slots=True)
+class PlateInfo:
+    """What the OCR stage knows of a track when an event is emitted."""
+
+    plate: str | None = None
+    plate_confidence: float | None = None
+    """How sure the vote over the track's reads is, 0–1."""
+    plate_reads: int | None = None
+    """How many reads gave exactly this plate."""
+    snapshot: str | None = None
+    """File name of the vehicle's best crop (track_end, when snapshots are on)."""
+    plate_snapshot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class VehicleEvent:
     camera: str
     track_id: int
@@ -44,6 +58,10 @@ class VehicleEvent:
     plate: str | None = None
     frame: int | None = None
     """Frame index in the source, when known (offline analysis)."""
+    plate_confidence: float | None = None
+    plate_reads: int | None = None
+    snapshot: str | None = None
+    plate_snapshot: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         t = self.time if self.time.tzinfo else self.time.replace(tzinfo=UTC)
@@ -58,6 +76,10 @@ class VehicleEvent:
             "epoch": round(t.timestamp(), 3),
             "plate": self.plate,
             "frame": self.frame,
+            "plate_confidence": self.plate_confidence,
+            "plate_reads": self.plate_reads,
+            "snapshot": self.snapshot,
+            "plate_snapshot": self.plate_snapshot,
         }
 
     def to_json(self) -> str:

@@ -258,6 +258,7 @@ HAND_WRITTEN = [
     Case("shard", ("shard",), {"index": 3, "count": 3}, "below count"),
     Case("shard", ("shard",), {"count": 3, "peers": ["http://a", "http://b"]}, "one per shard"),
     Case("shard", ("shard",), {"count": 2, "peers": ["http://a"]}, "template with {k}"),
+    Case("ocr.plate_pattern", ("ocr", "plate_pattern"), "[A-Z", "not a regular expression"),
 ]
 
 

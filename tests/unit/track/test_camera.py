@@ -11,7 +11,7 @@ from edge.commands.analyze import parse_line
 from edge.config import LineConfig, TrackerConfig
 from edge.metrics import EdgeMetrics
 from edge.track.camera import CameraTracking
-from edge.track.events import VehicleEvent
+from edge.track.events import PlateInfo, VehicleEvent
 from edge.types import Detections
 
 NAMES = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck"]
@@ -52,13 +52,20 @@ def test_crossing_and_track_end_become_events_and_metrics() -> None:
 
 def test_finish_ends_live_tracks_with_an_event_carrying_the_plate() -> None:
     events: list[VehicleEvent] = []
-    plates = {1: "AB123CD"}
+    asked: list[tuple[int, bool]] = []
+
+    def plate_of(track_id: int, ended: bool) -> PlateInfo | None:
+        asked.append((track_id, ended))
+        return PlateInfo("AB123CD", 0.93, 3, "c-1.jpg", "c-1-plate.jpg") if ended else None
+
     cam = CameraTracking("c", TrackerConfig(min_hits=1), [], NAMES, events.append,
-                         metrics=EdgeMetrics(), plate_of=plates.get)  # fmt: skip
+                         metrics=EdgeMetrics(), plate_of=plate_of)  # fmt: skip
     cam.update(one((0, 0, 10, 10)))
     ended = cam.finish()
     assert [s.track_id for s in ended] == [1]
-    assert [(e.kind, e.plate) for e in events] == [("track_end", "AB123CD")]
+    assert asked == [(1, True)]
+    assert [(e.kind, e.plate, e.plate_confidence, e.plate_reads, e.snapshot, e.plate_snapshot)
+            for e in events] == [("track_end", "AB123CD", 0.93, 3, "c-1.jpg", "c-1-plate.jpg")]
 
 
 def test_parse_line() -> None:

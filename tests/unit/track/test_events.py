@@ -35,7 +35,8 @@ def test_event_json_has_every_field() -> None:
     assert d == {
         "camera": "cam1", "track_id": 7, "class": "car", "kind": "crossing", "line": "gate",
         "direction": "in", "time": "2026-05-04T12:00:00.250Z", "epoch": 1777896000.25,
-        "plate": None, "frame": None,
+        "plate": None, "frame": None, "plate_confidence": None, "plate_reads": None,
+        "snapshot": None, "plate_snapshot": None,
     }  # fmt: skip
     end = json.loads(event(8, "track_end").to_json())
     assert end["kind"] == "track_end" and end["line"] is None

