@@ -28,6 +28,7 @@ from edge.infer.detector import Detector
 from edge.infer.postprocess import iou_one_to_many
 from edge.infer.prepare import prepare_model
 from edge.ingest.video_file import read_frames
+from edge.metrics import EdgeMetrics
 
 CLIPS = ["traffic_highway_overpass.mp4", "car-detection.mp4", "traffic_highway_cctv.mp4"]
 
@@ -50,8 +51,8 @@ def main() -> int:
         model = Path(tmp) / "dyn.onnx"
         prepare_model(asset("models", "yolox_nano.onnx"), model)
         one = {"providers": ["cpu"], "workers": 1, "threads": 1, "max_batch": 2}
-        square = Detector(DetectorConfig(model=model, letterbox="square", **one))  # type: ignore[arg-type]
-        rect = Detector(DetectorConfig(model=model, letterbox="rect", **one))  # type: ignore[arg-type]
+        square = Detector(DetectorConfig(model=model, letterbox="square", **one), EdgeMetrics())  # type: ignore[arg-type]
+        rect = Detector(DetectorConfig(model=model, letterbox="rect", **one), EdgeMetrics())  # type: ignore[arg-type]
         print("(a) CPU ms per picture, one ORT thread, batch 2")
         for h in (416, 320, 256):
             print(f"  416×{h}: {cpu_ms_per_picture(rect, h, args.seconds):.2f}")

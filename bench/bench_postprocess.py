@@ -26,13 +26,16 @@ from edge.config import DetectorConfig
 from edge.infer.detector import Detector
 from edge.infer.postprocess import postprocess, postprocess_batch
 from edge.ingest.video_file import read_frames
+from edge.metrics import EdgeMetrics
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    det = Detector(DetectorConfig(model=asset("models", "yolox_nano.onnx"), letterbox="square"))
+    det = Detector(
+        DetectorConfig(model=asset("models", "yolox_nano.onnx"), letterbox="square"), EdgeMetrics()
+    )
     frames = list(
         islice(read_frames(str(asset("video", "traffic_highway_overpass.mp4"))), 0, 192, 3)
     )

@@ -31,6 +31,7 @@ from edge.config import DetectorConfig, LineConfig, TrackerConfig
 from edge.infer.detector import Detector
 from edge.infer.prepare import ensure_dynamic
 from edge.ingest.video_file import read_frames
+from edge.metrics import EdgeMetrics
 from edge.track.lines import LineCounter
 from edge.track.sort import SortTracker
 from edge.types import Detections, Frame
@@ -57,7 +58,7 @@ def run(frames_per_camera: int) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
     model = ensure_dynamic(asset("models", "yolox_nano.onnx"), tmp)
     # one batch of the 4 cameras at a time on ORT's threads, as these numbers were first taken
-    detector = Detector(DetectorConfig(model=model, max_batch=4, workers=1))
+    detector = Detector(DetectorConfig(model=model, max_batch=4, workers=1), EdgeMetrics())
     frames = {cam: load(clip, skip, frames_per_camera, cam) for cam, (clip, skip, _) in
               CAMERAS.items()}  # fmt: skip
     n = min(len(f) for f in frames.values())

@@ -78,10 +78,12 @@ def run(args: argparse.Namespace) -> int:
     from edge.config import ConfigError
     from edge.infer.detector import Detector
     from edge.ingest.video_file import read_frames
+    from edge.metrics import EdgeMetrics
     from edge.redact import redact
 
     try:
-        detector = Detector(detector_config(args.config, args.model, args.letterbox))
+        # A registry of its own: `edge detect` serves no metrics, it prints its detections.
+        detector = Detector(detector_config(args.config, args.model, args.letterbox), EdgeMetrics())
     except ConfigError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 2

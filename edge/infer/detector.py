@@ -2,7 +2,8 @@
 
 The model's family (YOLOv5, YOLOX, YOLOv8) is read from the graph (`edge.infer.layout`), and
 preprocessing follows it unless the config overrides colour order or scale. Frames are letterboxed
-at model resolution during PyAV's colour conversion, never via a full-size BGR copy.
+at model resolution during PyAV's colour conversion, never via a full-size BGR copy. Which
+letterbox, session and layout the model gets is decided once, in `edge.infer.model_open`.
 
 Metrics: `infer` records the batch's run time; `detect`/`detect_bgr` also record per-frame
 preprocess, inference and postprocess stage times and detections by class. Frames inferred and
@@ -18,35 +19,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import numpy as np
-import onnx
-from onnxruntime import InferenceSession
 
 from edge.config import DetectorConfig
-from edge.infer.layout import (
-    FAMILY_PREPROCESS,
-    INPUT_SCALE_KEY,
-    Color,
-    LayoutError,
-    ModelLayout,
-    SymbolicOutputError,
-    recognise,
-)
+from edge.infer.layout import FAMILY_PREPROCESS, Color
 from edge.infer.letterbox import STRIDE, Letterbox, LetterboxSpec, letterbox_bgr, letterbox_frame
-from edge.infer.model_check import (
-    ModelError,
-    check_classes,
-    first_line,
-    layout_error,
-    probe_output_shape,
-    read_model,
-    session_error,
-)
+from edge.infer.model_check import ModelError, check_classes
+from edge.infer.model_open import open_model
 from edge.infer.postprocess import PostprocessParams, postprocess, postprocess_batch
-from edge.infer.prepare import free_input_size
-from edge.infer.providers import RunPlan, create_session, usable_providers
 from edge.metrics import EdgeMetrics
 from edge.types import Detections, Frame
 
@@ -91,28 +72,19 @@ class Detector:
     def __init__(
         self,
         config: DetectorConfig,
-        metrics: EdgeMetrics | None = None,
+        metrics: EdgeMetrics,
         *,
         io_binding: bool | None = None,
     ) -> None:
-        """`io_binding`: None follows `detector.cuda.io_binding` on CUDA/TensorRT (off on a CPU);
-        True forces it (also on a CPU)."""
+        """`metrics`: the registry the service exports (no private default: a detector that
+        records where nobody reads would hide its batch times). `io_binding`: None follows
+        `detector.cuda.io_binding` on CUDA/TensorRT (off on a CPU); True forces it (also on a
+        CPU)."""
         self.config = config
-        self.metrics = metrics or EdgeMetrics()
-        want_rect = config.letterbox == "rect"
-        if config.letterbox == "auto":
-            # On a GPU one input shape runs fastest (see `pad_to` below); on a CPU the model's
-            # cost follows the picture's area, so rect pays.
-            first = usable_providers(config)[0]
-            want_rect = first == "cpu"
-            if not want_rect:
-                log.info("detector.letterbox auto: square on %s (one input shape)", first)
-        # Read once: the layout needs the graph; a rect session the weights too.
-        model = read_model(config.model, load_external_data=want_rect)
-        self.rect = want_rect and self._open_rect(model)
-        if not self.rect:
-            self.session, self.provider, self.plan = self._create_session(config.model)
-            self.layout = self._recognise(model)
+        self.metrics = metrics
+        opened = open_model(config)
+        self.session, self.provider, self.plan = opened.session, opened.provider, opened.plan
+        self.layout, self.rect = opened.layout, opened.rect
         self.family = self.layout.family
         self.class_names = list(self.layout.class_names)
         self.input_size = self.layout.input_size or config.input_size
@@ -138,7 +110,7 @@ class Detector:
             self.uint8,
         )  # fmt: skip
         if self.uint8:
-            self._check_graph_scale(model)
+            self._check_graph_scale(opened.input_scale)
         self.params = PostprocessParams(
             conf=config.conf, iou=config.iou, max_det=config.max_det,
             allowed=self._class_ids(config.classes),
@@ -169,11 +141,9 @@ class Detector:
         if self.uint8:
             log.info("detector %s: uint8 input, scaled in the graph", config.model.name)
 
-    def _check_graph_scale(self, model: onnx.ModelProto) -> None:
+    def _check_graph_scale(self, baked: str | None) -> None:
         """A uint8 model made by `edge model prepare` scales inside its graph: the configured
         scaling must be the one it does (the host feeds 0-255 as is)."""
-        meta = {p.key: p.value for p in model.metadata_props}
-        baked = meta.get(INPUT_SCALE_KEY)
         want = "unit" if self.unit_scale else "raw"
         if baked is not None and baked != want:
             raise ModelError(
@@ -182,73 +152,6 @@ class Detector:
                 f"asks {want}; prepare it again with that scale",
                 field="preprocess.scale",
             )
-
-    def _create_session(self, model: Path | bytes) -> tuple[InferenceSession, str, RunPlan]:
-        try:
-            return create_session(model, self.config, label=self.config.model.name)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own types for a bad graph
-            raise session_error(self.config.model, exc) from None
-
-    def _recognise(self, model: onnx.ModelProto) -> ModelLayout:
-        path = self.config.model
-        try:
-            return recognise(model, self.config.family)
-        except SymbolicOutputError:
-            pass
-        except LayoutError as exc:
-            raise layout_error(path, exc) from None
-        # Output dims unknown until run: one probe picture tells them.
-        try:
-            shape = probe_output_shape(self.session, self.config.input_size)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own types
-            raise ModelError(path, f"a probe run failed: {first_line(exc)}") from None
-        try:
-            return recognise(model, self.config.family, output_shape=shape)
-        except LayoutError as exc:
-            raise layout_error(path, exc) from None
-
-    def _open_rect(self, model: onnx.ModelProto) -> bool:
-        """Open a session on a copy of the model whose input takes pictures of other sizes than
-        the export's, if its graph computes them; False (auto) or a refusal (rect) if not."""
-        name = self.config.model.name
-        try:
-            self.session, self.provider, self.plan = create_session(
-                free_input_size(model).SerializeToString(), self.config, label=name
-            )
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own types for a bad graph
-            problem: str | None = f"not with a free input size: {first_line(exc, 160)}"
-        else:
-            self.layout = self._recognise(model)
-            problem = self._rect_problem()
-        if problem is None:
-            return True
-        if self.config.letterbox == "rect":
-            raise ModelError(
-                self.config.model,
-                f"rect needs a model whose graph takes other input sizes than its "
-                f"export's, and this one does not ({problem}); use square",
-                field="letterbox",
-            )
-        log.info("detector.letterbox auto: square for %s (%s)", name, problem)
-        return False
-
-    def _rect_problem(self) -> str | None:
-        """Why this graph cannot take rect pictures, or None: its anchors must scale with the
-        picture's area (a decode grid baked for one size fails, or keeps the square's count)."""
-        s = self.layout.input_size or self.config.input_size
-        h = max(STRIDE, -(-s // 2 // STRIDE) * STRIDE)
-        counts = []
-        for shape in ((s, s), (h, s)):
-            dtype = np.uint8 if self.layout.uint8_input else np.float32
-            probe = np.full((1, 3, *shape), 114, dtype=dtype)
-            try:
-                out = self.session.run(None, {self.layout.input_name: probe})[0]
-            except Exception as exc:
-                return f"it fails at {h}×{s}: {first_line(exc, 160)}"
-            counts.append(out.shape[2] if self.layout.family == "yolov8" else out.shape[1])
-        if counts[1] * s != counts[0] * h:
-            return f"{counts[1]} anchors at {h}×{s}, {counts[0]} at {s}²"
-        return None
 
     def _class_ids(self, names: Sequence[str]) -> np.ndarray:
         check_classes(self.config.model, self.class_names, names)

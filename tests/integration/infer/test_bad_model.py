@@ -25,6 +25,7 @@ from edge.config import COCO_VEHICLES, DetectorConfig
 from edge.infer.detector import Detector
 from edge.infer.model_check import ModelError, check_model
 from edge.infer.prepare import SOURCE_KEY, ensure_dynamic
+from edge.metrics import EdgeMetrics
 from edge.testing import run_edge
 
 YOLOX = asset("models", "yolox_nano.onnx")
@@ -198,7 +199,7 @@ def test_fault_detector_load_raises_the_same_one_line(kind: str, tmp_path: Path)
     """What `edge detect`, `edge analyze` and the service's own load see."""
     path, reason = make_fault(kind, tmp_path)
     with pytest.raises(ModelError) as caught:
-        Detector(DetectorConfig(model=path, letterbox="square", providers=["cpu"]))
+        Detector(DetectorConfig(model=path, letterbox="square", providers=["cpu"]), EdgeMetrics())
     assert str(caught.value).startswith(f"{path}: {reason}"), caught.value
 
 

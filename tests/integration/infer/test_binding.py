@@ -14,13 +14,16 @@ import pytest
 
 from edge.config import DetectorConfig
 from edge.infer.detector import Detector
+from edge.metrics import EdgeMetrics
 
 
 @pytest.mark.timeout(120)
 def test_three_workers_share_the_bound_session(dynamic_model: Path) -> None:
-    det = Detector(DetectorConfig(model=dynamic_model, workers=3), io_binding=True)
+    det = Detector(DetectorConfig(model=dynamic_model, workers=3), EdgeMetrics(), io_binding=True)
     plain = Detector(
-        DetectorConfig(model=dynamic_model, providers=[det.provider]), io_binding=False
+        DetectorConfig(model=dynamic_model, providers=[det.provider]),
+        EdgeMetrics(),
+        io_binding=False,
     )
     rng = np.random.default_rng(7)
     batches = [rng.uniform(0, 255, (1 + i % 3, 3, 416, 416)).astype(np.float32) for i in range(6)]

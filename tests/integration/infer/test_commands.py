@@ -23,6 +23,7 @@ import onnxruntime as ort
 from edge.assets import asset
 from edge.config import DetectorConfig
 from edge.infer.detector import Detector
+from edge.metrics import EdgeMetrics
 from edge.testing import box_iou, free_port, run_edge
 from edge.types import Frame
 
@@ -65,7 +66,7 @@ def test_detect_letterbox_rect_reproduces_the_service(
                "--letterbox", "rect")  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "416 px (rect letterbox)" in run.stderr
-    service = Detector(DetectorConfig(model=dynamic_model))
+    service = Detector(DetectorConfig(model=dynamic_model), EdgeMetrics())
     assert service.rect
     frames = clip_frames("traffic_highway_overpass.mp4", 12)
     for line, dets in zip(out.read_text().splitlines(), service.detect(frames), strict=True):
@@ -135,8 +136,8 @@ def test_prepare_fp16_runs_and_roughly_agrees(tmp_path: Path, clip_frames) -> No
     assert session.get_inputs()[0].shape[0] == "batch"
     assert session.get_outputs()[0].type == "tensor(float)"
     frames: list[Frame] = clip_frames("traffic_highway_cctv.mp4", 4, step=150)
-    fp16 = Detector(DetectorConfig(model=out))
-    fp32 = Detector(DetectorConfig(model=YOLOX))
+    fp16 = Detector(DetectorConfig(model=out), EdgeMetrics())
+    fp32 = Detector(DetectorConfig(model=YOLOX), EdgeMetrics())
     assert fp16.is_dynamic_batch
     big_matched = 0
     for a, b in zip(fp16.detect(frames), fp32.detect(frames), strict=True):

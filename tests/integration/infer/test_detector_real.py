@@ -22,7 +22,8 @@ YOLOX = asset("models", "yolox_nano.onnx")
 def detector(model: Path = YOLOX, **kw) -> Detector:
     """Square letterbox, as the (square) reference; rect has its own tests."""
     config = {"letterbox": "square", **kw.pop("config", {})}
-    return Detector(DetectorConfig(model=model, **config), **kw)
+    metrics = kw.pop("metrics", None) or EdgeMetrics()
+    return Detector(DetectorConfig(model=model, **config), metrics, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_cuda_runs_padded_batches_and_agrees(dynamic_model: Path, cctv: list, as
     cpu = detector(dynamic_model, config={"providers": ["cpu"]})
     for g, c in zip(gpu.detect(cctv[:5]), cpu.detect(cctv[:5]), strict=True):
         assert_agree(g, c, "cuda vs cpu")
-    auto = Detector(DetectorConfig(model=dynamic_model, providers=["cuda", "cpu"]))
+    auto = Detector(DetectorConfig(model=dynamic_model, providers=["cuda", "cpu"]), EdgeMetrics())
     assert not auto.rect  # one input shape on a GPU
 
 

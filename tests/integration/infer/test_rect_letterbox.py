@@ -18,12 +18,13 @@ from edge.config import DetectorConfig
 from edge.infer.detector import Detector
 from edge.infer.model_check import ModelError
 from edge.infer.postprocess import iou_one_to_many
+from edge.metrics import EdgeMetrics
 from edge.testing import free_port, run_edge
 from edge.types import Frame
 
 
 def rect_detector(model: Path, **config: object) -> Detector:
-    return Detector(DetectorConfig(model=model, letterbox="rect", **config))  # type: ignore[arg-type]
+    return Detector(DetectorConfig(model=model, letterbox="rect", **config), EdgeMetrics())  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,9 @@ def test_rect_finds_what_square_finds(dynamic_model: Path, clip_frames) -> None:
         )
         for f in clip_frames(clip, 16, step=30)
     ]
-    square = Detector(DetectorConfig(model=dynamic_model, letterbox="square")).detect(frames)
+    square = Detector(
+        DetectorConfig(model=dynamic_model, letterbox="square"), EdgeMetrics()
+    ).detect(frames)
     rect = rect_detector(dynamic_model).detect(frames)
     total = kept = 0
     for s, r in zip(square, rect, strict=True):
@@ -103,7 +106,10 @@ def test_edge_run_refuses_rect_for_such_a_model_in_one_line(baked_model, tmp_pat
 
 def test_auto_is_rect_where_the_graph_allows_it(dynamic_model: Path, mixed: list[Frame]) -> None:
     """On the CPU (on a GPU auto is square: test_detector_real's CUDA test)."""
-    auto = Detector(DetectorConfig(model=dynamic_model, max_batch=8, workers=1, providers=["cpu"]))
+    auto = Detector(
+        DetectorConfig(model=dynamic_model, max_batch=8, workers=1, providers=["cpu"]),
+        EdgeMetrics(),
+    )
     assert auto.rect
     assert auto.preprocess(mixed[1])[0].shape == (3, 256, 416)
     rect = rect_detector(dynamic_model, max_batch=8, workers=1)
@@ -117,11 +123,11 @@ def test_auto_is_square_for_a_model_fixed_to_its_size(
     """The decode baked for 416² keeps the square input, says why, and detects as square does."""
     model = baked_model("yolov5")
     with caplog.at_level("INFO", logger="edge.infer.detector"):
-        auto = Detector(DetectorConfig(model=model, providers=["cpu"]))
+        auto = Detector(DetectorConfig(model=model, providers=["cpu"]), EdgeMetrics())
     assert not auto.rect
     assert auto.preprocess(cctv_frames[0])[0].shape == (3, 416, 416)
     assert "detector.letterbox auto: square for" in caplog.text
-    square = Detector(DetectorConfig(model=model, letterbox="square"))
+    square = Detector(DetectorConfig(model=model, letterbox="square"), EdgeMetrics())
     for a, s in zip(auto.detect(cctv_frames), square.detect(cctv_frames), strict=True):
         np.testing.assert_array_equal(a.xyxy, s.xyxy)
         np.testing.assert_array_equal(a.score, s.score)

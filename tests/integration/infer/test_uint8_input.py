@@ -15,13 +15,16 @@ from edge.infer.detector import Detector
 from edge.infer.layout import INPUT_SCALE_KEY
 from edge.infer.model_check import ModelError, check_model
 from edge.infer.prepare import ensure_dynamic, prepare_model
+from edge.metrics import EdgeMetrics
 from edge.testing import run_edge
 
 YOLOX = asset("models", "yolox_nano.onnx")
 
 
 def detector(model: Path, **config: object) -> Detector:
-    return Detector(DetectorConfig(model=model, letterbox="square", max_batch=4, **config))
+    return Detector(
+        DetectorConfig(model=model, letterbox="square", max_batch=4, **config), EdgeMetrics()
+    )
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from edge.assets import asset
 from edge.config import DetectorConfig, LineConfig, TrackerConfig
 from edge.infer.detector import Detector
 from edge.ingest.video_file import read_frames
+from edge.metrics import EdgeMetrics
 from edge.track.lines import LineCounter
 from edge.track.sort import SortTracker, iou_matrix
 from edge.types import Detections
@@ -134,7 +135,7 @@ def match(found: list[tuple[int, str]], hand: list[tuple[int, str, str]]) -> tup
 
 @pytest.fixture(scope="session")
 def cctv_detections() -> list[Detections]:
-    detector = Detector(DetectorConfig())
+    detector = Detector(DetectorConfig(), EdgeMetrics())
     assert detector.class_names[: len(COCO_NAMES)] == COCO_NAMES
     frames = read_frames(str(asset("video", "traffic_highway_cctv.mp4")), "cctv")
     return [detector.detect([f])[0] for f in frames]
