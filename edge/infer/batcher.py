@@ -26,10 +26,8 @@ waiting for a batch and the results no subscriber took are counted as dropped (r
 "shutdown"), so that every frame submitted ends up inferred or counted, stopped or not.
 
 Frames prepared elsewhere (a worker process's letterboxed picture in shared memory) carry
-`prepared()` (the batcher then only copies them into the batch) and `release()`, called when the
-picture was copied into its batch (from the event loop; or by `on_copied`, in the batch thread,
-where it is set) or the frame was dropped, and again when a batched frame's results are delivered
-(`release()` must be idempotent).
+`prepared()` and `release()`: how a batch thread runs them and gives their pictures back lives in
+`edge.infer.batch_job`.
 
 Call `submit` and `set_streaming` from the event loop's thread only. The pure policy (deadline,
 capacity, latest-only slots, camera liveness) lives in `edge.infer.batch_policy`.
@@ -43,12 +41,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Protocol
 
-import numpy as np
-
 from edge.config import DetectorConfig
+from edge.infer.batch_job import BatchDetector, release, run_batch_job
 from edge.infer.batch_policy import (
     BatcherStats,
     CameraActivity,
@@ -57,30 +53,12 @@ from edge.infer.batch_policy import (
     batch_capacity,
     batch_deadline_s,
 )
-from edge.infer.detector import BatchOutcome, Prepare
-from edge.infer.letterbox import Letterbox
+from edge.infer.detector import BatchOutcome
 from edge.infer.results import RESULT_QUEUE_SIZE, ResultStream
 from edge.metrics import DropReason, EdgeMetrics
 from edge.types import DetectedFrame, Frame
 
 log = logging.getLogger(__name__)
-
-
-class BatchDetector(Protocol):
-    """What the batcher needs of `edge.infer.detector.Detector`."""
-
-    is_dynamic_batch: bool
-    max_batch: int
-    workers: int
-    class_names: list[str]
-
-    def preprocess(self, frame: Frame) -> tuple[np.ndarray, Letterbox]: ...
-    def run_batch(
-        self,
-        jobs: Sequence[Prepare],
-        skip_bad: Callable[[int], None] | None = None,
-        copied: Callable[[], None] | None = None,
-    ) -> BatchOutcome: ...
 
 
 class FrameSource(Protocol):
@@ -99,18 +77,20 @@ class Batcher:
         self,
         detector: BatchDetector,
         config: DetectorConfig,
-        metrics: EdgeMetrics | None = None,
+        metrics: EdgeMetrics,
         on_result: Callable[[DetectedFrame], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         count_detections: bool = True,
         on_batch: Callable[[list[DetectedFrame]], None] | None = None,
     ) -> None:
-        """`count_detections` False: whoever takes the results counts detections by class (a
-        camera worker does, off the batching process)."""
+        """`metrics`: the registry the service exports (no private default: drops and batch sizes
+        recorded where nobody reads would go unseen). `count_detections` False: whoever takes
+        the results counts detections by class (a camera worker does, off the batching
+        process)."""
         self.detector = detector
         self.count_detections = count_detections
         self.config = config
-        self.metrics = metrics or getattr(detector, "metrics", None) or EdgeMetrics()
+        self.metrics = metrics
         self.on_result = on_result
         self.on_batch = on_batch
         self.on_copied: Callable[[Sequence[Frame]], None] | None = None
@@ -150,7 +130,7 @@ class Batcher:
         old = self._slots.put(frame, now)
         if old is not None:
             self._count_drop(old.camera_id, DropReason.SUPERSEDED)
-            _release(old)
+            release(old)
         self._wake.set()
 
     def set_streaming(self, camera_id: str, streaming: bool, fps: float | None = None) -> None:
@@ -245,7 +225,7 @@ class Batcher:
         self._busy.clear()
         for frame in self._slots.pop_all():
             self._count_drop(frame.camera_id, DropReason.SHUTDOWN)
-            _release(frame)
+            release(frame)
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, True)
             self._executor = None
@@ -293,7 +273,7 @@ class Batcher:
         except asyncio.CancelledError:  # only when the loop tears down without stop()
             for p in batch:
                 self._count_drop(p.frame.camera_id, DropReason.SHUTDOWN)
-                _release(p.frame)
+                release(p.frame)
             raise
         except Exception:
             log.exception("inference failed for cameras %s", cameras)
@@ -306,7 +286,7 @@ class Batcher:
         if outcome is None:
             for p in batch:
                 self._count_drop(p.frame.camera_id, DropReason.ERROR)
-                _release(p.frame)
+                release(p.frame)
         else:
             self._deliver(batch, started, capacity, outcome)
 
@@ -336,7 +316,7 @@ class Batcher:
         for frame in self._slots.pop_stale(now, self.config.stale_s):
             self.stats.stale += 1
             self._count_drop(frame.camera_id, DropReason.STALE)
-            _release(frame)
+            release(frame)
         return self._slots.take(capacity, self._busy)
 
     def _count_drop(self, camera_id: str, reason: DropReason) -> None:
@@ -353,34 +333,8 @@ class Batcher:
     # ---- worker thread ----
 
     def _infer(self, frames: Sequence[Frame]) -> BatchOutcome:
-        """One batch, in the worker thread; a frame that cannot be preprocessed (a broken
-        picture) is left out alone."""
-
-        def bad(i: int) -> None:
-            f = frames[i]
-            log.exception("camera %s: cannot preprocess frame %d", f.camera_id, f.seq)
-
-        prepare = self.detector.preprocess
-        jobs = [getattr(f, "prepared", None) or partial(prepare, f) for f in frames]
-        copied = None
-        on_copied = self.on_copied
-        if on_copied is not None:
-
-            def copied() -> None:  # the pictures are free once they are in the batch
-                try:
-                    on_copied(frames)
-                except Exception:
-                    log.exception("on_copied callback failed")
-
-        elif any(hasattr(f, "release") for f in frames) and self._loop is not None:
-            loop = self._loop
-
-            def copied() -> None:
-                loop.call_soon_threadsafe(_release_all, frames)
-
-        if copied is None:
-            return self.detector.run_batch(jobs, bad)
-        return self.detector.run_batch(jobs, bad, copied=copied)
+        """One batch, in the worker thread (see `edge.infer.batch_job`)."""
+        return run_batch_job(self.detector, frames, self.on_copied, self._loop)
 
     # ---- delivery (event loop) ----
 
@@ -389,7 +343,7 @@ class Batcher:
     ) -> None:
         m, done = self.metrics, self._clock()
         for p, d in zip(batch, outcome.detections, strict=True):
-            _release(p.frame)  # its picture was copied into the batch
+            release(p.frame)  # its picture was copied into the batch
             if d is None:
                 self._count_drop(p.frame.camera_id, DropReason.ERROR)
         n = sum(d is not None for d in outcome.detections)
@@ -435,16 +389,3 @@ class Batcher:
                 self.on_result(result)
             except Exception:
                 log.exception("camera %s: on_result callback failed", cam)
-
-
-def _release_all(frames: Sequence[Frame]) -> None:
-    for frame in frames:
-        _release(frame)
-
-
-def _release(frame: Frame) -> None:
-    """A frame that leaves the batcher (batched, dropped) gives back what holds its picture: a
-    worker's shared-memory slot (`edge.ingest.slots`); plain frames hold nothing."""
-    release = getattr(frame, "release", None)
-    if release is not None:
-        release()
