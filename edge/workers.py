@@ -12,7 +12,8 @@ cameras resume from a fresh connection and from the line counts the dead worker 
 for cameras that send nothing). Its segment is unlinked at once; the mapping goes when the last
 frame viewing it has left the batcher. `stop()` asks every worker to finish (their track-end
 events and last metrics come back), kills any that does not within a few seconds, and unlinks
-every segment.
+every segment. What the service keeps of each worker, and the frames that view its slots:
+`edge.worker_handle`.
 """
 
 from __future__ import annotations
@@ -22,28 +23,22 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
-from edge.camera_worker import CameraInfo, Results, WorkerSpec, pack_results, worker_main
+from edge.camera_worker import CameraInfo, WorkerSpec, pack_results, worker_main
 from edge.config import CameraConfig, EdgeConfig
 from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
-from edge.infer.letterbox import Letterbox
-from edge.ingest.slots import FrameRef, SlotArena, remove_stale, segment_name
+from edge.ingest.slots import SlotArena, remove_stale, segment_name
 from edge.ingest.state import CameraState
 from edge.metrics import DropReason, EdgeMetrics
 from edge.metrics_relay import MetricsReplayer
 from edge.track.events import VehicleEvent
 from edge.types import DetectedFrame, Detections, Frame
+from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender
 
 log = logging.getLogger(__name__)
 
@@ -64,94 +59,6 @@ def resolve_processes(setting: int | str, cameras: int, cores: int | None = None
         return min(int(setting), cameras)
     cores = cores or os.cpu_count() or 1
     return 0 if cores <= 2 else min(cameras, max(1, (cores - 1) // 2))
-
-
-class SlotFrame:
-    """A worker's picture as the batcher sees it: `prepared()` views its slot, `release()` hands
-    the slot back (once)."""
-
-    __slots__ = ("ref", "_pool", "_worker", "_arena", "_held", "camera_id", "seq", "received_at")
-
-    def __init__(self, ref: FrameRef, pool: _Worker) -> None:
-        self.ref, self._pool, self._worker = ref, pool, pool.generation
-        self._arena: SlotArena = pool.arena  # keeps the mapping alive while the frame lives
-        self._held = True
-        self.camera_id, self.seq, self.received_at = ref.camera_id, ref.seq, ref.received_at
-
-    @property
-    def width(self) -> int:
-        return self.ref.width
-
-    @property
-    def height(self) -> int:
-        return self.ref.height
-
-    def prepared(self) -> tuple[np.ndarray, Letterbox]:
-        return self._arena.picture(self.ref), self.ref.letterbox()
-
-    def release(self) -> None:
-        """From the event loop's thread (a frame dropped, or delivered)."""
-        if self._held:
-            self._held = False
-            self._pool.release(self._worker, self.ref.slot)
-            self._pool.notify()
-
-    def detach(self) -> bool:
-        """From a batch thread: whether the slot was held, now handed back by the caller."""
-        held, self._held = self._held, False
-        return held
-
-
-class _Sender:
-    """Sends to one worker from a thread of its own: a send blocks while the pipe is full, and
-    the event loop must keep reading that worker's frames meanwhile (or both would wait on each
-    other, each blocked in its send)."""
-
-    def __init__(self, conn: Connection, name: str) -> None:
-        self._conn = conn
-        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def send(self, msg: tuple[Any, ...]) -> None:
-        self._queue.put(msg)
-
-    def close(self) -> None:
-        self._queue.put(None)
-
-    def _run(self) -> None:
-        while (msg := self._queue.get()) is not None:
-            try:
-                self._conn.send(msg)
-            except OSError:  # the worker died: its reader in the loop sees the end of the pipe
-                return
-
-
-@dataclass(eq=False)
-class _Worker:
-    index: int
-    cameras: tuple[CameraConfig, ...]
-    generation: int = 0
-    arena: Any = None
-    process: BaseProcess | None = None
-    conn: Connection | None = None
-    sender: _Sender | None = None
-    started_at: float = 0.0
-    failures: int = 0
-    releases: list[int] = field(default_factory=list)
-    watched: frozenset[str] = frozenset()
-    on_release: Callable[[], None] | None = None
-    results: list[Results] = field(default_factory=list)
-    retiring: bool = False
-    """Stopped on purpose (a reload took its last camera away): its end is no death."""
-
-    def release(self, generation: int, slot: int) -> None:
-        if generation == self.generation:
-            self.releases.append(slot)
-
-    def notify(self) -> None:
-        if self.on_release is not None:
-            self.on_release()
 
 
 class WorkerPool:
@@ -175,7 +82,9 @@ class WorkerPool:
         self.replayer = MetricsReplayer(metrics)
         cams = config.enabled_cameras
         self.workers = [
-            _Worker(i, tuple(cams[i::processes])) for i in range(processes) if cams[i::processes]
+            WorkerHandle(i, tuple(cams[i::processes]))
+            for i in range(processes)
+            if cams[i::processes]
         ]
         self.owner = {c.id: w for w in self.workers for c in w.cameras}
         self._next_index = len(self.workers)
@@ -200,7 +109,7 @@ class WorkerPool:
         for w in self.workers:
             self._spawn(w)
 
-    def _spawn(self, w: _Worker) -> None:
+    def _spawn(self, w: WorkerHandle) -> None:
         w.generation += 1
         spec_cfg = self.config
         size = self.detector.input_size
@@ -224,7 +133,7 @@ class WorkerPool:
         proc.start()
         child.close()
         w.process, w.conn, w.started_at = proc, parent, time.monotonic()
-        w.sender = _Sender(parent, f"edge-send-{w.index}")
+        w.sender = WorkerSender(parent, f"edge-send-{w.index}")
         w.releases.clear()
         w.results.clear()
         w.watched = frozenset()
@@ -244,19 +153,23 @@ class WorkerPool:
                 w.sender.send(("stop",))
         deadline = time.monotonic() + STOP_WAIT_S
         for w in self.workers:
-            proc = w.process
-            if proc is None:
-                continue
-            while proc.is_alive() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if proc.is_alive():
-                log.warning("worker %d did not stop in %.0f s; killing it", w.index, STOP_WAIT_S)
-                proc.kill()
-                await asyncio.to_thread(proc.join, 2.0)
-            self._drain(w)
-            self._retire(w)
+            if w.process is not None:
+                await self._end(w, deadline)
 
-    def _drain(self, w: _Worker) -> None:
+    async def _end(self, w: WorkerHandle, deadline: float) -> None:
+        """Wait until `deadline` for a worker told to stop, kill it past that, then read what it
+        still said and forget it."""
+        proc = w.process
+        while proc is not None and proc.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if proc is not None and proc.is_alive():
+            log.warning("worker %d did not stop in %.0f s; killing it", w.index, STOP_WAIT_S)
+            proc.kill()
+            await asyncio.to_thread(proc.join, 2.0)
+        self._drain(w)
+        self._retire(w)
+
+    def _drain(self, w: WorkerHandle) -> None:
         """Read what a stopping worker still said (its last status, events and metrics)."""
         conn = w.conn
         if conn is None:
@@ -265,7 +178,7 @@ class WorkerPool:
             while conn.poll():
                 self._handle(w, conn.recv())
 
-    def _retire(self, w: _Worker) -> None:
+    def _retire(self, w: WorkerHandle) -> None:
         """Forget a worker's process, pipe and segment (unlinked now, unmapped when unused)."""
         if w.sender is not None:
             w.sender.close()
@@ -286,7 +199,7 @@ class WorkerPool:
 
     # ---- worker → service ----
 
-    def _on_readable(self, w: _Worker) -> None:
+    def _on_readable(self, w: WorkerHandle) -> None:
         """One message per call: the loop calls again while more wait (`conn.poll()` would build
         a selector per call, costlier than the message)."""
         conn = w.conn
@@ -299,7 +212,7 @@ class WorkerPool:
             return
         self._handle(w, msg)
 
-    def _handle(self, w: _Worker, msg: tuple[Any, ...]) -> None:
+    def _handle(self, w: WorkerHandle, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == "bye":
             return
@@ -323,7 +236,7 @@ class WorkerPool:
                     self.batcher.set_streaming(cam, True, info.source_fps)
                 self.info[cam] = info
 
-    def _on_death(self, w: _Worker) -> None:
+    def _on_death(self, w: WorkerHandle) -> None:
         if self._stopping or w.retiring or w.process is None:
             return
         proc = w.process
@@ -350,7 +263,7 @@ class WorkerPool:
         self._restarts.add(task)
         task.add_done_callback(self._restarts.discard)
 
-    async def _restart(self, w: _Worker, delay: float) -> None:
+    async def _restart(self, w: WorkerHandle, delay: float) -> None:
         await asyncio.sleep(delay)
         if not self._stopping:
             self._spawn(w)
@@ -360,15 +273,15 @@ class WorkerPool:
     def _on_batch(self, results: list[DetectedFrame]) -> None:
         """A batch's detections go back to the workers of its frames, with the slots the batch
         released: one message per worker and batch."""
-        by_worker: dict[_Worker, list[tuple[str, int, float, Detections]]] = {}
+        by_worker: dict[WorkerHandle, list[tuple[str, int, float, Detections]]] = {}
         for result in results:
             frame: Any = result.frame
             w = self.owner.get(frame.camera_id)
             if (
                 w is None
                 or not isinstance(frame, SlotFrame)
-                or frame._pool is not w  # a camera restarted by a reload runs in another worker now
-                or frame._worker != w.generation
+                or frame.owner is not w  # a camera restarted by a reload runs in another worker now
+                or frame.generation != w.generation
             ):
                 if w is not None:  # inferred for a worker that died since: nobody tracks it
                     self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
@@ -385,10 +298,10 @@ class WorkerPool:
         """In a batch thread, once the batch holds its pictures: their slots go back to their
         workers at once (so that a camera's next frame is letterboxed while this batch runs), in
         one message per worker, straight to its sender's queue (no turn of the event loop)."""
-        slots: dict[tuple[_Worker, int], list[int]] = {}
+        slots: dict[tuple[WorkerHandle, int], list[int]] = {}
         for frame in frames:
             if isinstance(frame, SlotFrame) and frame.detach():
-                slots.setdefault((frame._pool, frame._worker), []).append(frame.ref.slot)
+                slots.setdefault((frame.owner, frame.generation), []).append(frame.ref.slot)
         for (w, generation), mine in slots.items():
             sender = w.sender
             if sender is not None and generation == w.generation:
@@ -404,7 +317,7 @@ class WorkerPool:
         for w in self.workers:
             self._flush_worker(w)
 
-    def _flush_worker(self, w: _Worker) -> None:
+    def _flush_worker(self, w: WorkerHandle) -> None:
         if w.sender is None:
             return
         if w.releases or w.results:
@@ -434,7 +347,7 @@ class WorkerPool:
         cameras the reload did not touch."""
         if not cams:
             return
-        w = _Worker(self._next_index, tuple(cams))
+        w = WorkerHandle(self._next_index, tuple(cams))
         self._next_index += 1
         w.on_release = self._schedule_flush
         self.workers.append(w)
@@ -465,21 +378,12 @@ class WorkerPool:
         if w.sender is not None:
             w.sender.send(("lines", cam.id, list(cam.lines)))
 
-    async def _stop_worker(self, w: _Worker) -> None:
+    async def _stop_worker(self, w: WorkerHandle) -> None:
         w.retiring = True
         self._flush_worker(w)
         if w.sender is not None:
             w.sender.send(("stop",))
-        proc = w.process
-        deadline = time.monotonic() + STOP_WAIT_S
-        while proc is not None and proc.is_alive() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if proc is not None and proc.is_alive():
-            log.warning("worker %d did not stop in %.0f s; killing it", w.index, STOP_WAIT_S)
-            proc.kill()
-            await asyncio.to_thread(proc.join, 2.0)
-        self._drain(w)
-        self._retire(w)
+        await self._end(w, time.monotonic() + STOP_WAIT_S)
         self.workers.remove(w)
         log.info("worker %d stopped: no camera left", w.index)
 

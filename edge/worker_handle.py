@@ -1,0 +1,116 @@
+"""The service's handle on one camera worker process, and the frames that view its slots.
+
+Apart from `edge.workers` (which starts, feeds and restarts the workers) because these are the
+pieces that outlive a worker's process or live outside the event loop: a `SlotFrame` may still sit
+in the batcher, or in a batch thread, after its worker died and was restarted (its `generation`
+tells), and a `WorkerSender` sends from a thread of its own.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import numpy as np
+
+from edge.camera_worker import Results
+from edge.config import CameraConfig
+from edge.infer.letterbox import Letterbox
+from edge.ingest.slots import FrameRef, SlotArena
+
+
+class SlotFrame:
+    """A worker's picture as the batcher sees it: `prepared()` views its slot, `release()` hands
+    the slot back (once)."""
+
+    __slots__ = ("ref", "owner", "generation", "_arena", "_held", "camera_id", "seq", "received_at")
+
+    def __init__(self, ref: FrameRef, owner: WorkerHandle) -> None:
+        # `generation`: the owner's process that filled the slot (a restart makes a new one).
+        self.ref, self.owner, self.generation = ref, owner, owner.generation
+        self._arena: SlotArena = owner.arena  # keeps the mapping alive while the frame lives
+        self._held = True
+        self.camera_id, self.seq, self.received_at = ref.camera_id, ref.seq, ref.received_at
+
+    @property
+    def width(self) -> int:
+        return self.ref.width
+
+    @property
+    def height(self) -> int:
+        return self.ref.height
+
+    def prepared(self) -> tuple[np.ndarray, Letterbox]:
+        return self._arena.picture(self.ref), self.ref.letterbox()
+
+    def release(self) -> None:
+        """From the event loop's thread (a frame dropped, or delivered)."""
+        if self._held:
+            self._held = False
+            self.owner.release(self.generation, self.ref.slot)
+            self.owner.notify()
+
+    def detach(self) -> bool:
+        """From a batch thread: whether the slot was held, now handed back by the caller."""
+        held, self._held = self._held, False
+        return held
+
+
+class WorkerSender:
+    """Sends to one worker from a thread of its own: a send blocks while the pipe is full, and
+    the event loop must keep reading that worker's frames meanwhile (or both would wait on each
+    other, each blocked in its send)."""
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        self._conn = conn
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        self._queue.put(msg)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (msg := self._queue.get()) is not None:
+            try:
+                self._conn.send(msg)
+            except OSError:  # the worker died: its reader in the loop sees the end of the pipe
+                return
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """One worker as the service tracks it across restarts: its cameras, its current process
+    (`generation`), and what is due to it (slots handed back, batches' results)."""
+
+    index: int
+    cameras: tuple[CameraConfig, ...]
+    generation: int = 0
+    arena: Any = None
+    process: BaseProcess | None = None
+    conn: Connection | None = None
+    sender: WorkerSender | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    releases: list[int] = field(default_factory=list)
+    watched: frozenset[str] = frozenset()
+    on_release: Callable[[], None] | None = None
+    results: list[Results] = field(default_factory=list)
+    retiring: bool = False
+    """Stopped on purpose (a reload took its last camera away): its end is no death."""
+
+    def release(self, generation: int, slot: int) -> None:
+        if generation == self.generation:
+            self.releases.append(slot)
+
+    def notify(self) -> None:
+        if self.on_release is not None:
+            self.on_release()
