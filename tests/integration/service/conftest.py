@@ -15,11 +15,12 @@ from edge.testing import ServiceProcess, free_port
 CLIPS = {"highway": "traffic_highway_cctv.mp4", "parking": "car-detection.mp4"}
 
 
-def write_config(tmp: Path, cameras: list[dict[str, Any]], port: int) -> Path:
+def write_config(tmp: Path, cameras: list[dict[str, Any]], port: int, **ingest: Any) -> Path:
+    """`edge run`'s config for these tests; `ingest` adds settings (`processes=1`)."""
     data: dict[str, Any] = {
         "cameras": cameras,
         "detector": {"prepared_dir": str(tmp.parent / "models"), "max_batch": 4},
-        "ingest": {"read_timeout_s": 2, "open_timeout_s": 3, "backoff_max_s": 2},
+        "ingest": {"read_timeout_s": 2, "open_timeout_s": 3, "backoff_max_s": 2, **ingest},
         "events": {"jsonl": str(tmp / "events" / "events.jsonl")},
         "store": {"path": str(tmp / "events" / "edge.db")},
         "server": {"host": "127.0.0.1", "port": port},

@@ -20,7 +20,7 @@ from edge.ingest.camsim import CameraSimulator
 from edge.testing import ServiceProcess, free_port, metric_value, wait_for
 
 from .conftest import write_config
-from .test_reload import LINE, cameras, on_line, reloads, save, track_ids
+from .test_reload import LINE, camera, cameras, on_line, reloads, save, track_ids
 
 LIVENESS_S = 60.0
 CLIP = "traffic_highway_cctv.mp4"
@@ -34,18 +34,13 @@ def sim(assets: Path) -> Iterator[CameraSimulator]:
         yield s
 
 
-def camera(sim: CameraSimulator, name: str, **over: Any) -> dict[str, Any]:
-    return {"id": name, "url": sim.url(name), "lines": [LINE], **over}
-
-
 @pytest.fixture(scope="module")
 def service(
     sim: CameraSimulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
     tmp = tmp_path_factory.mktemp("reload-workers")
     port = free_port()
-    path = write_config(tmp, [camera(sim, "highway"), camera(sim, "parking")], port)
-    path.write_text(path.read_text().replace("ingest:\n", "ingest:\n  processes: 1\n"))
+    path = write_config(tmp, [camera(sim, "highway"), camera(sim, "parking")], port, processes=1)
     svc = ServiceProcess(path, port, tmp / "edge-run.log")
     try:
         svc.wait_ready()

@@ -58,8 +58,7 @@ def service(
         {"id": "overpass", "url": sim.url("overpass")},
         {"id": "dead", "url": f"rtsp://127.0.0.1:{free_port()}/none"},
     ]  # fmt: skip
-    path = write_config(tmp, cameras, port)
-    path.write_text(path.read_text().replace("ingest:\n", "ingest:\n  processes: 2\n"))
+    path = write_config(tmp, cameras, port, processes=2)
     svc = ServiceProcess(path, port, tmp / "edge-run.log")
     try:
         svc.wait_ready()
