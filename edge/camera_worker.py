@@ -29,6 +29,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -171,15 +172,12 @@ class _Worker:
 
     async def _feed(self, source: CameraSource) -> None:
         async for frame in source.frames():
-            try:
-                self._on_frame(frame)
-            except Exception:
-                log.exception("camera %s: preparing frame %d failed", frame.camera_id, frame.seq)
-                self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
+            self._guarded(self._on_frame, frame)
 
-    def _prepare_safely(self, frame: Frame) -> None:
+    def _guarded(self, step: Callable[[Frame], None], frame: Frame) -> None:
+        """A frame that fails to prepare is logged and counted as dropped; the camera goes on."""
         try:
-            self._prepare(frame)
+            step(frame)
         except Exception:
             log.exception("camera %s: preparing frame %d failed", frame.camera_id, frame.seq)
             self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
@@ -254,7 +252,7 @@ class _Worker:
                 self.free.give_back(slot)
             for cam in list(self.held):
                 if self.free.free_count(cam) == self.spec.slots_per_camera:
-                    self._prepare_safely(self.held.pop(cam))
+                    self._guarded(self._prepare, self.held.pop(cam))
         elif kind == "watch":
             self.watched = set(msg[1])
             for cam in list(self.pictures):
