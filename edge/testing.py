@@ -94,6 +94,18 @@ class ServiceProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
+    def __enter__(self) -> ServiceProcess:
+        """Ready, or stopped and raising: `with ServiceProcess(...) as svc:` stops it after."""
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Until /readyz answers 200; raises with the log's tail if the process died. Ready takes
         5-12 s on a busy 2-core machine (the first start also prepares the model)."""

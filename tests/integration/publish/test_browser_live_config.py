@@ -84,12 +84,8 @@ def service(
         **{n: sim.url(n) for n in NAMES}, port=port,
         models=tmp_path_factory.getbasetemp() / "models", events=tmp / "events.jsonl",
     ))  # fmt: skip
-    svc = ServiceProcess(path, port, tmp / "edge-run.log")
-    try:
-        svc.wait_ready()
+    with ServiceProcess(path, port, tmp / "edge-run.log") as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def cameras(svc: ServiceProcess) -> dict[str, dict[str, Any]]:

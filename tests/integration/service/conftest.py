@@ -52,9 +52,5 @@ def service(
         {"id": "parking", "url": camsim.url("parking")},
         {"id": "dead", "url": f"rtsp://viewer:pw-dead-99@127.0.0.1:{dead_port}/none"},
     ]
-    svc = ServiceProcess(write_config(tmp, cameras, port), port, tmp / "edge-run.log")
-    try:
-        svc.wait_ready()
+    with ServiceProcess(write_config(tmp, cameras, port), port, tmp / "edge-run.log") as svc:
         yield svc
-    finally:
-        svc.stop()

@@ -94,12 +94,8 @@ def rig(
         }
         config_path = tmp / "cameras.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        svc = ServiceProcess(config_path, port, tmp / "edge-run.log")
-        try:
-            svc.wait_ready()
+        with ServiceProcess(config_path, port, tmp / "edge-run.log") as svc:
             yield Rig(svc, victim, steady, decodable_frames(truncated))
-        finally:
-            svc.stop()
 
 
 def metric(svc: ServiceProcess, name: str, **labels: str) -> float:

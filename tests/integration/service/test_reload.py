@@ -55,12 +55,8 @@ def service(
     port = free_port()
     cams = [camera(sim, n) for n in ("highway", "parking", "removed", "changed")]
     path = write_config(tmp, cams, port)
-    svc = ServiceProcess(path, port, tmp / "edge-run.log")
-    try:
-        svc.wait_ready()
+    with ServiceProcess(path, port, tmp / "edge-run.log") as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 class _NoAliases(yaml.SafeDumper):

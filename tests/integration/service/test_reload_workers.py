@@ -41,12 +41,8 @@ def service(
     tmp = tmp_path_factory.mktemp("reload-workers")
     port = free_port()
     path = write_config(tmp, [camera(sim, "highway"), camera(sim, "parking")], port, processes=1)
-    svc = ServiceProcess(path, port, tmp / "edge-run.log")
-    try:
-        svc.wait_ready()
+    with ServiceProcess(path, port, tmp / "edge-run.log") as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def worker_pids(svc: ServiceProcess) -> dict[int, int]:

@@ -64,12 +64,8 @@ def soak_service(
         }
         config_path = tmp_path / "cameras.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        svc = ServiceProcess(config_path, port, tmp_path / "edge-run.log")
-        try:
-            svc.wait_ready()
+        with ServiceProcess(config_path, port, tmp_path / "edge-run.log") as svc:
             yield svc, sim
-        finally:
-            svc.stop()
 
 
 def test_fault_memory_soak(soak_service: tuple[ServiceProcess, CameraSimulator]) -> None:

@@ -59,12 +59,8 @@ def service(
         {"id": "dead", "url": f"rtsp://127.0.0.1:{free_port()}/none"},
     ]  # fmt: skip
     path = write_config(tmp, cameras, port, processes=2)
-    svc = ServiceProcess(path, port, tmp / "edge-run.log")
-    try:
-        svc.wait_ready()
+    with ServiceProcess(path, port, tmp / "edge-run.log") as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def inferred(svc: ServiceProcess, camera: str) -> float:
