@@ -53,10 +53,9 @@ from edge.infer.batch_policy import (
     batch_capacity,
     batch_deadline_s,
 )
-from edge.infer.detector import BatchOutcome
 from edge.infer.results import RESULT_QUEUE_SIZE, ResultStream
 from edge.metrics import DropReason, EdgeMetrics
-from edge.types import DetectedFrame, Frame
+from edge.types import DetectedFrame, Detections, Frame
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +83,9 @@ class Batcher:
         on_batch: Callable[[list[DetectedFrame]], None] | None = None,
     ) -> None:
         """`metrics`: the registry the service exports (no private default: drops and batch sizes
-        recorded where nobody reads would go unseen). `count_detections` False: whoever takes
-        the results counts detections by class (a camera worker does, off the batching
-        process)."""
+        recorded where nobody reads would go unseen); the detector records its own (stage times,
+        detections) in its registry. `count_detections` False: whoever takes the results counts
+        detections by class (a camera worker does, off the batching process)."""
         self.detector = detector
         self.count_detections = count_detections
         self.config = config
@@ -266,7 +265,7 @@ class Batcher:
     ) -> None:
         cameras = [p.frame.camera_id for p in batch]
         started = self._clock()
-        outcome: BatchOutcome | None = None
+        outcome: list[Detections | None] | None = None
         try:
             loop = asyncio.get_running_loop()
             outcome = await loop.run_in_executor(executor, self._infer, [p.frame for p in batch])
@@ -332,43 +331,44 @@ class Batcher:
 
     # ---- worker thread ----
 
-    def _infer(self, frames: Sequence[Frame]) -> BatchOutcome:
+    def _infer(self, frames: Sequence[Frame]) -> list[Detections | None]:
         """One batch, in the worker thread (see `edge.infer.batch_job`)."""
-        return run_batch_job(self.detector, frames, self.on_copied, self._loop)
+        return run_batch_job(
+            self.detector, frames, self.on_copied, self._loop, self.count_detections
+        )
 
     # ---- delivery (event loop) ----
 
     def _deliver(
-        self, batch: list[Pending], started: float, capacity: int, outcome: BatchOutcome
+        self,
+        batch: list[Pending],
+        started: float,
+        capacity: int,
+        detections: list[Detections | None],
     ) -> None:
+        """The batch's results to their cameras. Its stage times and detections were recorded by
+        the detector (`Detector.detect_batch`); the batcher counts what is its own: queue wait,
+        batch size and fill, frames inferred, FPS."""
         m, done = self.metrics, self._clock()
-        for p, d in zip(batch, outcome.detections, strict=True):
+        for p, d in zip(batch, detections, strict=True):
             release(p.frame)  # its picture was copied into the batch
             if d is None:
                 self._count_drop(p.frame.camera_id, DropReason.ERROR)
-        n = sum(d is not None for d in outcome.detections)
+        n = sum(d is not None for d in detections)
         if not n:
             return
-        recorded = getattr(self.detector, "metrics", None) is m  # by Detector.infer
-        m.observe_batch(n, capacity, None if recorded else outcome.inference_s)
+        m.observe_batch(n, capacity)
         self.stats.batches += 1
         self.stats.frames_inferred += n
         self.stats.batch_sizes[n] = self.stats.batch_sizes.get(n, 0) + 1
         results = []
-        share = outcome.inference_s / n
-        for i, (pending, dets) in enumerate(zip(batch, outcome.detections, strict=True)):
+        for pending, dets in zip(batch, detections, strict=True):
             if dets is None:
                 continue
             cam = pending.frame.camera_id
             m.observe_stage(cam, "queue_wait", max(0.0, started - pending.submitted_at))
-            if not hasattr(pending.frame, "prepared"):  # else the worker that prepared it records
-                m.observe_stage(cam, "preprocess", outcome.preprocess_s[i])
-            m.observe_stage(cam, "inference", share)
-            m.observe_stage(cam, "postprocess", outcome.postprocess_s[i])
             m.count_inferred(cam)
             m.tick_fps(cam, "inferred")
-            if self.count_detections:
-                m.count_detections(cam, dets.class_id, self.detector.class_names)
             result = DetectedFrame(pending.frame, dets, inferred_at=done)
             self._publish(result)
             results.append(result)

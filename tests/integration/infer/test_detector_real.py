@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -79,20 +81,26 @@ def test_frozen_model_refuses_batches_but_runs_one_by_one(cctv: list) -> None:
     assert len(det.detect(cctv[:3])) == 3
 
 
-def test_workers_run_chunks_side_by_side_with_the_same_results(
+def test_workers_run_batches_side_by_side_with_the_same_results(
     cctv: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the frozen model (batch 1) and 2 workers, `detect` runs the frames on two threads
-    at once, and `detect_stream` returns every frame in order with one worker's results."""
+    """With the frozen model (batch 1) and 2 workers, `detect_stream` runs its batches through
+    `detect_batch` on two threads at once (they meet at a barrier: one batch run alone would
+    break it), and returns every frame in order with one worker's results."""
     two, one = detector(config={"workers": 2}), detector(config={"workers": 1})
     threads: set[str] = set()
-    run = two._run_chunk
+    run = two.detect_batch
+    barrier = threading.Barrier(2, timeout=20)
 
-    def spy(*chunk: object) -> object:
+    calls = itertools.count()
+
+    def spy(frames: list, **kw: Any) -> list:
         threads.add(threading.current_thread().name)
-        return run(*chunk)
+        if next(calls) < 2:
+            barrier.wait()  # the first two batches run at once, or this breaks
+        return run(frames, **kw)
 
-    monkeypatch.setattr(two, "_run_chunk", spy)
+    monkeypatch.setattr(two, "detect_batch", spy)
     streamed = list(two.detect_stream(iter(cctv)))
     assert [f for f, _ in streamed] == cctv
     assert len(threads) == 2 and all(t.startswith("edge-detect") for t in threads), threads
