@@ -82,10 +82,14 @@ def main() -> None:
                   f"{fps:.1f} frames/s, {cpu_ms:.1f} CPU-ms/frame (load {load:.2f}; "
                   f"{got['provider']}, "
                   f"{got['workers']} workers, batch {got['max_batch']})")  # fmt: skip
+    first = rates[trees[0]]
     for tree, fps in rates.items():
+        ratios = [a / b for a, b in zip(fps, first, strict=True)]  # same round: same load, nearly
         print(f"{tree}: median {statistics.median(fps):.1f} frames/s "
               f"(min {min(fps):.1f}, max {max(fps):.1f}), "
-              f"median {statistics.median(cpu[tree]):.1f} CPU-ms/frame")  # fmt: skip
+              f"median {statistics.median(cpu[tree]):.1f} CPU-ms/frame, "
+              f"{statistics.median(ratios):.2f}x the first tree's rate in the same round "
+              "(median)")  # fmt: skip
 
 
 if __name__ == "__main__":
