@@ -101,7 +101,8 @@ class WorkerHandle:
     started_at: float = 0.0
     failures: int = 0
     releases: list[int] = field(default_factory=list)
-    watched: frozenset[str] = frozenset()
+    watched: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """What the worker was told last: camera → codecs its viewers take (watched cameras only)."""
     on_release: Callable[[], None] | None = None
     results: list[Results] = field(default_factory=list)
     retiring: bool = False
