@@ -162,16 +162,14 @@ class WorkerVideo:
                     self.metrics.count_drop(camera, DropReason.VIEWER_SLOW)
                     return
                 self._resyncing.discard(key)
-            if len(self._pending) >= MAX_PENDING:
+            if len(self._pending) >= MAX_PENDING:  # the stream's stale backlog goes
                 mine = [p for p in self._pending if (p[0], p[1]) == key]
                 self._pending = [p for p in self._pending if (p[0], p[1]) != key]
-                self.metrics.count_drop(camera, DropReason.VIEWER_SLOW, len(mine) + 1)
-                self._resyncing.add(key)
-                renderer = self.renderers.get(camera)
-                encoder = renderer.encoder(codec) if renderer is not None else None
-                if encoder is not None:  # (a lookup, safe from this thread)
-                    encoder.request_keyframe()
-                return
+                if not keyframe:  # nor can this packet be decoded without them
+                    self.metrics.count_drop(camera, DropReason.VIEWER_SLOW, len(mine) + 1)
+                    self._resync(camera, codec)
+                    return
+                self.metrics.count_drop(camera, DropReason.VIEWER_SLOW, len(mine))
             was_empty = not self._pending
             self._pending.append(
                 (camera, codec, bytes(packet), int(packet.pts or 0), packet.time_base, keyframe)
@@ -182,6 +180,14 @@ class WorkerVideo:
                 loop.call_soon_threadsafe(self._flush)
             except RuntimeError:
                 pass  # the loop is closing: the worker is stopping
+
+    def _resync(self, camera: str, codec: Codec) -> None:
+        """Drop the stream's packets until its next keyframe, asked for now (encoder thread)."""
+        self._resyncing.add((camera, codec))
+        renderer = self.renderers.get(camera)
+        encoder = renderer.encoder(codec) if renderer is not None else None
+        if encoder is not None:  # lookups only: safe from this thread
+            encoder.request_keyframe()
 
     def _flush(self) -> None:
         with self._lock:
