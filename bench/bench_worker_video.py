@@ -67,11 +67,13 @@ def run_tree(
     }  # fmt: skip
     path = tmp / "cameras.yaml"
     path.write_text(yaml.safe_dump(config))
-    env_path = os.environ.get("PYTHONPATH")
+    env_path, cwd = os.environ.get("PYTHONPATH"), os.getcwd()
     os.environ["PYTHONPATH"] = str(tree)
+    os.chdir(tree)  # `python -m` puts the working directory first on the path
     try:
         svc = ServiceProcess(path, port, tmp / f"edge-run-{tree.name}.log")
     finally:
+        os.chdir(cwd)
         if env_path is None:
             del os.environ["PYTHONPATH"]
         else:
@@ -113,9 +115,9 @@ def main() -> int:
     tmp.mkdir(exist_ok=True)
     clips = [make_720p(c, Path(tempfile.gettempdir()) / "edge-bench-scaling") for c in CLIPS]
     trees = [Path(t).resolve() for t in args.trees.split(",")]
-    commits = {
+    commits = {  # a tree that is no checkout (an exported commit) goes by its directory's name
         t: subprocess.run(["git", "-C", str(t), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True, check=False).stdout.strip()
+                          capture_output=True, text=True, check=False).stdout.strip() or t.name
         for t in trees
     }  # fmt: skip
     machine = platform.processor() or platform.machine()
