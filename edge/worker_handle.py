@@ -108,6 +108,12 @@ class WorkerHandle:
     retiring: bool = False
     """Stopped on purpose (a reload took its last camera away): its end is no death."""
 
+    def tell_watched(self, watched: dict[str, tuple[str, ...]]) -> None:
+        """Tell the worker its watched cameras' codecs, if they changed since it was told."""
+        if watched != self.watched and self.sender is not None:
+            self.watched = watched
+            self.sender.send(("watch", watched))
+
     def release(self, generation: int, slot: int) -> None:
         if generation == self.generation:
             self.releases.append(slot)

@@ -4,7 +4,10 @@ Part of the wiring, like `edge.app`: the cameras are shared out over worker proc
 (`edge.camera_worker`) that decode, letterbox into shared memory and track; this process keeps the
 one detector session and the batcher, and its per-frame work stays small: a descriptor in, one
 copy into the batch, and per batch one message back to each worker with its frames' detections and
-slots; the workers' metric records come merged per series a few times a second.
+slots; the workers' metric records come merged per series a few times a second. Watched cameras
+are annotated and encoded in their workers (`edge.worker_video`): the pool tells a worker at once
+which codecs its cameras' viewers take and when one needs a keyframe (it is the publishers'
+`RemoteEncoding`), and hands the packets that come back to the cameras' fan-outs.
 
 A worker that dies (kill -9, a decoder's segfault, an OOM kill) is restarted with backoff; its
 cameras resume from a fresh connection and from the line counts the dead worker reported last
@@ -341,13 +344,9 @@ class WorkerPool:
             self._send_watch(w)
 
     def _send_watch(self, w: WorkerHandle) -> None:
-        if self.watched is None or w.sender is None:
-            return
-        codecs = {c.id: tuple(sorted(self.watched(c.id))) for c in w.cameras}
-        watched = {cam: cs for cam, cs in codecs.items() if cs}
-        if watched != w.watched:
-            w.watched = watched
-            w.sender.send(("watch", watched))
+        if self.watched is not None:
+            codecs = {c.id: tuple(sorted(self.watched(c.id))) for c in w.cameras}
+            w.tell_watched({cam: cs for cam, cs in codecs.items() if cs})
 
     # ---- edge.publish.publisher.RemoteEncoding ----
 
