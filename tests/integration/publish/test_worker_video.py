@@ -4,7 +4,7 @@ The worker annotates and encodes (H.264, and VP8 for a viewer without H.264, eac
 service only fans the packets out. aiortc viewers decode the annotated picture; a viewer that
 joins late gets a picture at once although keyframes come only every 10 s on their own (its
 keyframe request reached the worker); a kill -9 of the worker costs the viewer a pause, not its
-video: pictures resume after the restart.
+video: pictures resume after the restart, in aiortc and in Chromium.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from playwright.async_api import Browser
 
 from edge.ingest.camsim import CameraSimulator
 from edge.publish.viewer_client import ThreadedViewer, WebRtcViewer
-from edge.testing import ServiceProcess, free_port, metric_value, wait_for
+from edge.testing import ServiceProcess, async_wait_for, free_port, metric_value, wait_for
 
 from ..service.conftest import write_config
+from .conftest import viewer_stats, wait_decoding
 
 CLIPS = {"highway": "traffic_highway_cctv.mp4", "parking": "car-detection.mp4"}
 LIVENESS_S = 60.0
@@ -143,3 +145,24 @@ def test_fault_kill_9_of_the_worker_pauses_the_viewer(service: ServiceProcess) -
                  LIVENESS_S)  # fmt: skip
     finally:
         viewer.stop()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_fault_kill_9_of_the_worker_pauses_chromium(
+    service: ServiceProcess, browser: Browser
+) -> None:
+    page = await browser.new_page()
+    try:
+        await page.goto(f"{service.base}/?camera=highway")
+        await wait_decoding(page, "highway", frames=10, timeout=LIVENESS_S)
+        pid = worker_pids(service)[-1]
+        os.kill(pid, signal.SIGKILL)
+        await async_wait_for(lambda: worker_pids(service)[-1] != pid, LIVENESS_S)
+        resumed_from = (await viewer_stats(page, "highway"))["framesDecoded"]
+
+        async def resumed() -> bool:
+            return bool((await viewer_stats(page, "highway"))["framesDecoded"] >= resumed_from + 25)
+
+        await async_wait_for(resumed, LIVENESS_S)
+    finally:
+        await page.close()
