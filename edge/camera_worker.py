@@ -74,6 +74,7 @@ class WorkerSpec:
     """Per camera, the line counts its previous worker reported last: a restarted worker counts
     on from them (its tracks start afresh)."""
     stream: StreamConfig = field(default_factory=StreamConfig)
+    """The live video's settings: watched cameras are annotated and encoded in the worker."""
 
 
 @dataclass(frozen=True, slots=True)
