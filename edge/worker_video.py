@@ -127,16 +127,18 @@ class WorkerVideo:
     def publish(self, camera: str, frame: Frame, tracks: Detections, counts: Any) -> None:
         """A watched camera's tracked frame, for its encoders (event loop; O(1) hand-over)."""
         renderer = self.renderers.get(camera)
-        if renderer is None:
-            return
-        overlay = Overlay(
+        if renderer is not None:
+            renderer.publish(frame, tracks, self.overlay(camera, counts))
+
+    def overlay(self, camera: str, counts: Any) -> Overlay:
+        """What the camera's picture shows besides its boxes, as the service draws it."""
+        return Overlay(
             camera_name=self.names.get(camera, camera),
             class_names=self.class_names,
             lines=line_overlays(self.lines.get(camera, []), counts),
             plates=self.plates.get(camera, {}),
             clock=time.time(),
         )
-        renderer.publish(frame, tracks, overlay)
 
     async def aclose(self) -> None:
         """Stop every encoder and wait for their threads (their gauges' last records)."""

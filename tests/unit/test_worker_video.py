@@ -71,6 +71,19 @@ async def test_watched_codecs_are_encoded_once_each_and_sent_whole() -> None:
     assert metric_value(metrics, "edge_encoders_active", camera="cam") == 0  # started, stopped
 
 
+def test_the_overlay_shows_names_counts_and_the_plates_it_was_given() -> None:
+    video = _video([], MetricsRecorder())
+    video.handle(("plates", "cam", {3: "AB 123"}))
+    overlay = video.overlay("cam", {"l": {"car": {"in": 2, "out": 1}, "bus": {"in": 1}}})
+    assert (overlay.camera_name, tuple(overlay.class_names)) == ("Gate", ("car",))
+    (line,) = overlay.lines
+    assert (line.name, dict(line.counts)) == ("l", {"in": 3, "out": 1})
+    assert overlay.plates == {3: "AB 123"}
+    video.set_lines("cam", [LineConfig(name="m", points=[(0, 0), (9, 9)])], "Gate 2")
+    overlay = video.overlay("cam", {})
+    assert overlay.camera_name == "Gate 2" and [line.name for line in overlay.lines] == ["m"]
+
+
 def _packets(n: int, every: int) -> list[av.Packet]:
     """`n` real H.264 packets, a keyframe every `every`."""
     stream = StreamConfig(keyframe_interval_s=10)  # longer than the packets: only those asked
