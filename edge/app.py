@@ -44,6 +44,7 @@ from edge.store.database import StoreError
 from edge.track.camera import CameraTracking
 from edge.track.events import SinkError
 from edge.types import DetectedFrame, Detections, Frame
+from edge.worker_video import EncodedPacket
 from edge.workers import WorkerPool, resolve_processes
 
 log = logging.getLogger(__name__)
@@ -149,9 +150,10 @@ class EdgeService:
             if processes:
                 self.pool = WorkerPool(
                     self.config, processes, self.detector, self.batcher, self.metrics,
-                    self.events.emit, publish=self._publish_remote,
-                    is_watched=self._is_watched,
+                    self.events.emit, deliver=self._deliver, watched=self._watched_codecs,
                 )  # fmt: skip
+                for rt in self.runtimes.values():
+                    rt.publisher.encode_remotely(self.pool)
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self.batcher.run(), name="batcher")
@@ -182,9 +184,9 @@ class EdgeService:
         log.info("ingest.processes: %d worker process(es)", n)
         return n
 
-    def _is_watched(self, camera_id: str) -> bool:
+    def _watched_codecs(self, camera_id: str) -> frozenset[str]:
         rt = self.runtimes.get(camera_id)
-        return rt is not None and rt.publisher.is_watched
+        return rt.publisher.watched_codecs if rt is not None else frozenset()
 
     async def _start_local(self, rt: CameraRuntime) -> None:
         """Track a camera and feed its frames to the batcher from the service's process."""
@@ -209,6 +211,7 @@ class EdgeService:
     async def start_camera(self, cam: CameraConfig) -> None:
         rt = self.runtimes[cam.id] = self._runtime(cam)
         if self.pool is not None:
+            rt.publisher.encode_remotely(self.pool)
             self.pool.add_cameras([cam])
         else:
             await self._start_local(rt)
@@ -335,14 +338,12 @@ class EdgeService:
             self._annotate(rt, frame, tracked.tracks, tracking.counts)
         self.metrics.observe_end_to_end(rt.config.id, time.monotonic() - frame.received_at)
 
-    def _publish_remote(
-        self, camera_id: str, frame: Frame, tracks: Detections, counts: dict[str, Any]
-    ) -> None:
-        """A watched camera's frame tracked in its worker: annotated and encoded here, once."""
+    def _deliver(self, packet: EncodedPacket) -> None:
+        """A packet encoded in a camera's worker, for the camera's viewers (its fan-out)."""
+        camera_id, codec, data, pts, time_base, keyframe = packet
         rt = self.runtimes.get(camera_id)
         if rt is not None:  # else stopped by a reload since
-            rt.last_frame_size = (frame.width, frame.height)
-            self._annotate(rt, frame, tracks, counts)
+            rt.publisher.deliver(codec, data, pts, time_base, keyframe)
 
     def _annotate(
         self, rt: CameraRuntime, frame: Frame, tracks: Detections, counts: dict[str, Any]
