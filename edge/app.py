@@ -44,6 +44,7 @@ from edge.store.database import StoreError
 from edge.track.camera import CameraTracking
 from edge.track.events import SinkError
 from edge.types import DetectedFrame, Detections, Frame
+from edge.worker_video import EncodedPacket
 from edge.workers import WorkerPool, resolve_processes
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,14 @@ class EdgeService:
         """Each camera's pipeline, built once the detector is loaded (`run`)."""
 
     def _runtime(self, cam: CameraConfig, detector: Detector) -> CameraRuntime:
-        """A camera's whole pipeline, not started (`CameraRuntime.build`)."""
-        local = self.pool is None  # else a worker process tracks it
-        return CameraRuntime.build(cam, self.config, self.metrics, detector.class_names,
-                                   self.events.emit, self.plates, local=local)  # fmt: skip
+        """A camera's whole pipeline, not started (`CameraRuntime.build`); in a worker process,
+        the worker tracks it and encodes its video."""
+        local = self.pool is None
+        rt = CameraRuntime.build(cam, self.config, self.metrics, detector.class_names,
+                                 self.events.emit, self.plates, local=local)  # fmt: skip
+        if self.pool is not None:
+            rt.publisher.encode_remotely(self.pool)
+        return rt
 
     # ---- ConfigHost (edge.reload applies a changed cameras.yaml) ----
 
@@ -144,8 +149,7 @@ class EdgeService:
             if processes:
                 self.pool = WorkerPool(
                     self.config, processes, detector, self.batcher, self.metrics,
-                    self.events.emit, publish=self._publish_remote,
-                    is_watched=self._is_watched,
+                    self.events.emit, deliver=self._deliver, watched=self._watched_codecs,
                 )  # fmt: skip
             cams = self.config.enabled_cameras
             self.runtimes = {cam.id: self._runtime(cam, detector) for cam in cams}
@@ -179,9 +183,9 @@ class EdgeService:
         log.info("ingest.processes: %d worker process(es)", n)
         return n
 
-    def _is_watched(self, camera_id: str) -> bool:
+    def _watched_codecs(self, camera_id: str) -> frozenset[str]:
         rt = self.runtimes.get(camera_id)
-        return rt is not None and rt.publisher.is_watched
+        return rt.publisher.watched_codecs if rt is not None else frozenset()
 
     async def _start_local(self, rt: CameraRuntime, tracking: CameraTracking) -> None:
         """Feed a camera's frames to the batcher from the service's process and track them."""
@@ -328,14 +332,12 @@ class EdgeService:
             self._annotate(rt, frame, tracked.tracks, tracking.counts)
         self.metrics.observe_end_to_end(rt.config.id, time.monotonic() - frame.received_at)
 
-    def _publish_remote(
-        self, camera_id: str, frame: Frame, tracks: Detections, counts: dict[str, Any]
-    ) -> None:
-        """A watched camera's frame tracked in its worker: annotated and encoded here, once."""
+    def _deliver(self, packet: EncodedPacket) -> None:
+        """A packet encoded in a camera's worker, for the camera's viewers (its fan-out)."""
+        camera_id, codec, data, pts, time_base, keyframe = packet
         rt = self.runtimes.get(camera_id)
         if rt is not None:  # else stopped by a reload since
-            rt.last_frame_size = (frame.width, frame.height)
-            self._annotate(rt, frame, tracks, counts)
+            rt.publisher.deliver(codec, data, pts, time_base, keyframe)
 
     def _annotate(
         self, rt: CameraRuntime, frame: Frame, tracks: Detections, counts: dict[str, Any]

@@ -10,14 +10,13 @@ Runtime and an event loop is unsafe) and talks to it over one pipe:
   (`edge.metrics_relay`), merged per series and sent with the status only (a few times a second:
   the service replays them per series, not per frame; counts and crossings arrive together);
   events are the vehicle events for the service's sinks, sent with the next message of any kind.
-  For cameras someone watches, ("published", [(camera, Frame, tracks, counts)], records, events)
-  after tracking: the decoded picture (its planes, no colour conversion) goes to the service, which
-  annotates and encodes it once for all its viewers.
+  For cameras someone watches, ("packets", ...): their annotated pictures, encoded here
+  (`edge.worker_video`, which also takes the "watch", "keyframe" and "plates" messages).
 - service → worker: ("sync", [slot], [Results]): slots the batcher no longer holds and, per batch,
-  the detections of this worker's frames in frame order (`pack_results`); ("watch", [camera]): the
-  cameras someone watches now; ("lines", camera, [LineConfig]): the camera's new counting lines (a
-  config reload; its tracks go on); ("remove", camera): stop that camera (its tracks end);
-  ("stop",).
+  the detections of this worker's frames in frame order (`pack_results`); ("watch", {camera:
+  [codec]}): the cameras someone watches now; ("lines", camera, [LineConfig], display name): the
+  camera's new counting lines (a config reload; its tracks go on); ("remove", camera): stop that
+  camera (its tracks end); ("stop",).
 
 A worker that loses the pipe (the service died, even by kill -9) exits: nothing is left behind.
 """
@@ -36,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.config import CameraConfig, IngestConfig, TrackerConfig
+from edge.config import CameraConfig, IngestConfig, StreamConfig, TrackerConfig
 from edge.infer.letterbox import LetterboxSpec, letterbox_frame
 from edge.ingest.slots import FrameRef, FreeSlots, SlotArena
 from edge.ingest.source import CameraSource
@@ -45,6 +44,7 @@ from edge.metrics_relay import MetricsRecorder
 from edge.track.camera import CameraTracking
 from edge.track.events import VehicleEvent
 from edge.types import Detections, Frame
+from edge.worker_video import EncodedPacket, WorkerVideo
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ class WorkerSpec:
     counts: dict[str, Counts] = field(default_factory=dict)
     """Per camera, the line counts its previous worker reported last: a restarted worker counts
     on from them (its tracks start afresh)."""
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    """The live video's settings: watched cameras are annotated and encoded in the worker."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,9 @@ class _Worker:
         only supersede it there is never converted (latest-only before the work, not after)."""
         self.stopped = asyncio.Event()
         self.feeds: dict[str, asyncio.Task[None]] = {}
+        self.video = WorkerVideo(
+            spec.cameras, spec.stream, spec.class_names, metrics, self._send_packets
+        )
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -166,6 +171,7 @@ class _Worker:
             self.held.clear()
             for tracking in self.tracking.values():
                 tracking.finish()
+            await self.video.aclose()
             with contextlib.suppress(OSError):
                 self._send_status()
                 self.conn.send(("bye",))
@@ -212,6 +218,9 @@ class _Worker:
         self.ready.clear()
         self._send(("frames", ready, [], self._take_events()))
 
+    def _send_packets(self, packets: list[EncodedPacket]) -> None:
+        self._send(("packets", packets, [], self._take_events()))
+
     def _take_events(self) -> list[VehicleEvent]:
         out = self.events[:]
         del self.events[: len(out)]
@@ -234,7 +243,6 @@ class _Worker:
         kind = msg[0]
         if kind == "sync":
             now = time.monotonic()
-            published = []
             frames = [f for results in msg[2] for f in unpack_results(results)]
             for cam, seq, received_at, dets in frames:
                 tracking = self.tracking.get(cam)
@@ -244,10 +252,8 @@ class _Worker:
                 tracked = tracking.update(dets, frame=seq)
                 picture = self._picture(cam, seq)
                 if picture is not None:
-                    published.append((cam, picture, tracked.tracks, tracking.counts))
+                    self.video.publish(cam, picture, tracked.tracks, tracking.counts)
                 self.metrics.observe_end_to_end(cam, now - received_at)
-            if published:
-                self._send(("published", published, [], self._take_events()))
             for slot in msg[1]:
                 self.free.give_back(slot)
             for cam in list(self.held):
@@ -258,10 +264,14 @@ class _Worker:
             for cam in list(self.pictures):
                 if cam not in self.watched:
                     del self.pictures[cam]
+            self.video.watch(msg[1])
+        elif kind in ("keyframe", "plates"):
+            self.video.handle(msg)
         elif kind == "lines":
             tracking = self.tracking.get(msg[1])
             if tracking is not None:
                 tracking.set_lines(msg[2])
+                self.video.set_lines(msg[1], msg[2], msg[3] if len(msg) > 3 else None)
         elif kind == "remove":
             asyncio.get_running_loop().create_task(self._remove(msg[1]))
         elif kind == "stop":
@@ -275,6 +285,7 @@ class _Worker:
         self.held.pop(cam, None)
         self.pictures.pop(cam, None)
         self.watched.discard(cam)
+        self.video.remove(cam)
         tracking = self.tracking.pop(cam, None)
         if tracking is not None:
             tracking.finish()

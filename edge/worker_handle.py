@@ -101,11 +101,18 @@ class WorkerHandle:
     started_at: float = 0.0
     failures: int = 0
     releases: list[int] = field(default_factory=list)
-    watched: frozenset[str] = frozenset()
+    watched: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """What the worker was told last: camera → codecs its viewers take (watched cameras only)."""
     on_release: Callable[[], None] | None = None
     results: list[Results] = field(default_factory=list)
     retiring: bool = False
     """Stopped on purpose (a reload took its last camera away): its end is no death."""
+
+    def tell_watched(self, watched: dict[str, tuple[str, ...]]) -> None:
+        """Tell the worker its watched cameras' codecs, if they changed since it was told."""
+        if watched != self.watched and self.sender is not None:
+            self.watched = watched
+            self.sender.send(("watch", watched))
 
     def release(self, generation: int, slot: int) -> None:
         if generation == self.generation:

@@ -4,7 +4,10 @@ Part of the wiring, like `edge.app`: the cameras are shared out over worker proc
 (`edge.camera_worker`) that decode, letterbox into shared memory and track; this process keeps the
 one detector session and the batcher, and its per-frame work stays small: a descriptor in, one
 copy into the batch, and per batch one message back to each worker with its frames' detections and
-slots; the workers' metric records come merged per series a few times a second.
+slots; the workers' metric records come merged per series a few times a second. Watched cameras
+are annotated and encoded in their workers (`edge.worker_video`): the pool tells a worker at once
+which codecs its cameras' viewers take and when one needs a keyframe (it is the publishers'
+`RemoteEncoding`), and hands the packets that come back to the cameras' fan-outs.
 
 A worker that dies (kill -9, a decoder's segfault, an OOM kill) is restarted with backoff; its
 cameras resume from a fresh connection and from the line counts the dead worker reported last
@@ -24,7 +27,7 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -39,14 +42,15 @@ from edge.metrics_relay import MetricsReplayer
 from edge.track.events import VehicleEvent
 from edge.types import DetectedFrame, Detections, Frame
 from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender
+from edge.worker_video import EncodedPacket
 
 log = logging.getLogger(__name__)
 
 STOP_WAIT_S = 5.0
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 WATCH_CHECK_S = 0.2
-"""How often the workers learn which of their cameras someone watches (a new viewer's first
-pictures wait at most this long for it)."""
+"""How often the workers are told again which of their cameras someone watches (a change is
+told at once, by `watch_changed`; this catches a worker that restarted)."""
 HEALTHY_S = 30.0
 """A worker that lived this long starts its restart backoff from the shortest delay again."""
 
@@ -72,13 +76,13 @@ class WorkerPool:
         batcher: Batcher,
         metrics: EdgeMetrics,
         emit: Callable[[VehicleEvent], None],
-        publish: Callable[[str, Frame, Detections, dict[str, Any]], None] | None = None,
-        is_watched: Callable[[str], bool] | None = None,
+        deliver: Callable[[EncodedPacket], None] | None = None,
+        watched: Callable[[str], Collection[str]] | None = None,
     ) -> None:
-        """`publish(camera, frame, tracks, counts)`: a watched camera's tracked frame, for the
-        encoders; `is_watched(camera)`: whether anyone watches it now (asked every tick)."""
+        """`deliver(packet)`: a packet a worker encoded for a watched camera, for its viewers;
+        `watched(camera)`: the codecs its viewers take now (none: nobody watches)."""
         self.config, self.detector, self.batcher, self.metrics = config, detector, batcher, metrics
-        self.emit, self.publish, self.is_watched = emit, publish, is_watched
+        self.emit, self.deliver, self.watched = emit, deliver, watched
         self.replayer = MetricsReplayer(metrics)
         cams = config.enabled_cameras
         self.workers = [
@@ -125,6 +129,7 @@ class WorkerPool:
             slots_per_camera=spec_cfg.ingest.slots_per_camera,
             log_level=logging.getLogger().getEffectiveLevel(),
             counts={c.id: self.info[c.id].counts for c in w.cameras if c.id in self.info},
+            stream=spec_cfg.stream,
         )  # fmt: skip
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
@@ -136,7 +141,7 @@ class WorkerPool:
         w.sender = WorkerSender(parent, f"edge-send-{w.index}")
         w.releases.clear()
         w.results.clear()
-        w.watched = frozenset()
+        w.watched = {}
         assert self._loop is not None
         self._loop.add_reader(parent.fileno(), self._on_readable, w)
         log.info(
@@ -225,9 +230,10 @@ class WorkerPool:
             submit = self.batcher.submit
             for ref in msg[1]:
                 submit(SlotFrame(ref, w))  # type: ignore[arg-type]
-        elif kind == "published" and self.publish is not None:
-            for cam, frame, tracks, counts in msg[1]:
-                self.publish(cam, frame, tracks, counts)
+        elif kind == "packets" and self.deliver is not None:
+            for packet in msg[1]:
+                if self.owner.get(packet[0]) is w:  # else removed (or moved) by a reload since
+                    self.deliver(packet)
         elif kind == "status":
             for cam, info in msg[1].items():
                 if self.owner.get(cam) is not w:  # removed (or moved) by a reload since
@@ -253,6 +259,7 @@ class WorkerPool:
         self.metrics.worker_restarts.labels(worker=str(w.index)).inc()
         for c in w.cameras:
             self.batcher.set_streaming(c.id, False)
+            self.metrics.encoders_active.labels(camera=c.id).set(0)  # they died with it
             self.metrics.set_camera_state(c.id, CameraState.BACKOFF)
             old = self.info.get(c.id)
             if old is not None:
@@ -330,14 +337,29 @@ class WorkerPool:
         each worker which of its cameras someone watches."""
         self._flush()
         now = time.monotonic()
-        if self.is_watched is None or now - self._watch_checked < WATCH_CHECK_S:
+        if self.watched is None or now - self._watch_checked < WATCH_CHECK_S:
             return
         self._watch_checked = now
         for w in self.workers:
-            watched = frozenset(c.id for c in w.cameras if self.is_watched(c.id))
-            if watched != w.watched and w.sender is not None:
-                w.watched = watched
-                w.sender.send(("watch", sorted(watched)))
+            self._send_watch(w)
+
+    def _send_watch(self, w: WorkerHandle) -> None:
+        if self.watched is not None:
+            codecs = {c.id: tuple(sorted(self.watched(c.id))) for c in w.cameras}
+            w.tell_watched({cam: cs for cam, cs in codecs.items() if cs})
+
+    # ---- edge.publish.publisher.RemoteEncoding ----
+
+    def watch_changed(self, camera_id: str) -> None:
+        """A camera's viewers changed codecs: its worker starts or stops encoders now."""
+        w = self.owner.get(camera_id)
+        if w is not None:
+            self._send_watch(w)
+
+    def request_keyframe(self, camera_id: str, codec: str | None) -> None:
+        w = self.owner.get(camera_id)
+        if w is not None and w.sender is not None:
+            w.sender.send(("keyframe", camera_id, codec))
 
     # ---- config reload ----
 
@@ -376,7 +398,7 @@ class WorkerPool:
             return
         w.cameras = tuple(cam if c.id == cam.id else c for c in w.cameras)  # for a respawn
         if w.sender is not None:
-            w.sender.send(("lines", cam.id, list(cam.lines)))
+            w.sender.send(("lines", cam.id, list(cam.lines), cam.display_name))
 
     async def _stop_worker(self, w: WorkerHandle) -> None:
         w.retiring = True
