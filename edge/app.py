@@ -150,7 +150,7 @@ class EdgeService:
                 self.pool = WorkerPool(
                     self.config, processes, self.detector, self.batcher, self.metrics,
                     self.events.emit, publish=self._publish_remote,
-                    is_watched=self._is_watched,
+                    is_watched=self._is_watched, plates=self.plates,
                 )  # fmt: skip
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -172,9 +172,7 @@ class EdgeService:
         n = resolve_processes(self.config.ingest.processes, len(self.runtimes))
         assert self.detector is not None
         why = None
-        if n and self.config.ocr.enabled:
-            why = "plate reading runs in the service's process"
-        elif n and not self.detector.uint8 and self.detector.unit_scale:
+        if n and not self.detector.uint8 and self.detector.unit_scale:
             why = "the model takes 0-1 float pictures (prepare it for a uint8 input)"
         if why:
             log.warning("ingest.processes: cameras stay in the service's process: %s", why)

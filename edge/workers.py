@@ -13,7 +13,8 @@ for cameras that send nothing). Its segment is unlinked at once; the mapping goe
 frame viewing it has left the batcher. `stop()` asks every worker to finish (their track-end
 events and last metrics come back), kills any that does not within a few seconds, and unlinks
 every segment. What the service keeps of each worker, and the frames that view its slots:
-`edge.worker_handle`.
+`edge.worker_handle`. With plates on, the workers schedule the reads and this process reads them
+on its one OCR pool and writes the snapshots: `edge.worker_plates`.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from edge.ingest.slots import SlotArena, remove_stale, segment_name
 from edge.ingest.state import CameraState
 from edge.metrics import DropReason, EdgeMetrics
 from edge.metrics_relay import MetricsReplayer
+from edge.plate_runtime import PlateRuntime
 from edge.track.events import VehicleEvent
 from edge.types import DetectedFrame, Detections, Frame
 from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender
+from edge.worker_plates import PlateRelay
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +77,15 @@ class WorkerPool:
         emit: Callable[[VehicleEvent], None],
         publish: Callable[[str, Frame, Detections, dict[str, Any]], None] | None = None,
         is_watched: Callable[[str], bool] | None = None,
+        plates: PlateRuntime | None = None,
     ) -> None:
         """`publish(camera, frame, tracks, counts)`: a watched camera's tracked frame, for the
-        encoders; `is_watched(camera)`: whether anyone watches it now (asked every tick)."""
+        encoders; `is_watched(camera)`: whether anyone watches it now (asked every tick);
+        `plates`: the started OCR pool and snapshot writer, when plates are read."""
         self.config, self.detector, self.batcher, self.metrics = config, detector, batcher, metrics
         self.emit, self.publish, self.is_watched = emit, publish, is_watched
         self.replayer = MetricsReplayer(metrics)
+        self.plates = PlateRelay(plates) if plates is not None else None
         cams = config.enabled_cameras
         self.workers = [
             WorkerHandle(i, tuple(cams[i::processes]))
@@ -125,6 +131,8 @@ class WorkerPool:
             slots_per_camera=spec_cfg.ingest.slots_per_camera,
             log_level=logging.getLogger().getEffectiveLevel(),
             counts={c.id: self.info[c.id].counts for c in w.cameras if c.id in self.info},
+            ocr=spec_cfg.ocr if self.plates is not None else None,
+            snapshots=self.plates is not None and self.plates.runtime.snapshots is not None,
         )  # fmt: skip
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
@@ -228,6 +236,8 @@ class WorkerPool:
         elif kind == "published" and self.publish is not None:
             for cam, frame, tracks, counts in msg[1]:
                 self.publish(cam, frame, tracks, counts)
+        elif kind in ("ocr", "snapshot") and self.plates is not None:
+            self.plates.handle(kind, msg[1], w)
         elif kind == "status":
             for cam, info in msg[1].items():
                 if self.owner.get(cam) is not w:  # removed (or moved) by a reload since
