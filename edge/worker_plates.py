@@ -37,11 +37,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.config import OcrConfig
-from edge.plate_runtime import PlateRuntime
 from edge.track.camera import TrackedFrame
 from edge.track.crops import VehicleCrop
 from edge.track.events import PlateInfo
-from edge.track.ocr_pool import OcrBusy, Outcome, ReadFn
+from edge.track.ocr_pool import OcrBusy, Outcome, ReadFn, ReadPool
 from edge.track.plate_scheduler import PlateScheduler
 from edge.track.plates import PlateRead
 from edge.track.snapshots import SnapshotNames, SnapshotWriter
@@ -197,21 +196,22 @@ class PlateRelay:
     """The service's side: the workers' attempts on its OCR pool (refused at once when every OCR
     process is busy), their snapshots by its writer."""
 
-    def __init__(self, runtime: PlateRuntime) -> None:
-        self.runtime = runtime
+    def __init__(self, pool: ReadPool, read: ReadFn, snapshots: SnapshotWriter | None) -> None:
+        """`pool`, `read`, `snapshots`: what the service's `PlateRuntime` started."""
+        self.pool, self.read_fn, self.snapshots = pool, read, snapshots
 
     def handle(self, kind: str, payload: Any, worker: WorkerHandle) -> None:
         """A worker's "ocr" or "snapshot" message (event loop's thread)."""
         if kind == "ocr":
-            self._read(payload[0], payload[1], _reply_to(worker))
-        elif kind == "snapshot" and self.runtime.snapshots is not None:
-            name, packed, box = payload
-            self.runtime.snapshots.save(SnapshotNames(name, None), unpack_crop(packed), box)
+            self.read(payload[0], payload[1], _reply_to(worker))
+        elif kind == "snapshot":
+            self.snapshot(*payload)
 
-    def _read(self, request: int, packed: list[PackedCrop], reply: Send) -> None:
-        pool = self.runtime.pool
+    def read(self, request: int, packed: list[PackedCrop], reply: Send) -> None:
+        """Read the crops on the pool if it has room, and `reply` with their outcomes (from the
+        event loop, once read); else `reply` at once that it was refused."""
         crops = [unpack_crop(p) for p in packed]
-        fut = pool.try_read(crops, self.runtime.reader.read) if pool is not None else None
+        fut = self.pool.try_read(crops, self.read_fn)
         if fut is None:
             reply(("ocr", request, None))
             return
@@ -222,6 +222,12 @@ class PlateRelay:
                 loop.call_soon_threadsafe(reply, ("ocr", request, _outcomes(f, len(crops))))
 
         fut.add_done_callback(done)
+
+    def snapshot(
+        self, name: str, packed: PackedCrop, box: tuple[float, float, float, float] | None
+    ) -> None:
+        if self.snapshots is not None:
+            self.snapshots.save(SnapshotNames(name, None), unpack_crop(packed), box)
 
 
 def _reply_to(w: WorkerHandle) -> Send:

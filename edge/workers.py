@@ -85,7 +85,9 @@ class WorkerPool:
         self.config, self.detector, self.batcher, self.metrics = config, detector, batcher, metrics
         self.emit, self.publish, self.is_watched = emit, publish, is_watched
         self.replayer = MetricsReplayer(metrics)
-        self.plates = PlateRelay(plates) if plates is not None else None
+        self.plates = None
+        if plates is not None and plates.pool is not None:
+            self.plates = PlateRelay(plates.pool, plates.reader.read, plates.snapshots)
         cams = config.enabled_cameras
         self.workers = [
             WorkerHandle(i, tuple(cams[i::processes]))
@@ -132,7 +134,7 @@ class WorkerPool:
             log_level=logging.getLogger().getEffectiveLevel(),
             counts={c.id: self.info[c.id].counts for c in w.cameras if c.id in self.info},
             ocr=spec_cfg.ocr if self.plates is not None else None,
-            snapshots=self.plates is not None and self.plates.runtime.snapshots is not None,
+            snapshots=self.plates is not None and self.plates.snapshots is not None,
         )  # fmt: skip
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
