@@ -1,6 +1,7 @@
 """A camera worker's plate reads on the service's pool, both ends joined in one process: the
 crops cross as bytes and come back the same; a read refused by a busy pool is given back to its
-track and counted as skipped; a read that goes through is voted; snapshots reach the writer."""
+track and counted as skipped; a read that goes through is voted; snapshots reach the writer; a
+stopping worker's last events carry the reads that were in flight."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import av
 import cv2
 import numpy as np
 
-from edge.config import OcrConfig, SnapshotConfig
+from edge.config import OcrConfig, SnapshotConfig, TrackerConfig
 from edge.metrics import EdgeMetrics
 from edge.testing import async_wait_for, metric_value
+from edge.track.camera import CameraTracking
 from edge.track.crops import cut
+from edge.track.events import VehicleEvent
 from edge.track.ocr_pool import OcrPool
 from edge.track.plate_scheduler import PlateScheduler
 from edge.track.plates import PlateRead
@@ -28,6 +31,7 @@ from edge.worker_plates import (
     PlateRelay,
     RemoteOcrPool,
     RemoteSnapshots,
+    WorkerPlates,
     pack_crop,
     unpack_crop,
 )
@@ -108,3 +112,26 @@ async def test_a_refused_read_is_given_back_and_counted_then_read_when_the_pool_
     assert sent.count("snapshot") == 2
     writer.close()
     service_pool.shutdown()
+
+
+async def test_a_stopping_worker_waits_for_its_reads_in_flight_before_its_tracks_end() -> None:
+    requests: list[tuple[Any, ...]] = []
+    plates = WorkerPlates(OcrConfig(enabled=True, min_box_width=40), False, requests.append,
+                          EdgeMetrics())  # fmt: skip
+    ended: list[VehicleEvent] = []
+    tracking = CameraTracking("cam1", TrackerConfig(min_hits=1), [], ["car", "car", "car"],
+                              emit=ended.append, metrics=plates.metrics,
+                              plate_of=plates.add("cam1"))  # fmt: skip
+    tracked = tracking.update(tracks())
+    plates.tracked("cam1", frame(), tracked)
+    await asyncio.sleep(0)  # the attempt starts: its crops go to the service
+    [(kind, (request, crops), _, _)] = requests
+    assert kind == "ocr" and len(crops) == 1
+    drained = asyncio.create_task(plates.drain())
+    await asyncio.sleep(0.1)
+    assert not drained.done()  # the answer is still out
+    plates.answer(request, [(PlateRead("AB1234", 0.9, "AB 1234"), None)])
+    await drained
+    tracking.finish()
+    assert [(e.kind, e.plate) for e in ended] == [("track_end", "AB1234")]
+    assert plates.texts("cam1") == {1: "AB1234"}
