@@ -166,6 +166,7 @@ class _Worker:
         try:
             await self.stopped.wait()
         finally:
+            stopping = time.monotonic()
             status.cancel()
             for source in self.sources.values():
                 with contextlib.suppress(Exception):
@@ -176,7 +177,7 @@ class _Worker:
                 self.metrics.count_drop(frame.camera_id, DropReason.SHUTDOWN)
             self.held.clear()
             if self.plates is not None:  # their answers come through the pipe: still read
-                await self.plates.drain()
+                await self.plates.drain(since=stopping)
             loop.remove_reader(self.conn.fileno())
             for tracking in self.tracking.values():
                 tracking.finish()

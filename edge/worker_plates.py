@@ -53,8 +53,10 @@ log = logging.getLogger(__name__)
 
 REFUSED_WAIT_S = 0.1
 """After a refusal, a worker's cameras make no attempt for this long (see module doc)."""
-DRAIN_S = 3.0
-"""How long a stopping worker waits for its reads in flight (under `edge.workers.STOP_WAIT_S`)."""
+DRAIN_S = 2.0
+"""How long a stopping worker waits for its reads in flight, counted from when it was told to stop:
+well under `edge.workers.STOP_WAIT_S`, past which the service kills it and loses its last events
+(a read takes a fraction of a second unless the CPU is starved)."""
 
 Send = Callable[[tuple[Any, ...]], None]
 PackedCrop = tuple[int, tuple[int, int, int, int], str, list[tuple[tuple[int, ...], bytes]]]
@@ -172,17 +174,19 @@ class WorkerPlates:
         scheduler = self.cameras.get(camera_id)
         return {tid: p.text for tid, p in scheduler.plates.items()} if scheduler else {}
 
-    async def drain(self, cameras: Iterable[str] | None = None) -> None:
-        """Wait up to `DRAIN_S` for the cameras' (default: all) reads in flight; past that they
-        are given up (their tracks end with the reads that came)."""
+    async def drain(self, cameras: Iterable[str] | None = None, since: float | None = None) -> None:
+        """Wait until `DRAIN_S` after `since` (`time.monotonic()`, default now) for the cameras'
+        (default: all) reads in flight; past that they are given up (their tracks end with the
+        reads that came)."""
         names = list(self.cameras) if cameras is None else list(cameras)
         schedulers = [self.cameras[c] for c in names if c in self.cameras]
+        left = DRAIN_S - (time.monotonic() - since if since is not None else 0.0)
         try:
-            async with asyncio.timeout(DRAIN_S):
+            async with asyncio.timeout(max(0.0, left)):
                 for scheduler in schedulers:
                     await scheduler.drain()
         except TimeoutError:
-            log.warning("plate reads still in flight after %.0f s: given up", DRAIN_S)
+            log.warning("plate reads still in flight after %.1f s: given up", DRAIN_S)
             self.pool.abandon()
 
     def remove(self, camera_id: str) -> None:
