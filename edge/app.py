@@ -193,6 +193,7 @@ class EdgeService:
         rt.tracking = CameraTracking(
             cam.id, self.config.tracker, cam.lines, self.detector.class_names,
             emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
+            plate_pending=rt.plates.reading if rt.plates is not None else None,
         )  # fmt: skip
         rt.stream = self.batcher.subscribe(cam.id)
         track = self._tg.create_task(

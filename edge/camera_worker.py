@@ -135,7 +135,7 @@ class _Worker:
                 spec.class_names,
                 emit=self.events.append,
                 metrics=metrics,
-                plate_of=self.plates.add(c.id) if self.plates else None,
+                **(self.plates.add(c.id) if self.plates else {}),
             )  # fmt: skip
             for c in spec.cameras
         }

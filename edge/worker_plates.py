@@ -39,7 +39,6 @@ import numpy as np
 from edge.config import OcrConfig
 from edge.track.camera import TrackedFrame
 from edge.track.crops import VehicleCrop
-from edge.track.events import PlateInfo
 from edge.track.ocr_pool import OcrBusy, Outcome, ReadFn, ReadPool
 from edge.track.plate_scheduler import PlateScheduler
 from edge.track.plates import PlateRead
@@ -149,12 +148,13 @@ class WorkerPlates:
         self.snapshots = RemoteSnapshots(send) if snapshots else None
         self.cameras: dict[str, PlateScheduler] = {}
 
-    def add(self, camera_id: str) -> Callable[[int, bool], PlateInfo | None]:
-        """Schedule the camera's reads; returns its `CameraTracking.plate_of`."""
+    def add(self, camera_id: str) -> dict[str, Any]:
+        """Schedule the camera's reads; returns its `CameraTracking` hooks (`plate_of`,
+        `plate_pending`), as the service's process gives them."""
         scheduler = PlateScheduler(camera_id, self.config, _not_here, self.metrics,
                                    pool=self.pool, snapshots=self.snapshots)  # fmt: skip
         self.cameras[camera_id] = scheduler
-        return scheduler.info
+        return {"plate_of": scheduler.info, "plate_pending": scheduler.reading}
 
     def tracked(self, camera_id: str, frame: Frame | None, tracked: TrackedFrame) -> None:
         """After a frame is tracked (its events sent): forget the ended tracks, offer the crops

@@ -118,6 +118,8 @@ class PlateScheduler:
         self._tracks: dict[int, _TrackPlate] = {}
         self._frames = 0
         self._task: asyncio.Task[None] | None = None
+        self._reading: set[int] = set()
+        """Tracks whose attempt is in flight."""
 
     @property
     def pool(self) -> ReadPool:
@@ -257,6 +259,10 @@ class PlateScheduler:
             info = replace(info, snapshot=names.vehicle, plate_snapshot=names.plate)
         return None if info == PlateInfo() else info
 
+    def reading(self, track_id: int) -> bool:
+        """Whether an attempt on the track is in flight (its end event waits for it)."""
+        return track_id in self._reading
+
     def attempts(self, track_id: int) -> int:
         state = self._tracks.get(track_id)
         return state.attempts if state else 0
@@ -329,6 +335,14 @@ class PlateScheduler:
         return any(self._due(s) is not None for s in self._tracks.values())
 
     async def _run(self, jobs: list[OcrJob]) -> None:
+        ids = {j.track_id for j in jobs}
+        self._reading |= ids
+        try:
+            await self._read_jobs(jobs)
+        finally:
+            self._reading -= ids
+
+    async def _read_jobs(self, jobs: list[OcrJob]) -> None:
         crops = [j.crop for j in jobs]
         fut = self.pool.try_read(crops, self._read)
         while fut is None:  # another camera's attempt took the worker (maybe_read only)

@@ -121,7 +121,7 @@ async def test_a_stopping_worker_waits_for_its_reads_in_flight_before_its_tracks
     ended: list[VehicleEvent] = []
     tracking = CameraTracking("cam1", TrackerConfig(min_hits=1), [], ["car", "car", "car"],
                               emit=ended.append, metrics=plates.metrics,
-                              plate_of=plates.add("cam1"))  # fmt: skip
+                              **plates.add("cam1"))  # fmt: skip
     tracked = tracking.update(tracks())
     plates.tracked("cam1", frame(), tracked)
     await asyncio.sleep(0)  # the attempt starts: its crops go to the service
