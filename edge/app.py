@@ -195,6 +195,8 @@ class EdgeService:
             emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
             plate_pending=rt.plates.reading if rt.plates is not None else None,
         )  # fmt: skip
+        if rt.plates is not None:
+            rt.plates.follow(rt.tracking.release)
         rt.stream = self.batcher.subscribe(cam.id)
         track = self._tg.create_task(
             self._consume(rt, rt.tracking, rt.stream), name=f"track:{cam.id}"

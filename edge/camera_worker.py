@@ -139,6 +139,8 @@ class _Worker:
             )  # fmt: skip
             for c in spec.cameras
         }
+        if self.plates is not None:
+            self.plates.follow(self.tracking)
         for cam, counts in spec.counts.items():
             if cam in self.tracking:
                 _resume_counts(self.tracking[cam], counts)

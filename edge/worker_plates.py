@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.config import OcrConfig
-from edge.track.camera import TrackedFrame
+from edge.track.camera import CameraTracking, TrackedFrame
 from edge.track.crops import VehicleCrop
 from edge.track.ocr_pool import OcrBusy, Outcome, ReadFn, ReadPool
 from edge.track.plate_scheduler import PlateScheduler
@@ -155,6 +155,13 @@ class WorkerPlates:
                                    pool=self.pool, snapshots=self.snapshots)  # fmt: skip
         self.cameras[camera_id] = scheduler
         return {"plate_of": scheduler.info, "plate_pending": scheduler.reading}
+
+    def follow(self, tracking: dict[str, CameraTracking]) -> None:
+        """Each camera's scheduler releases its tracking's held end events (`PlateScheduler
+        .follow`)."""
+        for cam, scheduler in self.cameras.items():
+            if cam in tracking:
+                scheduler.follow(tracking[cam].release)
 
     def tracked(self, camera_id: str, frame: Frame | None, tracked: TrackedFrame) -> None:
         """After a frame is tracked (its events sent): forget the ended tracks, offer the crops

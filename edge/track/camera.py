@@ -5,7 +5,9 @@ order, and `finish` at the end of the stream, so live and offline counts follow 
 
 A track whose plate is being read when it ends (`plate_pending`) has its end event held until that
 read is in, at most `PLATE_WAIT_FRAMES` frames: on a busy CPU a read takes longer than the frames
-a lost track survives, and the event would otherwise miss the read it was waiting for.
+a lost track survives, and the event would otherwise miss the read it was waiting for. The OCR
+stage calls `release` when a read lands (a stream may have no next frame), `update` and `finish`
+release too.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ class CameraTracking:
         hold: bool = True,
     ) -> list[TrackSummary]:
         """Count, send the events; returns the tracks whose end event was sent."""
-        released = self._release() if self._held else []
+        released = self.release() if self._held else []
         confirmed = self.tracker.confirmed_count
         if confirmed > self._confirmed:
             self.metrics.tracks_confirmed.labels(camera=self.camera_id).inc(
@@ -131,8 +133,9 @@ class CameraTracking:
                 released.append(s)
         return released
 
-    def _release(self) -> list[TrackSummary]:
-        """Send the held end events whose plate read is in (or that waited long enough)."""
+    def release(self) -> list[TrackSummary]:
+        """Send the held end events whose plate read is in (or that waited long enough); returns
+        their tracks (for the plate stage to forget)."""
         pending, still, released = self.plate_pending, [], []
         for s, when, frame, waited in self._held:
             if pending is not None and pending(s.track_id) and waited < PLATE_WAIT_FRAMES:

@@ -33,6 +33,7 @@ from edge.track.ocr_pool import OcrBusy, OcrPool, Outcome, ReadPool
 from edge.track.plate_vote import VotedPlate, compile_pattern, vote
 from edge.track.plates import PlateRead
 from edge.track.snapshots import SnapshotNames, SnapshotSink
+from edge.track.sort import TrackSummary
 from edge.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,8 @@ class PlateScheduler:
         self._task: asyncio.Task[None] | None = None
         self._reading: set[int] = set()
         """Tracks whose attempt is in flight."""
+        self.on_done: Callable[[], None] | None = None
+        """Called on the event loop after each attempt (`follow`)."""
 
     @property
     def pool(self) -> ReadPool:
@@ -259,6 +262,15 @@ class PlateScheduler:
             info = replace(info, snapshot=names.vehicle, plate_snapshot=names.plate)
         return None if info == PlateInfo() else info
 
+    def follow(self, release: Callable[[], Iterable[TrackSummary]]) -> None:
+        """After each attempt, `release()` (`CameraTracking.release`: the end events that waited
+        for it) and forget the tracks it returns."""
+
+        def done() -> None:
+            self.forget(s.track_id for s in release())
+
+        self.on_done = done
+
     def reading(self, track_id: int) -> bool:
         """Whether an attempt on the track is in flight (its end event waits for it)."""
         return track_id in self._reading
@@ -341,6 +353,8 @@ class PlateScheduler:
             await self._read_jobs(jobs)
         finally:
             self._reading -= ids
+            if self.on_done is not None:
+                self.on_done()
 
     async def _read_jobs(self, jobs: list[OcrJob]) -> None:
         crops = [j.crop for j in jobs]

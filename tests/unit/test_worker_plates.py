@@ -135,3 +135,24 @@ async def test_a_stopping_worker_waits_for_its_reads_in_flight_before_its_tracks
     tracking.finish()
     assert [(e.kind, e.plate) for e in ended] == [("track_end", "AB1234")]
     assert plates.texts("cam1") == {1: "AB1234"}
+
+
+async def test_a_lost_track_s_end_event_waits_for_its_read_even_without_another_frame() -> None:
+    requests: list[tuple[Any, ...]] = []
+    plates = WorkerPlates(OcrConfig(enabled=True, min_box_width=40), False, requests.append,
+                          EdgeMetrics())  # fmt: skip
+    ended: list[VehicleEvent] = []
+    tracking = CameraTracking("cam1", TrackerConfig(min_hits=1, max_age=1), [], ["car"] * 3,
+                              emit=ended.append, metrics=plates.metrics,
+                              **plates.add("cam1"))  # fmt: skip
+    plates.follow({"cam1": tracking})
+    plates.tracked("cam1", frame(), tracking.update(tracks()))
+    await asyncio.sleep(0)
+    [(_, (request, _), _, _)] = requests
+    for _ in range(3):  # the vehicle is gone, then the stream ends
+        plates.tracked("cam1", frame(), tracking.update(Detections.empty()))
+    assert ended == []  # its end event waits for the read
+    plates.answer(request, [(PlateRead("AB1234", 0.9, "AB 1234"), None)])
+    await async_wait_for(lambda: ended, 5)
+    assert [(e.kind, e.track_id, e.plate) for e in ended] == [("track_end", 1, "AB1234")]
+    assert plates.texts("cam1") == {}  # forgotten once its event went
