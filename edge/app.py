@@ -151,6 +151,7 @@ class EdgeService:
                 self.pool = WorkerPool(
                     self.config, processes, self.detector, self.batcher, self.metrics,
                     self.events.emit, deliver=self._deliver, watched=self._watched_codecs,
+                    plates=self.plates,
                 )  # fmt: skip
                 for rt in self.runtimes.values():
                     rt.publisher.encode_remotely(self.pool)
@@ -174,9 +175,7 @@ class EdgeService:
         n = resolve_processes(self.config.ingest.processes, len(self.runtimes))
         assert self.detector is not None
         why = None
-        if n and self.config.ocr.enabled:
-            why = "plate reading runs in the service's process"
-        elif n and not self.detector.uint8 and self.detector.unit_scale:
+        if n and not self.detector.uint8 and self.detector.unit_scale:
             why = "the model takes 0-1 float pictures (prepare it for a uint8 input)"
         if why:
             log.warning("ingest.processes: cameras stay in the service's process: %s", why)
@@ -197,7 +196,10 @@ class EdgeService:
         rt.tracking = CameraTracking(
             cam.id, self.config.tracker, cam.lines, self.detector.class_names,
             emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
+            plate_pending=rt.plates.reading if rt.plates is not None else None,
         )  # fmt: skip
+        if rt.plates is not None:
+            rt.plates.follow(rt.tracking.release)
         rt.stream = self.batcher.subscribe(cam.id)
         track = self._tg.create_task(
             self._consume(rt, rt.tracking, rt.stream), name=f"track:{cam.id}"

@@ -11,12 +11,14 @@ Runtime and an event loop is unsafe) and talks to it over one pipe:
   the service replays them per series, not per frame; counts and crossings arrive together);
   events are the vehicle events for the service's sinks, sent with the next message of any kind.
   For cameras someone watches, ("packets", ...): their annotated pictures, encoded here
-  (`edge.worker_video`, which also takes the "watch", "keyframe" and "plates" messages).
+  (`edge.worker_video`, which also takes the "watch" and "keyframe" messages).
 - service → worker: ("sync", [slot], [Results]): slots the batcher no longer holds and, per batch,
   the detections of this worker's frames in frame order (`pack_results`); ("watch", {camera:
   [codec]}): the cameras someone watches now; ("lines", camera, [LineConfig], display name): the
   camera's new counting lines (a config reload; its tracks go on); ("remove", camera): stop that
   camera (its tracks end); ("stop",).
+- With `ocr.enabled`, each worker schedules its cameras' plate reads and the service reads them:
+  "ocr" and "snapshot" messages, `edge.worker_plates`.
 
 A worker that loses the pipe (the service died, even by kill -9) exits: nothing is left behind.
 """
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.config import CameraConfig, IngestConfig, StreamConfig, TrackerConfig
+from edge.config import CameraConfig, IngestConfig, OcrConfig, StreamConfig, TrackerConfig
 from edge.infer.letterbox import LetterboxSpec, letterbox_frame
 from edge.ingest.slots import FrameRef, FreeSlots, SlotArena
 from edge.ingest.source import CameraSource
@@ -44,6 +46,7 @@ from edge.metrics_relay import MetricsRecorder
 from edge.track.camera import CameraTracking
 from edge.track.events import VehicleEvent
 from edge.types import Detections, Frame
+from edge.worker_plates import WorkerPlates
 from edge.worker_video import EncodedPacket, WorkerVideo
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,10 @@ class WorkerSpec:
     on from them (its tracks start afresh)."""
     stream: StreamConfig = field(default_factory=StreamConfig)
     """The live video's settings: watched cameras are annotated and encoded in the worker."""
+    ocr: OcrConfig | None = None
+    """Set when plates are read: the worker schedules them (`edge.worker_plates`)."""
+    snapshots: bool = False
+    """Whether the service writes snapshots (`ocr.snapshots.dir`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +122,9 @@ class _Worker:
             {c.id: self.arena.camera_slots(i) for i, c in enumerate(spec.cameras)}
         )
         self.events: list[VehicleEvent] = []
+        self.plates = (
+            WorkerPlates(spec.ocr, spec.snapshots, self._send, metrics) if spec.ocr else None
+        )
         self.sources = {
             c.id: CameraSource(c, spec.ingest, metrics, realtime=c.realtime, loop=c.loop)
             for c in spec.cameras
@@ -127,9 +137,12 @@ class _Worker:
                 spec.class_names,
                 emit=self.events.append,
                 metrics=metrics,
+                **(self.plates.add(c.id) if self.plates else {}),
             )  # fmt: skip
             for c in spec.cameras
         }
+        if self.plates is not None:
+            self.plates.follow(self.tracking)
         for cam, counts in spec.counts.items():
             if cam in self.tracking:
                 _resume_counts(self.tracking[cam], counts)
@@ -137,7 +150,8 @@ class _Worker:
         self.ready: list[FrameRef] = []
         self.watched: set[str] = set()
         self.pictures: dict[str, dict[int, Frame]] = {}
-        """Watched cameras' frames waiting for their detections (at most one per slot)."""
+        """Frames waiting for their detections (at most one per slot): watched cameras' for the
+        viewers, every camera's when plates are read (their crops are cut after tracking)."""
         self.held: dict[str, Frame] = {}
         """Per camera, the newest decoded frame not yet letterboxed: it waits while the batcher
         holds a picture of the camera that no batch has copied yet, so that a frame that would
@@ -159,7 +173,7 @@ class _Worker:
         try:
             await self.stopped.wait()
         finally:
-            loop.remove_reader(self.conn.fileno())
+            stopping = time.monotonic()
             status.cancel()
             for source in self.sources.values():
                 with contextlib.suppress(Exception):
@@ -169,6 +183,9 @@ class _Worker:
             for frame in self.held.values():
                 self.metrics.count_drop(frame.camera_id, DropReason.SHUTDOWN)
             self.held.clear()
+            if self.plates is not None:  # their answers come through the pipe: still read
+                await self.plates.drain(since=stopping)
+            loop.remove_reader(self.conn.fileno())
             for tracking in self.tracking.values():
                 tracking.finish()
             await self.video.aclose()
@@ -207,7 +224,7 @@ class _Worker:
         out = self.arena.view(slot, lb.in_h, lb.in_w)
         letterbox_frame(frame.image, spec.letterbox, out=out)
         self.metrics.observe_stage(cam, "preprocess", time.perf_counter() - start)
-        if cam in self.watched:
+        if cam in self.watched or self.plates is not None:
             self.pictures.setdefault(cam, {})[frame.seq] = frame
         self.ready.append(FrameRef.of(cam, slot, frame.seq, frame.pts, frame.received_at, lb))
         if len(self.ready) == 1:
@@ -237,6 +254,9 @@ class _Worker:
             while self.conn.poll():
                 self._handle(self.conn.recv())
         except (OSError, EOFError):
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+            if self.plates is not None:  # no answer will come
+                self.plates.pool.abandon()
             self.stopped.set()
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
@@ -251,7 +271,11 @@ class _Worker:
                 self._count_detections(cam, dets.class_id)
                 tracked = tracking.update(dets, frame=seq)
                 picture = self._picture(cam, seq)
+                if self.plates is not None:
+                    self.plates.tracked(cam, picture, tracked)
                 if picture is not None:
+                    if self.plates is not None and cam in self.watched:
+                        self.video.set_plates(cam, self.plates.texts(cam))
                     self.video.publish(cam, picture, tracked.tracks, tracking.counts)
                 self.metrics.observe_end_to_end(cam, now - received_at)
             for slot in msg[1]:
@@ -262,16 +286,18 @@ class _Worker:
         elif kind == "watch":
             self.watched = set(msg[1])
             for cam in list(self.pictures):
-                if cam not in self.watched:
+                if cam not in self.watched and self.plates is None:
                     del self.pictures[cam]
             self.video.watch(msg[1])
-        elif kind in ("keyframe", "plates"):
-            self.video.handle(msg)
+        elif kind == "keyframe":
+            self.video.request_keyframe(msg[1], msg[2])
         elif kind == "lines":
             tracking = self.tracking.get(msg[1])
             if tracking is not None:
                 tracking.set_lines(msg[2])
                 self.video.set_lines(msg[1], msg[2], msg[3] if len(msg) > 3 else None)
+        elif kind == "ocr" and self.plates is not None:
+            self.plates.answer(msg[1], msg[2])
         elif kind == "remove":
             asyncio.get_running_loop().create_task(self._remove(msg[1]))
         elif kind == "stop":
@@ -287,8 +313,12 @@ class _Worker:
         self.watched.discard(cam)
         self.video.remove(cam)
         tracking = self.tracking.pop(cam, None)
+        if self.plates is not None:
+            await self.plates.drain([cam])
         if tracking is not None:
             tracking.finish()
+        if self.plates is not None:
+            self.plates.remove(cam)
         if source is not None:
             with contextlib.suppress(Exception):
                 await source.stop()

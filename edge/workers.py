@@ -16,7 +16,8 @@ for cameras that send nothing). Its segment is unlinked at once; the mapping goe
 frame viewing it has left the batcher. `stop()` asks every worker to finish (their track-end
 events and last metrics come back), kills any that does not within a few seconds, and unlinks
 every segment. What the service keeps of each worker, and the frames that view its slots:
-`edge.worker_handle`.
+`edge.worker_handle`. With plates on, the workers schedule the reads and this process reads them
+on its one OCR pool and writes the snapshots: `edge.worker_plates`.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from edge.ingest.slots import SlotArena, remove_stale, segment_name
 from edge.ingest.state import CameraState
 from edge.metrics import DropReason, EdgeMetrics
 from edge.metrics_relay import MetricsReplayer
+from edge.plate_runtime import PlateRuntime
 from edge.track.events import VehicleEvent
 from edge.types import DetectedFrame, Detections, Frame
 from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender
+from edge.worker_plates import PlateRelay
 from edge.worker_video import EncodedPacket
 
 log = logging.getLogger(__name__)
@@ -78,12 +81,17 @@ class WorkerPool:
         emit: Callable[[VehicleEvent], None],
         deliver: Callable[[EncodedPacket], None] | None = None,
         watched: Callable[[str], Collection[str]] | None = None,
+        plates: PlateRuntime | None = None,
     ) -> None:
         """`deliver(packet)`: a packet a worker encoded for a watched camera, for its viewers;
-        `watched(camera)`: the codecs its viewers take now (none: nobody watches)."""
+        `watched(camera)`: the codecs its viewers take now (none: nobody watches); `plates`: the
+        started OCR pool and snapshot writer, when plates are read."""
         self.config, self.detector, self.batcher, self.metrics = config, detector, batcher, metrics
         self.emit, self.deliver, self.watched = emit, deliver, watched
         self.replayer = MetricsReplayer(metrics)
+        self.plates = None
+        if plates is not None and plates.pool is not None:
+            self.plates = PlateRelay(plates.pool, plates.reader.read, plates.snapshots)
         cams = config.enabled_cameras
         self.workers = [
             WorkerHandle(i, tuple(cams[i::processes]))
@@ -130,6 +138,8 @@ class WorkerPool:
             log_level=logging.getLogger().getEffectiveLevel(),
             counts={c.id: self.info[c.id].counts for c in w.cameras if c.id in self.info},
             stream=spec_cfg.stream,
+            ocr=spec_cfg.ocr if self.plates is not None else None,
+            snapshots=self.plates is not None and self.plates.snapshots is not None,
         )  # fmt: skip
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
@@ -234,6 +244,8 @@ class WorkerPool:
             for packet in msg[1]:
                 if self.owner.get(packet[0]) is w:  # else removed (or moved) by a reload since
                     self.deliver(packet)
+        elif kind in ("ocr", "snapshot") and self.plates is not None:
+            self.plates.handle(kind, msg[1], w)
         elif kind == "status":
             for cam, info in msg[1].items():
                 if self.owner.get(cam) is not w:  # removed (or moved) by a reload since
