@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from edge.camera_worker import Results
 from edge.config import CameraConfig
 from edge.infer.letterbox import Letterbox
 from edge.ingest.slots import FrameRef, SlotArena
@@ -62,12 +61,18 @@ class SlotFrame:
 
 
 class WorkerSender:
-    """Sends to one worker from a thread of its own: a send blocks while the pipe is full, and
-    the event loop must keep reading that worker's frames meanwhile (or both would wait on each
-    other, each blocked in its send)."""
+    """Sends to one worker without blocking the event loop: a send blocks while the pipe is full,
+    and the loop must keep reading that worker's frames meanwhile (or both would wait on each
+    other, each blocked in its send).
+
+    `send` (event loop) queues for a thread of its own; `send_now` (a batch thread, which may
+    block) sends at once, so a batch's slots and detections reach the worker without waking
+    another thread. One lock keeps the two from interleaving a message's bytes."""
 
     def __init__(self, conn: Connection, name: str) -> None:
         self._conn = conn
+        self._lock = threading.Lock()
+        self._broken = False
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -75,21 +80,27 @@ class WorkerSender:
     def send(self, msg: tuple[Any, ...]) -> None:
         self._queue.put(msg)
 
+    def send_now(self, msg: tuple[Any, ...]) -> None:
+        with self._lock:
+            if self._broken:
+                return
+            try:
+                self._conn.send(msg)
+            except OSError:  # the worker died: its reader in the loop sees the end of the pipe
+                self._broken = True
+
     def close(self) -> None:
         self._queue.put(None)
 
     def _run(self) -> None:
-        while (msg := self._queue.get()) is not None:
-            try:
-                self._conn.send(msg)
-            except OSError:  # the worker died: its reader in the loop sees the end of the pipe
-                return
+        while (msg := self._queue.get()) is not None and not self._broken:
+            self.send_now(msg)
 
 
 @dataclass(eq=False)
 class WorkerHandle:
     """One worker as the service tracks it across restarts: its cameras, its current process
-    (`generation`), and what is due to it (slots handed back, batches' results)."""
+    (`generation`), and the slots of its dropped frames, due back to it."""
 
     index: int
     cameras: tuple[CameraConfig, ...]
@@ -104,7 +115,6 @@ class WorkerHandle:
     watched: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """What the worker was told last: camera → codecs its viewers take (watched cameras only)."""
     on_release: Callable[[], None] | None = None
-    results: list[Results] = field(default_factory=list)
     retiring: bool = False
     """Stopped on purpose (a reload took its last camera away): its end is no death."""
 

@@ -35,14 +35,14 @@ from typing import Any
 from edge.camera_worker import CameraInfo, WorkerSpec, pack_results, worker_main
 from edge.config import CameraConfig, EdgeConfig
 from edge.infer.batcher import Batcher
-from edge.infer.detector import Detector
+from edge.infer.detector import BatchOutcome, Detector
 from edge.ingest.slots import SlotArena, remove_stale, segment_name
 from edge.ingest.state import CameraState
 from edge.metrics import DropReason, EdgeMetrics
 from edge.metrics_relay import MetricsReplayer
 from edge.plate_runtime import PlateRuntime
 from edge.track.events import VehicleEvent
-from edge.types import DetectedFrame, Detections, Frame
+from edge.types import Detections, Frame
 from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender
 from edge.worker_plates import PlateRelay
 from edge.worker_video import EncodedPacket
@@ -110,7 +110,7 @@ class WorkerPool:
         self._watch_checked = 0.0
         self._stopping = False
         self._restarts: set[asyncio.Task[None]] = set()
-        batcher.on_batch = self._on_batch
+        batcher.on_inferred = self._on_inferred
         batcher.on_copied = self._on_copied
 
     # ---- lifecycle ----
@@ -150,7 +150,6 @@ class WorkerPool:
         w.process, w.conn, w.started_at = proc, parent, time.monotonic()
         w.sender = WorkerSender(parent, f"edge-send-{w.index}")
         w.releases.clear()
-        w.results.clear()
         w.watched = {}
         assert self._loop is not None
         self._loop.add_reader(parent.fileno(), self._on_readable, w)
@@ -289,34 +288,33 @@ class WorkerPool:
 
     # ---- service → worker ----
 
-    def _on_batch(self, results: list[DetectedFrame]) -> None:
-        """A batch's detections go back to the workers of its frames, with the slots the batch
-        released: one message per worker and batch."""
+    def _on_inferred(self, frames: Sequence[Frame], outcome: BatchOutcome) -> None:
+        """In a batch thread: the batch's detections go straight back to the workers of its
+        frames, one message per worker and batch (the event loop is not involved)."""
         by_worker: dict[WorkerHandle, list[tuple[str, int, float, Detections]]] = {}
-        for result in results:
-            frame: Any = result.frame
+        for frame, dets in zip(frames, outcome.detections, strict=True):
             w = self.owner.get(frame.camera_id)
+            if dets is None or w is None:  # failed (counted by the batcher), or camera removed
+                continue
             if (
-                w is None
-                or not isinstance(frame, SlotFrame)
+                not isinstance(frame, SlotFrame)
                 or frame.owner is not w  # a camera restarted by a reload runs in another worker now
                 or frame.generation != w.generation
-            ):
-                if w is not None:  # inferred for a worker that died since: nobody tracks it
-                    self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
+            ):  # inferred for a worker that died since: nobody tracks it
+                self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
                 continue
             by_worker.setdefault(w, []).append(
-                (frame.camera_id, frame.seq, frame.received_at, result.detections)
+                (frame.camera_id, frame.seq, frame.received_at, dets)
             )
-        for w, frames in by_worker.items():
-            w.results.append(pack_results(frames))
-        for w in by_worker:
-            self._flush_worker(w)
+        for w, mine in by_worker.items():
+            sender = w.sender
+            if sender is not None:
+                sender.send_now(("sync", [], [pack_results(mine)]))
 
     def _on_copied(self, frames: Sequence[Frame]) -> None:
         """In a batch thread, once the batch holds its pictures: their slots go back to their
         workers at once (so that a camera's next frame is letterboxed while this batch runs), in
-        one message per worker, straight to its sender's queue (no turn of the event loop)."""
+        one message per worker, sent from this thread."""
         slots: dict[tuple[WorkerHandle, int], list[int]] = {}
         for frame in frames:
             if isinstance(frame, SlotFrame) and frame.detach():
@@ -324,7 +322,7 @@ class WorkerPool:
         for (w, generation), mine in slots.items():
             sender = w.sender
             if sender is not None and generation == w.generation:
-                sender.send(("sync", mine, []))
+                sender.send_now(("sync", mine, []))
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._loop is not None:
@@ -339,10 +337,9 @@ class WorkerPool:
     def _flush_worker(self, w: WorkerHandle) -> None:
         if w.sender is None:
             return
-        if w.releases or w.results:
-            w.sender.send(("sync", w.releases[:], w.results[:]))
+        if w.releases:
+            w.sender.send(("sync", w.releases[:], []))
             w.releases.clear()
-            w.results.clear()
 
     def tick(self) -> None:
         """Hand back released slots (also those of dropped frames) at least this often, and tell
