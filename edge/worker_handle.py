@@ -3,14 +3,15 @@
 Apart from `edge.workers` (which starts, feeds and restarts the workers) because these are the
 pieces that outlive a worker's process or live outside the event loop: a `SlotFrame` may still sit
 in the batcher, or in a batch thread, after its worker died and was restarted (its `generation`
-tells), and a `WorkerSender` sends from a thread of its own.
+tells), a `WorkerSender` sends from a thread of its own, and a batch thread hands a batch's slots
+and detections straight back to the workers (`return_slots`, `send_results`).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -19,8 +20,12 @@ from typing import Any
 import numpy as np
 
 from edge.config import CameraConfig
+from edge.infer.detector import BatchOutcome
 from edge.infer.letterbox import Letterbox
 from edge.ingest.slots import FrameRef, SlotArena
+from edge.metrics import DropReason, EdgeMetrics
+from edge.types import Detections, Frame
+from edge.worker_messages import pack_results
 
 
 class SlotFrame:
@@ -131,3 +136,44 @@ class WorkerHandle:
     def notify(self) -> None:
         if self.on_release is not None:
             self.on_release()
+
+
+def return_slots(frames: Sequence[Frame]) -> None:
+    """In a batch thread, once the batch holds its pictures: their slots go back to their
+    workers at once (so that a camera's next frame is letterboxed while this batch runs), in
+    one message per worker, sent from this thread."""
+    slots: dict[tuple[WorkerHandle, int], list[int]] = {}
+    for frame in frames:
+        if isinstance(frame, SlotFrame) and frame.detach():
+            slots.setdefault((frame.owner, frame.generation), []).append(frame.ref.slot)
+    for (w, generation), mine in slots.items():
+        sender = w.sender
+        if sender is not None and generation == w.generation:
+            sender.send_now(("sync", mine, []))
+
+
+def send_results(
+    owner: Mapping[str, WorkerHandle],
+    metrics: EdgeMetrics,
+    frames: Sequence[Frame],
+    outcome: BatchOutcome,
+) -> None:
+    """In a batch thread: the batch's detections go straight back to the workers of its frames
+    (`owner`: each camera's worker now), one message per worker and batch."""
+    by_worker: dict[WorkerHandle, list[tuple[str, int, float, Detections]]] = {}
+    for frame, dets in zip(frames, outcome.detections, strict=True):
+        w = owner.get(frame.camera_id)
+        if dets is None or w is None:  # failed (counted by the batcher), or camera removed
+            continue
+        if (
+            not isinstance(frame, SlotFrame)
+            or frame.owner is not w  # a camera restarted by a reload runs in another worker now
+            or frame.generation != w.generation
+        ):  # inferred for a worker that died since: nobody tracks it
+            metrics.count_drop(frame.camera_id, DropReason.ERROR)
+            continue
+        by_worker.setdefault(w, []).append((frame.camera_id, frame.seq, frame.received_at, dets))
+    for w, mine in by_worker.items():
+        sender = w.sender
+        if sender is not None:
+            sender.send_now(("sync", [], [pack_results(mine)]))

@@ -2,9 +2,10 @@
 
 Part of the wiring, like `edge.app`: the cameras are shared out over worker processes
 (`edge.camera_worker`) that decode, letterbox into shared memory and track; this process keeps the
-one detector session and the batcher, and its per-frame work stays small: a descriptor in, one
-copy into the batch, and per batch one message back to each worker with its frames' detections and
-slots; the workers' metric records come merged per series a few times a second. Watched cameras
+one detector session and the batcher, and its per-frame work stays small: a descriptor in (the
+event loop), one copy into the batch, and per batch one message back to each worker with its
+frames' slots and one with their detections, sent by the batch thread itself; the workers' metric
+records come merged per series a few times a second. Watched cameras
 are annotated and encoded in their workers (`edge.worker_video`): the pool tells a worker at once
 which codecs its cameras' viewers take and when one needs a keyframe (it is the publishers'
 `RemoteEncoding`), and hands the packets that come back to the cameras' fan-outs.
@@ -28,22 +29,23 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
-from edge.camera_worker import CameraInfo, WorkerSpec, pack_results, worker_main
+from edge.camera_worker import worker_main
 from edge.config import CameraConfig, EdgeConfig
 from edge.infer.batcher import Batcher
-from edge.infer.detector import BatchOutcome, Detector
+from edge.infer.detector import Detector
 from edge.ingest.slots import SlotArena, remove_stale, segment_name
 from edge.ingest.state import CameraState
-from edge.metrics import DropReason, EdgeMetrics
+from edge.metrics import EdgeMetrics
 from edge.metrics_relay import MetricsReplayer
 from edge.plate_runtime import PlateRuntime
 from edge.track.events import VehicleEvent
-from edge.types import Detections, Frame
-from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender
+from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender, return_slots, send_results
+from edge.worker_messages import CameraInfo, WorkerSpec
 from edge.worker_plates import PlateRelay
 from edge.worker_video import EncodedPacket
 
@@ -110,8 +112,8 @@ class WorkerPool:
         self._watch_checked = 0.0
         self._stopping = False
         self._restarts: set[asyncio.Task[None]] = set()
-        batcher.on_inferred = self._on_inferred
-        batcher.on_copied = self._on_copied
+        batcher.on_inferred = partial(send_results, self.owner, metrics)
+        batcher.on_copied = return_slots
 
     # ---- lifecycle ----
 
@@ -287,42 +289,6 @@ class WorkerPool:
             self._spawn(w)
 
     # ---- service → worker ----
-
-    def _on_inferred(self, frames: Sequence[Frame], outcome: BatchOutcome) -> None:
-        """In a batch thread: the batch's detections go straight back to the workers of its
-        frames, one message per worker and batch (the event loop is not involved)."""
-        by_worker: dict[WorkerHandle, list[tuple[str, int, float, Detections]]] = {}
-        for frame, dets in zip(frames, outcome.detections, strict=True):
-            w = self.owner.get(frame.camera_id)
-            if dets is None or w is None:  # failed (counted by the batcher), or camera removed
-                continue
-            if (
-                not isinstance(frame, SlotFrame)
-                or frame.owner is not w  # a camera restarted by a reload runs in another worker now
-                or frame.generation != w.generation
-            ):  # inferred for a worker that died since: nobody tracks it
-                self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
-                continue
-            by_worker.setdefault(w, []).append(
-                (frame.camera_id, frame.seq, frame.received_at, dets)
-            )
-        for w, mine in by_worker.items():
-            sender = w.sender
-            if sender is not None:
-                sender.send_now(("sync", [], [pack_results(mine)]))
-
-    def _on_copied(self, frames: Sequence[Frame]) -> None:
-        """In a batch thread, once the batch holds its pictures: their slots go back to their
-        workers at once (so that a camera's next frame is letterboxed while this batch runs), in
-        one message per worker, sent from this thread."""
-        slots: dict[tuple[WorkerHandle, int], list[int]] = {}
-        for frame in frames:
-            if isinstance(frame, SlotFrame) and frame.detach():
-                slots.setdefault((frame.owner, frame.generation), []).append(frame.ref.slot)
-        for (w, generation), mine in slots.items():
-            sender = w.sender
-            if sender is not None and generation == w.generation:
-                sender.send_now(("sync", mine, []))
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._loop is not None:
