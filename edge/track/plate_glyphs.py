@@ -61,8 +61,11 @@ def _row_of_characters(binary: np.ndarray) -> list[tuple[int, int, int, int]]:
         return []
     mid_h = float(np.median([b[3] for b in boxes]))
     mid_y = float(np.median([b[1] + b[3] / 2 for b in boxes]))
-    row = [b for b in boxes
-           if abs(b[3] - mid_h) <= 0.25 * mid_h and abs(b[1] + b[3] / 2 - mid_y) <= 0.25 * mid_h]  # fmt: skip
+    row = [
+        b
+        for b in boxes
+        if abs(b[3] - mid_h) <= 0.25 * mid_h and abs(b[1] + b[3] / 2 - mid_y) <= 0.25 * mid_h
+    ]
     return sorted(row)
 
 

@@ -65,7 +65,7 @@ def test_a_tilted_line_is_levelled_before_cutting() -> None:
     h, w = img.shape[:2]
     tilted = cv2.warpAffine(img, cv2.getRotationMatrix2D((w / 2, h / 2), 4, 1.0), (w, h),
                             borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-    grey = cv2.cvtColor(tilted[10:80, 20:w - 20], cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(tilted[10:80, 20 : w - 20], cv2.COLOR_BGR2GRAY)
     grey = cv2.resize(grey, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
     assert abs(_slant(_characters(grey)[0])) > 2  # tilted as drawn
     glyphs = cut_line(tilted, (30.0, 10.0, float(w - 30), 80.0))
