@@ -44,6 +44,7 @@ from edge.store.database import StoreError
 from edge.track.camera import CameraTracking
 from edge.track.events import SinkError
 from edge.types import DetectedFrame, Detections, Frame
+from edge.worker_video import EncodedPacket
 from edge.workers import WorkerPool, resolve_processes
 
 log = logging.getLogger(__name__)
@@ -149,9 +150,11 @@ class EdgeService:
             if processes:
                 self.pool = WorkerPool(
                     self.config, processes, self.detector, self.batcher, self.metrics,
-                    self.events.emit, publish=self._publish_remote,
-                    is_watched=self._is_watched,
+                    self.events.emit, deliver=self._deliver, watched=self._watched_codecs,
+                    plates=self.plates,
                 )  # fmt: skip
+                for rt in self.runtimes.values():
+                    rt.publisher.encode_remotely(self.pool)
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self.batcher.run(), name="batcher")
@@ -172,9 +175,7 @@ class EdgeService:
         n = resolve_processes(self.config.ingest.processes, len(self.runtimes))
         assert self.detector is not None
         why = None
-        if n and self.config.ocr.enabled:
-            why = "plate reading runs in the service's process"
-        elif n and not self.detector.uint8 and self.detector.unit_scale:
+        if n and not self.detector.uint8 and self.detector.unit_scale:
             why = "the model takes 0-1 float pictures (prepare it for a uint8 input)"
         if why:
             log.warning("ingest.processes: cameras stay in the service's process: %s", why)
@@ -182,9 +183,9 @@ class EdgeService:
         log.info("ingest.processes: %d worker process(es)", n)
         return n
 
-    def _is_watched(self, camera_id: str) -> bool:
+    def _watched_codecs(self, camera_id: str) -> frozenset[str]:
         rt = self.runtimes.get(camera_id)
-        return rt is not None and rt.publisher.is_watched
+        return rt.publisher.watched_codecs if rt is not None else frozenset()
 
     async def _start_local(self, rt: CameraRuntime) -> None:
         """Track a camera and feed its frames to the batcher from the service's process."""
@@ -195,7 +196,10 @@ class EdgeService:
         rt.tracking = CameraTracking(
             cam.id, self.config.tracker, cam.lines, self.detector.class_names,
             emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
+            plate_pending=rt.plates.reading if rt.plates is not None else None,
         )  # fmt: skip
+        if rt.plates is not None:
+            rt.plates.follow(rt.tracking.release)
         rt.stream = self.batcher.subscribe(cam.id)
         track = self._tg.create_task(
             self._consume(rt, rt.tracking, rt.stream), name=f"track:{cam.id}"
@@ -209,6 +213,7 @@ class EdgeService:
     async def start_camera(self, cam: CameraConfig) -> None:
         rt = self.runtimes[cam.id] = self._runtime(cam)
         if self.pool is not None:
+            rt.publisher.encode_remotely(self.pool)
             self.pool.add_cameras([cam])
         else:
             await self._start_local(rt)
@@ -335,14 +340,12 @@ class EdgeService:
             self._annotate(rt, frame, tracked.tracks, tracking.counts)
         self.metrics.observe_end_to_end(rt.config.id, time.monotonic() - frame.received_at)
 
-    def _publish_remote(
-        self, camera_id: str, frame: Frame, tracks: Detections, counts: dict[str, Any]
-    ) -> None:
-        """A watched camera's frame tracked in its worker: annotated and encoded here, once."""
+    def _deliver(self, packet: EncodedPacket) -> None:
+        """A packet encoded in a camera's worker, for the camera's viewers (its fan-out)."""
+        camera_id, codec, data, pts, time_base, keyframe = packet
         rt = self.runtimes.get(camera_id)
         if rt is not None:  # else stopped by a reload since
-            rt.last_frame_size = (frame.width, frame.height)
-            self._annotate(rt, frame, tracks, counts)
+            rt.publisher.deliver(codec, data, pts, time_base, keyframe)
 
     def _annotate(
         self, rt: CameraRuntime, frame: Frame, tracks: Detections, counts: dict[str, Any]

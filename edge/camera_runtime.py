@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from edge.camera_worker import CameraInfo
 from edge.config import CameraConfig
 from edge.infer.results import ResultStream
 from edge.ingest.source import CameraSource
@@ -17,6 +16,7 @@ from edge.publish.service import CameraStatus
 from edge.track.camera import CameraTracking
 from edge.track.events import PlateInfo
 from edge.track.plate_scheduler import PlateScheduler
+from edge.worker_messages import CameraInfo
 
 STOP_WAIT_S = 5.0
 """How long a stopping camera's last results may take to be tracked before its tasks are

@@ -85,6 +85,12 @@ class MetricsRecorder:
         self.records.append(("c", "frames_published", labels, "inc", ()))
         self.records.append(("t", camera, "published", time.monotonic()))
 
+    def observe_rendered(self, camera: str, seconds: float) -> None:
+        labels = (("camera", camera),)
+        self.records.append(("c", "video_latency_seconds", labels, "observe", (seconds,)))
+        self.records.append(("c", "frames_rendered", labels, "inc", ()))
+        self.records.append(("t", camera, "rendered", time.monotonic()))
+
     def tick_fps(self, camera: str, point: str, now: float | None = None) -> None:
         # `time.monotonic()` is system-wide: the service's FPS window takes the worker's times.
         self.records.append(("t", camera, point, time.monotonic() if now is None else now))

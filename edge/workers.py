@@ -2,9 +2,13 @@
 
 Part of the wiring, like `edge.app`: the cameras are shared out over worker processes
 (`edge.camera_worker`) that decode, letterbox into shared memory and track; this process keeps the
-one detector session and the batcher, and its per-frame work stays small: a descriptor in, one
-copy into the batch, and per batch one message back to each worker with its frames' detections and
-slots; the workers' metric records come merged per series a few times a second.
+one detector session and the batcher, and its per-frame work stays small: a descriptor in (the
+event loop), one copy into the batch, and per batch one message back to each worker with its
+frames' slots and one with their detections, sent by the batch thread itself; the workers' metric
+records come merged per series a few times a second. Watched cameras
+are annotated and encoded in their workers (`edge.worker_video`): the pool tells a worker at once
+which codecs its cameras' viewers take and when one needs a keyframe (it is the publishers'
+`RemoteEncoding`), and hands the packets that come back to the cameras' fan-outs.
 
 A worker that dies (kill -9, a decoder's segfault, an OOM kill) is restarted with backoff; its
 cameras resume from a fresh connection and from the line counts the dead worker reported last
@@ -13,7 +17,8 @@ for cameras that send nothing). Its segment is unlinked at once; the mapping goe
 frame viewing it has left the batcher. `stop()` asks every worker to finish (their track-end
 events and last metrics come back), kills any that does not within a few seconds, and unlinks
 every segment. What the service keeps of each worker, and the frames that view its slots:
-`edge.worker_handle`.
+`edge.worker_handle`. With plates on, the workers schedule the reads and this process reads them
+on its one OCR pool and writes the snapshots: `edge.worker_plates`.
 """
 
 from __future__ import annotations
@@ -24,29 +29,33 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
-from edge.camera_worker import CameraInfo, WorkerSpec, pack_results, worker_main
+from edge.camera_worker import worker_main
 from edge.config import CameraConfig, EdgeConfig
 from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
 from edge.ingest.slots import SlotArena, remove_stale, segment_name
 from edge.ingest.state import CameraState
-from edge.metrics import DropReason, EdgeMetrics
+from edge.metrics import EdgeMetrics
 from edge.metrics_relay import MetricsReplayer
+from edge.plate_runtime import PlateRuntime
 from edge.track.events import VehicleEvent
-from edge.types import DetectedFrame, Detections, Frame
-from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender
+from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender, return_slots, send_results
+from edge.worker_messages import CameraInfo, WorkerSpec
+from edge.worker_plates import PlateRelay
+from edge.worker_video import EncodedPacket
 
 log = logging.getLogger(__name__)
 
 STOP_WAIT_S = 5.0
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 WATCH_CHECK_S = 0.2
-"""How often the workers learn which of their cameras someone watches (a new viewer's first
-pictures wait at most this long for it)."""
+"""How often the workers are told again which of their cameras someone watches (a change is
+told at once, by `watch_changed`; this catches a worker that restarted)."""
 HEALTHY_S = 30.0
 """A worker that lived this long starts its restart backoff from the shortest delay again."""
 
@@ -72,14 +81,19 @@ class WorkerPool:
         batcher: Batcher,
         metrics: EdgeMetrics,
         emit: Callable[[VehicleEvent], None],
-        publish: Callable[[str, Frame, Detections, dict[str, Any]], None] | None = None,
-        is_watched: Callable[[str], bool] | None = None,
+        deliver: Callable[[EncodedPacket], None] | None = None,
+        watched: Callable[[str], Collection[str]] | None = None,
+        plates: PlateRuntime | None = None,
     ) -> None:
-        """`publish(camera, frame, tracks, counts)`: a watched camera's tracked frame, for the
-        encoders; `is_watched(camera)`: whether anyone watches it now (asked every tick)."""
+        """`deliver(packet)`: a packet a worker encoded for a watched camera, for its viewers;
+        `watched(camera)`: the codecs its viewers take now (none: nobody watches); `plates`: the
+        started OCR pool and snapshot writer, when plates are read."""
         self.config, self.detector, self.batcher, self.metrics = config, detector, batcher, metrics
-        self.emit, self.publish, self.is_watched = emit, publish, is_watched
+        self.emit, self.deliver, self.watched = emit, deliver, watched
         self.replayer = MetricsReplayer(metrics)
+        self.plates = None
+        if plates is not None and plates.pool is not None:
+            self.plates = PlateRelay(plates.pool, plates.reader.read, plates.snapshots)
         cams = config.enabled_cameras
         self.workers = [
             WorkerHandle(i, tuple(cams[i::processes]))
@@ -98,8 +112,8 @@ class WorkerPool:
         self._watch_checked = 0.0
         self._stopping = False
         self._restarts: set[asyncio.Task[None]] = set()
-        batcher.on_batch = self._on_batch
-        batcher.on_copied = self._on_copied
+        batcher.on_inferred = partial(send_results, self.owner, metrics)
+        batcher.on_copied = return_slots
 
     # ---- lifecycle ----
 
@@ -125,6 +139,9 @@ class WorkerPool:
             slots_per_camera=spec_cfg.ingest.slots_per_camera,
             log_level=logging.getLogger().getEffectiveLevel(),
             counts={c.id: self.info[c.id].counts for c in w.cameras if c.id in self.info},
+            stream=spec_cfg.stream,
+            ocr=spec_cfg.ocr if self.plates is not None else None,
+            snapshots=self.plates is not None and self.plates.snapshots is not None,
         )  # fmt: skip
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
@@ -135,8 +152,7 @@ class WorkerPool:
         w.process, w.conn, w.started_at = proc, parent, time.monotonic()
         w.sender = WorkerSender(parent, f"edge-send-{w.index}")
         w.releases.clear()
-        w.results.clear()
-        w.watched = frozenset()
+        w.watched = {}
         assert self._loop is not None
         self._loop.add_reader(parent.fileno(), self._on_readable, w)
         log.info(
@@ -225,9 +241,12 @@ class WorkerPool:
             submit = self.batcher.submit
             for ref in msg[1]:
                 submit(SlotFrame(ref, w))  # type: ignore[arg-type]
-        elif kind == "published" and self.publish is not None:
-            for cam, frame, tracks, counts in msg[1]:
-                self.publish(cam, frame, tracks, counts)
+        elif kind == "packets" and self.deliver is not None:
+            for packet in msg[1]:
+                if self.owner.get(packet[0]) is w:  # else removed (or moved) by a reload since
+                    self.deliver(packet)
+        elif kind in ("ocr", "snapshot") and self.plates is not None:
+            self.plates.handle(kind, msg[1], w)
         elif kind == "status":
             for cam, info in msg[1].items():
                 if self.owner.get(cam) is not w:  # removed (or moved) by a reload since
@@ -253,6 +272,7 @@ class WorkerPool:
         self.metrics.worker_restarts.labels(worker=str(w.index)).inc()
         for c in w.cameras:
             self.batcher.set_streaming(c.id, False)
+            self.metrics.encoders_active.labels(camera=c.id).set(0)  # they died with it
             self.metrics.set_camera_state(c.id, CameraState.BACKOFF)
             old = self.info.get(c.id)
             if old is not None:
@@ -270,43 +290,6 @@ class WorkerPool:
 
     # ---- service → worker ----
 
-    def _on_batch(self, results: list[DetectedFrame]) -> None:
-        """A batch's detections go back to the workers of its frames, with the slots the batch
-        released: one message per worker and batch."""
-        by_worker: dict[WorkerHandle, list[tuple[str, int, float, Detections]]] = {}
-        for result in results:
-            frame: Any = result.frame
-            w = self.owner.get(frame.camera_id)
-            if (
-                w is None
-                or not isinstance(frame, SlotFrame)
-                or frame.owner is not w  # a camera restarted by a reload runs in another worker now
-                or frame.generation != w.generation
-            ):
-                if w is not None:  # inferred for a worker that died since: nobody tracks it
-                    self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
-                continue
-            by_worker.setdefault(w, []).append(
-                (frame.camera_id, frame.seq, frame.received_at, result.detections)
-            )
-        for w, frames in by_worker.items():
-            w.results.append(pack_results(frames))
-        for w in by_worker:
-            self._flush_worker(w)
-
-    def _on_copied(self, frames: Sequence[Frame]) -> None:
-        """In a batch thread, once the batch holds its pictures: their slots go back to their
-        workers at once (so that a camera's next frame is letterboxed while this batch runs), in
-        one message per worker, straight to its sender's queue (no turn of the event loop)."""
-        slots: dict[tuple[WorkerHandle, int], list[int]] = {}
-        for frame in frames:
-            if isinstance(frame, SlotFrame) and frame.detach():
-                slots.setdefault((frame.owner, frame.generation), []).append(frame.ref.slot)
-        for (w, generation), mine in slots.items():
-            sender = w.sender
-            if sender is not None and generation == w.generation:
-                sender.send(("sync", mine, []))
-
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True
@@ -320,24 +303,38 @@ class WorkerPool:
     def _flush_worker(self, w: WorkerHandle) -> None:
         if w.sender is None:
             return
-        if w.releases or w.results:
-            w.sender.send(("sync", w.releases[:], w.results[:]))
+        if w.releases:
+            w.sender.send(("sync", w.releases[:], []))
             w.releases.clear()
-            w.results.clear()
 
     def tick(self) -> None:
         """Hand back released slots (also those of dropped frames) at least this often, and tell
         each worker which of its cameras someone watches."""
         self._flush()
         now = time.monotonic()
-        if self.is_watched is None or now - self._watch_checked < WATCH_CHECK_S:
+        if self.watched is None or now - self._watch_checked < WATCH_CHECK_S:
             return
         self._watch_checked = now
         for w in self.workers:
-            watched = frozenset(c.id for c in w.cameras if self.is_watched(c.id))
-            if watched != w.watched and w.sender is not None:
-                w.watched = watched
-                w.sender.send(("watch", sorted(watched)))
+            self._send_watch(w)
+
+    def _send_watch(self, w: WorkerHandle) -> None:
+        if self.watched is not None:
+            codecs = {c.id: tuple(sorted(self.watched(c.id))) for c in w.cameras}
+            w.tell_watched({cam: cs for cam, cs in codecs.items() if cs})
+
+    # ---- edge.publish.publisher.RemoteEncoding ----
+
+    def watch_changed(self, camera_id: str) -> None:
+        """A camera's viewers changed codecs: its worker starts or stops encoders now."""
+        w = self.owner.get(camera_id)
+        if w is not None:
+            self._send_watch(w)
+
+    def request_keyframe(self, camera_id: str, codec: str | None) -> None:
+        w = self.owner.get(camera_id)
+        if w is not None and w.sender is not None:
+            w.sender.send(("keyframe", camera_id, codec))
 
     # ---- config reload ----
 
@@ -376,7 +373,7 @@ class WorkerPool:
             return
         w.cameras = tuple(cam if c.id == cam.id else c for c in w.cameras)  # for a respawn
         if w.sender is not None:
-            w.sender.send(("lines", cam.id, list(cam.lines)))
+            w.sender.send(("lines", cam.id, list(cam.lines), cam.display_name))
 
     async def _stop_worker(self, w: WorkerHandle) -> None:
         w.retiring = True

@@ -4,8 +4,9 @@ Encoding is the expensive part of live video: per-viewer encoding (aiortc's defa
 camera's encode once per browser. Here each camera has at most one H.264 encoder (and one VP8
 encoder only while a browser without H.264 watches); its packets are fanned out as they are.
 
-`CameraEncoder` owns a named thread that exists only while it is started: the publisher starts it
-on a codec's first viewer and stops it (freeing the codec context) after the last one leaves.
+`CameraEncoder` owns a named thread that exists only while it is started: the camera's renderer
+(`edge.publish.render`, in the service's process or in the camera's worker) starts it on a codec's
+first viewer and stops it (freeing the codec context) after the last one leaves.
 Pictures are handed over latest-only, so a slow encode skips frames instead of queueing them.
 Keyframes come every `keyframe_interval_s` of picture time and on `request_keyframe()` (a viewer
 joined, or a browser sent a PLI), which is what lets a new viewer start within a frame or two.

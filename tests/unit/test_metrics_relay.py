@@ -28,6 +28,10 @@ def _stage_calls(m: Any) -> None:
     m.observe_end_to_end("a", 0.2)
     m.observe_stage("b", "tracking", 0.002)
     m.line_crossings.labels(camera="a", line="l", direction="in", **{"class": "car"}).inc()
+    for _ in range(2):  # a worker's encoders and the pictures they rendered
+        m.encoders_active.labels(camera="a").inc()
+        m.observe_rendered("a", 0.03)
+    m.encoders_active.labels(camera="a").dec()
 
 
 def test_replayed_records_equal_direct_calls() -> None:
@@ -54,12 +58,16 @@ def test_replayed_records_equal_direct_calls() -> None:
         ("edge_end_to_end_seconds_sum", {"camera": "a"}),
         ("edge_camera_up", {"camera": "a"}),
         ("edge_line_crossings_total", {"camera": "a", "line": "l", "direction": "in"}),
+        ("edge_encoders_active", {"camera": "a"}),
+        ("edge_frames_rendered_total", {"camera": "a"}),
+        ("edge_video_latency_seconds_count", {"camera": "a"}),
     ]:
         assert metric_value(relayed, name, **labels) == metric_value(direct, name, **labels) > 0
     for name in ("edge_stage_seconds_bucket", "edge_end_to_end_seconds_bucket"):
         assert metric_samples(relayed, name) == metric_samples(direct, name)
     assert relayed.fps_rates("a") == direct.fps_rates("a")
     assert relayed.fps_rates("a")["decoded"] == n / FPS_WINDOW_S
+    assert relayed.fps_rates("a")["rendered"] == 2 / FPS_WINDOW_S
 
 
 def test_observe_many_equals_one_observe_each() -> None:

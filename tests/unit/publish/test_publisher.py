@@ -11,6 +11,7 @@ import numpy as np
 from edge.config import StreamConfig
 from edge.metrics import EdgeMetrics
 from edge.publish.annotate import Overlay
+from edge.publish.encoder import CameraEncoder
 from edge.publish.publisher import CameraPublisher
 from edge.testing import async_wait_for
 from edge.testing import metric_value as sample
@@ -80,3 +81,33 @@ async def test_two_codecs_render_each_frame_once() -> None:
     await pub.aclose()
     assert pub.encoder_count == 0
     assert sample(metrics, "edge_encoders_active", camera="cam") == 0
+
+
+async def test_packets_encoded_elsewhere_keep_increasing_time_across_a_restart() -> None:
+    """`deliver` (a worker's packets): every viewer gets them; a restarted worker's encoder counts
+    from 0 again, and its viewers still see time go on."""
+    stream = StreamConfig(keyframe_interval_s=10)
+    encoder = CameraEncoder("cam", "h264", stream, lambda p: None, EdgeMetrics())
+    yuv = np.full((240 * 3 // 2, 320), 100, np.uint8)
+    first = [p for i in range(3) for p in encoder.encode(yuv, i / 25)]
+    restarted = CameraEncoder("cam", "h264", stream, lambda p: None, EdgeMetrics())
+    second = [p for i in range(2) for p in restarted.encode(yuv, 7 + i / 25)]
+    assert second[0].pts == 0 < first[-1].pts
+    pub = CameraPublisher("cam", StreamConfig(), EdgeMetrics())
+    track = pub.attach("h264")
+    got = []
+    reading = asyncio.ensure_future(track.recv())  # a viewer reads from a keyframe on
+    await asyncio.sleep(0)
+    for p in first + second:
+        pub.deliver("h264", bytes(p), int(p.pts or 0), p.time_base, p.is_keyframe)
+        await asyncio.sleep(0)
+        got.append(await asyncio.wait_for(reading, 5))
+        reading = asyncio.ensure_future(track.recv())
+    reading.cancel()
+    pts = [int(p.pts or 0) for p in got]
+    assert pts[:3] == [int(p.pts or 0) for p in first]
+    assert pts == sorted(set(pts)) and pts[3] - pts[2] == 3000  # a frame's time at 30 fps
+    assert [p.is_keyframe for p in got] == [True, False, False, True, False]
+    decoder = av.CodecContext.create("h264", "r")
+    assert sum(len(decoder.decode(p)) for p in got[3:]) >= 1  # the packets are whole
+    await pub.aclose()
