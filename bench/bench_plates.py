@@ -60,6 +60,8 @@ def main() -> None:
             continue
         for t in truth:
             img = cv2.imread(str(asset("plates", t["file"])))
+            if img is None:
+                raise SystemExit(f"bench_plates: {t['file']}: not readable")
             pictures = [("whole", img)]
             if t.get("plate_bbox_xywh"):
                 x, y, w, h = t["plate_bbox_xywh"]
