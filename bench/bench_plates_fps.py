@@ -7,9 +7,11 @@ new track, with a legible plate, every few seconds on each camera. The real `Edg
 them with tracking on, OCR off then on (alternating over `--rounds`), snapshots on with OCR.
 Per window: inferred frames/s per camera (from `edge_frames_inferred_total`), OCR attempts,
 reads and skipped frames (`edge_ocr_*`), snapshots written and their folder's size, and the CPU
-cores busy in the service's process and in the OCR worker process.
+cores busy in the service's process, in the camera worker processes (`--processes N`:
+`ingest.processes`, default 0) and in the OCR worker process.
 
-Run: `python -m bench.bench_plates_fps [--seconds 20] [--rounds 2]`. Compare within one run only.
+Run: `python -m bench.bench_plates_fps [--seconds 20] [--rounds 2] [--processes 1]`. Compare within
+one run only.
 """
 
 from __future__ import annotations
@@ -77,13 +79,15 @@ def plate_clip(out: Path, pass_s: float = 4.0, empty_s: float = 1.0) -> Path:
 
 
 async def run_mode(clip: Path, ocr: bool, warmup_s: float, seconds: float, tmp: Path,
-                   extra: dict[str, object] | None = None) -> dict[str, float]:  # fmt: skip
+                   extra: dict[str, object] | None = None, processes: int = 0,
+                   ) -> dict[str, float]:  # fmt: skip
     snaps = tmp / f"snaps-{time.monotonic_ns()}"
     config = EdgeConfig.model_validate({
         "cameras": [{"id": c, "url": str(clip), "realtime": True, "loop": True} for c in CAMERAS],
         "detector": {"prepared_dir": str(tmp / "models")},
         "ocr": {"enabled": ocr, "snapshots": {"dir": str(snaps), "max_mb": 5}, **(extra or {})},
         "server": {"host": "127.0.0.1", "port": free_port()},
+        "ingest": {"processes": processes},
         "metrics": {"gpu": False},
     })  # fmt: skip
     metrics = EdgeMetrics()
@@ -101,13 +105,16 @@ async def run_mode(clip: Path, ocr: bool, warmup_s: float, seconds: float, tmp: 
         out["snapshots"] = metric_value(metrics, "edge_snapshots_written_total")
         return out
 
-    kids = [p.pid for p in multiprocessing.active_children() if p.pid]
+    children = multiprocessing.active_children()
+    workers = [p.pid for p in children if p.pid and p.name.startswith("edge-worker")]
+    kids = [p.pid for p in children if p.pid and not p.name.startswith("edge-worker")]
     a, t0, cpu0 = counts(), time.monotonic(), time.process_time()
-    kids0 = sum(proc_cpu_s(p) for p in kids)
+    kids0, workers0 = sum(proc_cpu_s(p) for p in kids), sum(proc_cpu_s(p) for p in workers)
     await asyncio.sleep(seconds)
     b, wall = counts(), time.monotonic() - t0
     main_cores = (time.process_time() - cpu0) / wall
     ocr_cores = (sum(proc_cpu_s(p) for p in kids) - kids0) / wall
+    worker_cores = (sum(proc_cpu_s(p) for p in workers) - workers0) / wall
     snap_bytes = metric_value(metrics, "edge_snapshots_bytes")
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -115,6 +122,7 @@ async def run_mode(clip: Path, ocr: bool, warmup_s: float, seconds: float, tmp: 
     result = {k: (b[k] - a[k]) / wall if k.startswith("inferred") else b[k] - a[k] for k in a}
     result["snapshot_mb"] = snap_bytes / 1e6
     result["main_cores"], result["ocr_cores"] = main_cores, ocr_cores
+    result["worker_cores"] = worker_cores
     return result
 
 
@@ -132,13 +140,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=0, help="ingest.processes (camera workers)")
     ap.add_argument("--ocr", action="append", default=[], metavar="KEY=VALUE",
                     help="ocr setting of the OCR-on runs (YAML value), e.g. min_box_width=5000")
     args = ap.parse_args()
     extra = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.ocr)}
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, load "
-          f"{os.getloadavg()[0]:.2f} at start; commit {rev.stdout.strip()}")  # fmt: skip
+          f"{os.getloadavg()[0]:.2f} at start; commit {rev.stdout.strip()}; "
+          f"ingest.processes {args.processes}")  # fmt: skip
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         cache = Path(os.environ.get("EDGE_BENCH_CACHE", tmp))
@@ -147,20 +157,22 @@ def main() -> None:
         rows: dict[bool, list[dict[str, float]]] = {False: [], True: []}
         for r in range(args.rounds):
             for ocr in (False, True):
-                res = asyncio.run(run_mode(clip, ocr, args.warmup, args.seconds, tmp, extra))
+                res = asyncio.run(
+                    run_mode(clip, ocr, args.warmup, args.seconds, tmp, extra, args.processes)
+                )
                 rows[ocr].append(res)
                 print(f"round {r + 1} OCR {'on ' if ocr else 'off'}: "
                       + ", ".join(f"{k} {v:.2f}" for k, v in res.items()), flush=True)  # fmt: skip
     print("\n| OCR | " + " | ".join(f"{c} inferred fps" for c in CAMERAS)
           + " | OCR attempts | reads | skipped frames | snapshots | snapshot MB | service cores |"
-          " OCR process cores |")  # fmt: skip
-    print("|---|" + "---|" * (len(CAMERAS) + 7))
+          " camera worker cores | OCR process cores |")  # fmt: skip
+    print("|---|" + "---|" * (len(CAMERAS) + 8))
     for ocr, res in rows.items():
         mean = {k: sum(x[k] for x in res) / len(res) for k in res[0]}
         cells = [f"{mean[f'inferred_{c}']:.2f}" for c in CAMERAS]
         cells += [f"{mean[k]:.1f}" for k in ("attempts", "reads", "skipped", "snapshots")]
         cells.append(f"{mean['snapshot_mb']:.2f}")
-        cells += [f"{mean['main_cores']:.2f}", f"{mean['ocr_cores']:.2f}"]
+        cells += [f"{mean[k]:.2f}" for k in ("main_cores", "worker_cores", "ocr_cores")]
         print(f"| {'on' if ocr else 'off'} | " + " | ".join(cells) + " |")
     for c in CAMERAS:
         off = sum(x[f"inferred_{c}"] for x in rows[False]) / len(rows[False])

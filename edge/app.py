@@ -150,6 +150,7 @@ class EdgeService:
                 self.pool = WorkerPool(
                     self.config, processes, detector, self.batcher, self.metrics,
                     self.events.emit, deliver=self._deliver, watched=self._watched_codecs,
+                    plates=self.plates,
                 )  # fmt: skip
             cams = self.config.enabled_cameras
             self.runtimes = {cam.id: self._runtime(cam, detector) for cam in cams}
@@ -173,9 +174,7 @@ class EdgeService:
         """Worker processes to run the cameras in (`ingest.processes`); 0 where they cannot."""
         n = resolve_processes(self.config.ingest.processes, len(self.config.enabled_cameras))
         why = None
-        if n and self.config.ocr.enabled:
-            why = "plate reading runs in the service's process"
-        elif n and not detector.uint8 and detector.unit_scale:
+        if n and not detector.uint8 and detector.unit_scale:
             why = "the model takes 0-1 float pictures (prepare it for a uint8 input)"
         if why:
             log.warning("ingest.processes: cameras stay in the service's process: %s", why)

@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edge.camera_worker import CameraInfo
 from edge.config import CameraConfig, EdgeConfig
 from edge.infer.results import ResultStream
 from edge.ingest.source import CameraSource, CameraState
@@ -21,6 +20,7 @@ from edge.publish.service import CameraStatus
 from edge.track.camera import CameraTracking
 from edge.track.events import VehicleEvent
 from edge.track.plate_scheduler import PlateScheduler
+from edge.worker_messages import CameraInfo
 
 STOP_WAIT_S = 5.0
 """How long a stopping camera's last results may take to be tracked before its tasks are
@@ -68,7 +68,10 @@ class CameraRuntime:
             tracking = CameraTracking(
                 cam.id, config.tracker, cam.lines, class_names, emit=emit, metrics=metrics,
                 plate_of=scheduler.info if scheduler is not None else None,
+                plate_pending=scheduler.reading if scheduler is not None else None,
             )  # fmt: skip
+            if scheduler is not None:
+                scheduler.follow(tracking.release)
         return cls(
             config=cam,
             source=CameraSource(cam, config.ingest, metrics, realtime=cam.realtime, loop=cam.loop),

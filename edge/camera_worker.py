@@ -11,12 +11,14 @@ Runtime and an event loop is unsafe) and talks to it over one pipe:
   the service replays them per series, not per frame; counts and crossings arrive together);
   events are the vehicle events for the service's sinks, sent with the next message of any kind.
   For cameras someone watches, ("packets", ...): their annotated pictures, encoded here
-  (`edge.worker_video`, which also takes the "watch", "keyframe" and "plates" messages).
+  (`edge.worker_video`, which also takes the "watch" and "keyframe" messages).
 - service → worker: ("sync", [slot], [Results]): slots the batcher no longer holds and, per batch,
   the detections of this worker's frames in frame order (`pack_results`); ("watch", {camera:
   [codec]}): the cameras someone watches now; ("lines", camera, [LineConfig], display name): the
   camera's new counting lines (a config reload; its tracks go on); ("remove", camera): stop that
   camera (its tracks end); ("stop",).
+- With `ocr.enabled`, each worker schedules its cameras' plate reads and the service reads them:
+  "ocr" and "snapshot" messages, `edge.worker_plates`.
 
 A worker that loses the pipe (the service died, even by kill -9) exits: nothing is left behind.
 """
@@ -29,64 +31,26 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
-from edge.config import CameraConfig, IngestConfig, StreamConfig, TrackerConfig
-from edge.infer.letterbox import LetterboxSpec, letterbox_frame
+from edge.infer.letterbox import letterbox_frame
 from edge.ingest.slots import FrameRef, FreeSlots, SlotArena
 from edge.ingest.source import CameraSource
 from edge.metrics import DropReason
 from edge.metrics_relay import MetricsRecorder
 from edge.track.camera import CameraTracking
 from edge.track.events import VehicleEvent
-from edge.types import Detections, Frame
+from edge.types import Frame
+from edge.worker_messages import CameraInfo, Counts, WorkerSpec, unpack_results
+from edge.worker_plates import WorkerPlates
 from edge.worker_video import EncodedPacket, WorkerVideo
 
 log = logging.getLogger(__name__)
 
 STATUS_S = 0.2
-
-
-Counts = dict[str, dict[str, dict[str, int]]]
-"""Line → class → direction → vehicles counted."""
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSpec:
-    """Everything a worker needs, picklable (it crosses the spawn)."""
-
-    index: int
-    generation: int
-    shm_name: str
-    cameras: tuple[CameraConfig, ...]
-    ingest: IngestConfig
-    tracker: TrackerConfig
-    class_names: tuple[str, ...]
-    letterbox: LetterboxSpec
-    """The detector's, always uint8: the slots hold pictures, the graph casts and scales."""
-    slots_per_camera: int
-    log_level: int = logging.INFO
-    counts: dict[str, Counts] = field(default_factory=dict)
-    """Per camera, the line counts its previous worker reported last: a restarted worker counts
-    on from them (its tracks start afresh)."""
-    stream: StreamConfig = field(default_factory=StreamConfig)
-    """The live video's settings: watched cameras are annotated and encoded in the worker."""
-
-
-@dataclass(frozen=True, slots=True)
-class CameraInfo:
-    """What /api/cameras shows of a camera that a worker owns."""
-
-    state: str
-    source_fps: float | None
-    last_error: str | None
-    last_error_at: float | None
-    counts: Counts
-    size: tuple[int, int] | None
 
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
@@ -115,6 +79,9 @@ class _Worker:
             {c.id: self.arena.camera_slots(i) for i, c in enumerate(spec.cameras)}
         )
         self.events: list[VehicleEvent] = []
+        self.plates = (
+            WorkerPlates(spec.ocr, spec.snapshots, self._send, metrics) if spec.ocr else None
+        )
         self.sources = {
             c.id: CameraSource(c, spec.ingest, metrics, realtime=c.realtime, loop=c.loop)
             for c in spec.cameras
@@ -127,9 +94,12 @@ class _Worker:
                 spec.class_names,
                 emit=self.events.append,
                 metrics=metrics,
+                **(self.plates.add(c.id) if self.plates else {}),
             )  # fmt: skip
             for c in spec.cameras
         }
+        if self.plates is not None:
+            self.plates.follow(self.tracking)
         for cam, counts in spec.counts.items():
             if cam in self.tracking:
                 _resume_counts(self.tracking[cam], counts)
@@ -137,7 +107,8 @@ class _Worker:
         self.ready: list[FrameRef] = []
         self.watched: set[str] = set()
         self.pictures: dict[str, dict[int, Frame]] = {}
-        """Watched cameras' frames waiting for their detections (at most one per slot)."""
+        """Frames waiting for their detections (at most one per slot): watched cameras' for the
+        viewers, every camera's when plates are read (their crops are cut after tracking)."""
         self.held: dict[str, Frame] = {}
         """Per camera, the newest decoded frame not yet letterboxed: it waits while the batcher
         holds a picture of the camera that no batch has copied yet, so that a frame that would
@@ -159,7 +130,7 @@ class _Worker:
         try:
             await self.stopped.wait()
         finally:
-            loop.remove_reader(self.conn.fileno())
+            stopping = time.monotonic()
             status.cancel()
             for source in self.sources.values():
                 with contextlib.suppress(Exception):
@@ -169,6 +140,9 @@ class _Worker:
             for frame in self.held.values():
                 self.metrics.count_drop(frame.camera_id, DropReason.SHUTDOWN)
             self.held.clear()
+            if self.plates is not None:  # their answers come through the pipe: still read
+                await self.plates.drain(since=stopping)
+            loop.remove_reader(self.conn.fileno())
             for tracking in self.tracking.values():
                 tracking.finish()
             await self.video.aclose()
@@ -207,7 +181,7 @@ class _Worker:
         out = self.arena.view(slot, lb.in_h, lb.in_w)
         letterbox_frame(frame.image, spec.letterbox, out=out)
         self.metrics.observe_stage(cam, "preprocess", time.perf_counter() - start)
-        if cam in self.watched:
+        if cam in self.watched or self.plates is not None:
             self.pictures.setdefault(cam, {})[frame.seq] = frame
         self.ready.append(FrameRef.of(cam, slot, frame.seq, frame.pts, frame.received_at, lb))
         if len(self.ready) == 1:
@@ -237,6 +211,9 @@ class _Worker:
             while self.conn.poll():
                 self._handle(self.conn.recv())
         except (OSError, EOFError):
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+            if self.plates is not None:  # no answer will come
+                self.plates.pool.abandon()
             self.stopped.set()
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
@@ -251,7 +228,11 @@ class _Worker:
                 self._count_detections(cam, dets.class_id)
                 tracked = tracking.update(dets, frame=seq)
                 picture = self._picture(cam, seq)
+                if self.plates is not None:
+                    self.plates.tracked(cam, picture, tracked)
                 if picture is not None:
+                    if self.plates is not None and cam in self.watched:
+                        self.video.set_plates(cam, self.plates.texts(cam))
                     self.video.publish(cam, picture, tracked.tracks, tracking.counts)
                 self.metrics.observe_end_to_end(cam, now - received_at)
             for slot in msg[1]:
@@ -262,16 +243,18 @@ class _Worker:
         elif kind == "watch":
             self.watched = set(msg[1])
             for cam in list(self.pictures):
-                if cam not in self.watched:
+                if cam not in self.watched and self.plates is None:
                     del self.pictures[cam]
             self.video.watch(msg[1])
-        elif kind in ("keyframe", "plates"):
-            self.video.handle(msg)
+        elif kind == "keyframe":
+            self.video.request_keyframe(msg[1], msg[2])
         elif kind == "lines":
             tracking = self.tracking.get(msg[1])
             if tracking is not None:
                 tracking.set_lines(msg[2])
                 self.video.set_lines(msg[1], msg[2], msg[3] if len(msg) > 3 else None)
+        elif kind == "ocr" and self.plates is not None:
+            self.plates.answer(msg[1], msg[2])
         elif kind == "remove":
             asyncio.get_running_loop().create_task(self._remove(msg[1]))
         elif kind == "stop":
@@ -287,8 +270,12 @@ class _Worker:
         self.watched.discard(cam)
         self.video.remove(cam)
         tracking = self.tracking.pop(cam, None)
+        if self.plates is not None:
+            await self.plates.drain([cam])
         if tracking is not None:
             tracking.finish()
+        if self.plates is not None:
+            self.plates.remove(cam)
         if source is not None:
             with contextlib.suppress(Exception):
                 await source.stop()
@@ -337,47 +324,3 @@ def _resume_counts(tracking: CameraTracking, counts: Counts) -> None:
     for line, per_class in counts.items():
         if line in tracking.counts:
             tracking.counts[line] = {cls: dict(dirs) for cls, dirs in per_class.items()}
-
-
-Packed = tuple[str, bytes]
-"""An array as its dtype and bytes: pickled an order of magnitude faster than the array."""
-Results = tuple[list[tuple[str, int, float, int]], Packed, Packed, Packed]
-"""A batch's detections for one worker: (camera, seq, received_at, boxes) per frame in order, then
-every frame's boxes, scores and class ids, concatenated (three arrays per message, not per frame:
-pickling an array costs more than its few boxes)."""
-
-
-def _pack(array: np.ndarray) -> Packed:
-    return array.dtype.str, np.ascontiguousarray(array).tobytes()
-
-
-def _unpack(packed: Packed, columns: int = 0) -> np.ndarray:
-    out = np.frombuffer(packed[1], dtype=np.dtype(packed[0])).copy()  # writable, as unpickled
-    return out.reshape(-1, columns) if columns else out
-
-
-def pack_results(frames: list[tuple[str, int, float, Detections]]) -> Results:
-    """(camera, seq, received_at, detections) of frames → `Results`."""
-    index = [(cam, seq, at, len(d.score)) for cam, seq, at, d in frames]
-    dets = [f[3] for f in frames]
-    if len(dets) == 1:
-        return index, _pack(dets[0].xyxy), _pack(dets[0].score), _pack(dets[0].class_id)
-    return (
-        index,
-        _pack(np.concatenate([d.xyxy for d in dets])),
-        _pack(np.concatenate([d.score for d in dets])),
-        _pack(np.concatenate([d.class_id for d in dets])),
-    )
-
-
-def unpack_results(results: Results) -> list[tuple[str, int, float, Detections]]:
-    """`pack_results`' frames back (each frame's arrays are views of the message's)."""
-    index = results[0]
-    xyxy, score, class_id = _unpack(results[1], 4), _unpack(results[2]), _unpack(results[3])
-    out, at = [], 0
-    for cam, seq, received_at, n in index:
-        end = at + n
-        dets = Detections(xyxy[at:end], score[at:end], class_id[at:end])
-        out.append((cam, seq, received_at, dets))
-        at = end
-    return out

@@ -3,14 +3,15 @@
 Apart from `edge.workers` (which starts, feeds and restarts the workers) because these are the
 pieces that outlive a worker's process or live outside the event loop: a `SlotFrame` may still sit
 in the batcher, or in a batch thread, after its worker died and was restarted (its `generation`
-tells), and a `WorkerSender` sends from a thread of its own.
+tells), a `WorkerSender` sends from a thread of its own, and a batch thread hands a batch's slots
+and detections straight back to the workers (`return_slots`, `send_results`).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -18,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from edge.camera_worker import Results
 from edge.config import CameraConfig
 from edge.infer.letterbox import Letterbox
 from edge.ingest.slots import FrameRef, SlotArena
+from edge.metrics import DropReason, EdgeMetrics
+from edge.types import Detections, Frame
+from edge.worker_messages import pack_results
 
 
 class SlotFrame:
@@ -62,12 +65,18 @@ class SlotFrame:
 
 
 class WorkerSender:
-    """Sends to one worker from a thread of its own: a send blocks while the pipe is full, and
-    the event loop must keep reading that worker's frames meanwhile (or both would wait on each
-    other, each blocked in its send)."""
+    """Sends to one worker without blocking the event loop: a send blocks while the pipe is full,
+    and the loop must keep reading that worker's frames meanwhile (or both would wait on each
+    other, each blocked in its send).
+
+    `send` (event loop) queues for a thread of its own; `send_now` (a batch thread, which may
+    block) sends at once, so a batch's slots and detections reach the worker without waking
+    another thread. One lock keeps the two from interleaving a message's bytes."""
 
     def __init__(self, conn: Connection, name: str) -> None:
         self._conn = conn
+        self._lock = threading.Lock()
+        self._broken = False
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -75,21 +84,27 @@ class WorkerSender:
     def send(self, msg: tuple[Any, ...]) -> None:
         self._queue.put(msg)
 
+    def send_now(self, msg: tuple[Any, ...]) -> None:
+        with self._lock:
+            if self._broken:
+                return
+            try:
+                self._conn.send(msg)
+            except OSError:  # the worker died: its reader in the loop sees the end of the pipe
+                self._broken = True
+
     def close(self) -> None:
         self._queue.put(None)
 
     def _run(self) -> None:
-        while (msg := self._queue.get()) is not None:
-            try:
-                self._conn.send(msg)
-            except OSError:  # the worker died: its reader in the loop sees the end of the pipe
-                return
+        while (msg := self._queue.get()) is not None and not self._broken:
+            self.send_now(msg)
 
 
 @dataclass(eq=False)
 class WorkerHandle:
     """One worker as the service tracks it across restarts: its cameras, its current process
-    (`generation`), and what is due to it (slots handed back, batches' results)."""
+    (`generation`), and the slots of its dropped frames, due back to it."""
 
     index: int
     cameras: tuple[CameraConfig, ...]
@@ -104,7 +119,6 @@ class WorkerHandle:
     watched: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """What the worker was told last: camera → codecs its viewers take (watched cameras only)."""
     on_release: Callable[[], None] | None = None
-    results: list[Results] = field(default_factory=list)
     retiring: bool = False
     """Stopped on purpose (a reload took its last camera away): its end is no death."""
 
@@ -121,3 +135,44 @@ class WorkerHandle:
     def notify(self) -> None:
         if self.on_release is not None:
             self.on_release()
+
+
+def return_slots(frames: Sequence[Frame]) -> None:
+    """In a batch thread, once the batch holds its pictures: their slots go back to their
+    workers at once (so that a camera's next frame is letterboxed while this batch runs), in
+    one message per worker, sent from this thread."""
+    slots: dict[tuple[WorkerHandle, int], list[int]] = {}
+    for frame in frames:
+        if isinstance(frame, SlotFrame) and frame.detach():
+            slots.setdefault((frame.owner, frame.generation), []).append(frame.ref.slot)
+    for (w, generation), mine in slots.items():
+        sender = w.sender
+        if sender is not None and generation == w.generation:
+            sender.send_now(("sync", mine, []))
+
+
+def send_results(
+    owner: Mapping[str, WorkerHandle],
+    metrics: EdgeMetrics,
+    frames: Sequence[Frame],
+    detections: Sequence[Detections | None],
+) -> None:
+    """In a batch thread: the batch's detections go straight back to the workers of its frames
+    (`owner`: each camera's worker now), one message per worker and batch."""
+    by_worker: dict[WorkerHandle, list[tuple[str, int, float, Detections]]] = {}
+    for frame, dets in zip(frames, detections, strict=True):
+        w = owner.get(frame.camera_id)
+        if dets is None or w is None:  # failed (counted by the batcher), or camera removed
+            continue
+        if (
+            not isinstance(frame, SlotFrame)
+            or frame.owner is not w  # a camera restarted by a reload runs in another worker now
+            or frame.generation != w.generation
+        ):  # inferred for a worker that died since: nobody tracks it
+            metrics.count_drop(frame.camera_id, DropReason.ERROR)
+            continue
+        by_worker.setdefault(w, []).append((frame.camera_id, frame.seq, frame.received_at, dets))
+    for w, mine in by_worker.items():
+        sender = w.sender
+        if sender is not None:
+            sender.send_now(("sync", [], [pack_results(mine)]))

@@ -11,8 +11,7 @@ Messages (see `edge.camera_worker` for the rest of the protocol):
 - service → worker: ("watch", {camera: [codec]}): the cameras watched now and, for each, the
   codecs its viewers take (H.264; VP8 only while a browser without H.264 watches): encoders start
   and stop to match; ("keyframe", camera, codec | None): a viewer started reading, or a browser
-  lost pictures (PLI); ("plates", camera, {track_id: text}): the plate texts to draw, replaced
-  whole;
+  lost pictures (PLI);
 - worker → service: ("packets", [EncodedPacket], records, events), one message per turn of the
   worker's event loop that had packets.
 
@@ -102,19 +101,13 @@ class WorkerVideo:
             renderer.request_keyframe(codec)
 
     def set_plates(self, camera: str, texts: Mapping[int, str]) -> None:
+        """The plate texts to draw on the camera's tracks (the worker's own plate reads)."""
         self.plates[camera] = dict(texts)
 
     def set_lines(self, camera: str, lines: Sequence[LineConfig], name: str | None) -> None:
         self.lines[camera] = list(lines)
         if name is not None:
             self.names[camera] = name
-
-    def handle(self, msg: tuple[Any, ...]) -> None:
-        """A "keyframe" or "plates" message."""
-        if msg[0] == "keyframe":
-            self.request_keyframe(msg[1], msg[2])
-        elif msg[0] == "plates":
-            self.set_plates(msg[1], msg[2])
 
     def remove(self, camera: str) -> None:
         """The camera stops (a config reload): its encoders end."""

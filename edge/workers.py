@@ -2,9 +2,10 @@
 
 Part of the wiring, like `edge.app`: the cameras are shared out over worker processes
 (`edge.camera_worker`) that decode, letterbox into shared memory and track; this process keeps the
-one detector session and the batcher, and its per-frame work stays small: a descriptor in, one
-copy into the batch, and per batch one message back to each worker with its frames' detections and
-slots; the workers' metric records come merged per series a few times a second. Watched cameras
+one detector session and the batcher, and its per-frame work stays small: a descriptor in (the
+event loop), one copy into the batch, and per batch one message back to each worker with its
+frames' slots and one with their detections, sent by the batch thread itself; the workers' metric
+records come merged per series a few times a second. Watched cameras
 are annotated and encoded in their workers (`edge.worker_video`): the pool tells a worker at once
 which codecs its cameras' viewers take and when one needs a keyframe (it is the publishers'
 `RemoteEncoding`), and hands the packets that come back to the cameras' fan-outs.
@@ -16,7 +17,8 @@ for cameras that send nothing). Its segment is unlinked at once; the mapping goe
 frame viewing it has left the batcher. `stop()` asks every worker to finish (their track-end
 events and last metrics come back), kills any that does not within a few seconds, and unlinks
 every segment. What the service keeps of each worker, and the frames that view its slots:
-`edge.worker_handle`.
+`edge.worker_handle`. With plates on, the workers schedule the reads and this process reads them
+on its one OCR pool and writes the snapshots: `edge.worker_plates`.
 """
 
 from __future__ import annotations
@@ -27,21 +29,24 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
-from edge.camera_worker import CameraInfo, WorkerSpec, pack_results, worker_main
+from edge.camera_worker import worker_main
 from edge.config import CameraConfig, EdgeConfig
 from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
 from edge.ingest.slots import SlotArena, remove_stale, segment_name
 from edge.ingest.state import CameraState
-from edge.metrics import DropReason, EdgeMetrics
+from edge.metrics import EdgeMetrics
 from edge.metrics_relay import MetricsReplayer
+from edge.plate_runtime import PlateRuntime
 from edge.track.events import VehicleEvent
-from edge.types import DetectedFrame, Detections, Frame
-from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender
+from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender, return_slots, send_results
+from edge.worker_messages import CameraInfo, WorkerSpec
+from edge.worker_plates import PlateRelay
 from edge.worker_video import EncodedPacket
 
 log = logging.getLogger(__name__)
@@ -78,12 +83,17 @@ class WorkerPool:
         emit: Callable[[VehicleEvent], None],
         deliver: Callable[[EncodedPacket], None] | None = None,
         watched: Callable[[str], Collection[str]] | None = None,
+        plates: PlateRuntime | None = None,
     ) -> None:
         """`deliver(packet)`: a packet a worker encoded for a watched camera, for its viewers;
-        `watched(camera)`: the codecs its viewers take now (none: nobody watches)."""
+        `watched(camera)`: the codecs its viewers take now (none: nobody watches); `plates`: the
+        started OCR pool and snapshot writer, when plates are read."""
         self.config, self.detector, self.batcher, self.metrics = config, detector, batcher, metrics
         self.emit, self.deliver, self.watched = emit, deliver, watched
         self.replayer = MetricsReplayer(metrics)
+        self.plates = None
+        if plates is not None and plates.pool is not None:
+            self.plates = PlateRelay(plates.pool, plates.reader.read, plates.snapshots)
         cams = config.enabled_cameras
         self.workers = [
             WorkerHandle(i, tuple(cams[i::processes]))
@@ -102,8 +112,8 @@ class WorkerPool:
         self._watch_checked = 0.0
         self._stopping = False
         self._restarts: set[asyncio.Task[None]] = set()
-        batcher.on_batch = self._on_batch
-        batcher.on_copied = self._on_copied
+        batcher.on_inferred = partial(send_results, self.owner, metrics)
+        batcher.on_copied = return_slots
 
     # ---- lifecycle ----
 
@@ -130,6 +140,8 @@ class WorkerPool:
             log_level=logging.getLogger().getEffectiveLevel(),
             counts={c.id: self.info[c.id].counts for c in w.cameras if c.id in self.info},
             stream=spec_cfg.stream,
+            ocr=spec_cfg.ocr if self.plates is not None else None,
+            snapshots=self.plates is not None and self.plates.snapshots is not None,
         )  # fmt: skip
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
@@ -140,7 +152,6 @@ class WorkerPool:
         w.process, w.conn, w.started_at = proc, parent, time.monotonic()
         w.sender = WorkerSender(parent, f"edge-send-{w.index}")
         w.releases.clear()
-        w.results.clear()
         w.watched = {}
         assert self._loop is not None
         self._loop.add_reader(parent.fileno(), self._on_readable, w)
@@ -234,6 +245,8 @@ class WorkerPool:
             for packet in msg[1]:
                 if self.owner.get(packet[0]) is w:  # else removed (or moved) by a reload since
                     self.deliver(packet)
+        elif kind in ("ocr", "snapshot") and self.plates is not None:
+            self.plates.handle(kind, msg[1], w)
         elif kind == "status":
             for cam, info in msg[1].items():
                 if self.owner.get(cam) is not w:  # removed (or moved) by a reload since
@@ -277,43 +290,6 @@ class WorkerPool:
 
     # ---- service → worker ----
 
-    def _on_batch(self, results: list[DetectedFrame]) -> None:
-        """A batch's detections go back to the workers of its frames, with the slots the batch
-        released: one message per worker and batch."""
-        by_worker: dict[WorkerHandle, list[tuple[str, int, float, Detections]]] = {}
-        for result in results:
-            frame: Any = result.frame
-            w = self.owner.get(frame.camera_id)
-            if (
-                w is None
-                or not isinstance(frame, SlotFrame)
-                or frame.owner is not w  # a camera restarted by a reload runs in another worker now
-                or frame.generation != w.generation
-            ):
-                if w is not None:  # inferred for a worker that died since: nobody tracks it
-                    self.metrics.count_drop(frame.camera_id, DropReason.ERROR)
-                continue
-            by_worker.setdefault(w, []).append(
-                (frame.camera_id, frame.seq, frame.received_at, result.detections)
-            )
-        for w, frames in by_worker.items():
-            w.results.append(pack_results(frames))
-        for w in by_worker:
-            self._flush_worker(w)
-
-    def _on_copied(self, frames: Sequence[Frame]) -> None:
-        """In a batch thread, once the batch holds its pictures: their slots go back to their
-        workers at once (so that a camera's next frame is letterboxed while this batch runs), in
-        one message per worker, straight to its sender's queue (no turn of the event loop)."""
-        slots: dict[tuple[WorkerHandle, int], list[int]] = {}
-        for frame in frames:
-            if isinstance(frame, SlotFrame) and frame.detach():
-                slots.setdefault((frame.owner, frame.generation), []).append(frame.ref.slot)
-        for (w, generation), mine in slots.items():
-            sender = w.sender
-            if sender is not None and generation == w.generation:
-                sender.send(("sync", mine, []))
-
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True
@@ -327,10 +303,9 @@ class WorkerPool:
     def _flush_worker(self, w: WorkerHandle) -> None:
         if w.sender is None:
             return
-        if w.releases or w.results:
-            w.sender.send(("sync", w.releases[:], w.results[:]))
+        if w.releases:
+            w.sender.send(("sync", w.releases[:], []))
             w.releases.clear()
-            w.results.clear()
 
     def tick(self) -> None:
         """Hand back released slots (also those of dropped frames) at least this often, and tell

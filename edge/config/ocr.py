@@ -12,6 +12,9 @@ from pydantic import Field, field_validator
 from edge.config.base import Strict
 
 DEFAULT_PLATE_PATTERN = r"(?=.*[0-9])[A-Z0-9]{4,8}"
+MIN_CONFIDENCE = {"rapidocr": 0.8, "easyocr": 0.5}
+"""`ocr.min_confidence` by backend when unset: EasyOCR's per-character vote scores the legible
+shared plates 0.64-0.71, rapidocr its lines 1.00 and overlay text or dirt about 0.55."""
 """4–8 letters and digits, at least one digit: letters-only text on a vehicle is a state name or a
 slogan far more often than a plate."""
 
@@ -55,10 +58,11 @@ class OcrConfig(Strict):
     min_box_width: int = Field(
         default=80, ge=8, description="Skip vehicles smaller than this (px)."
     )
-    min_confidence: float = Field(
-        default=0.8, ge=0, le=1,
-        description="Text lines read below this are ignored (rapidocr scores text on video "
-        "overlays and dirt about 0.55, legible plates above 0.9).",
+    min_confidence: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Text lines read below this are ignored; default 0.8 with rapidocr (it "
+        "scores text on video overlays and dirt about 0.55, legible plates above 0.9), 0.5 with "
+        "easyocr (its per-character vote scores the same plates 0.6-0.7).",
     )  # fmt: skip
     plate_pattern: str = Field(
         default=DEFAULT_PLATE_PATTERN,
@@ -66,6 +70,13 @@ class OcrConfig(Strict):
         "other text on the vehicle (state names, slogans, dealer frames) is ignored.",
     )
     snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
+
+    @property
+    def confidence_floor(self) -> float:
+        """`min_confidence`, or the backend's default (their scores are on different scales)."""
+        if self.min_confidence is not None:
+            return self.min_confidence
+        return MIN_CONFIDENCE[self.backend]
 
     @field_validator("plate_pattern")
     @classmethod

@@ -1,9 +1,9 @@
 """One batch as an inference thread runs it, and the frames' pictures handed back.
 
-Apart from `edge.infer.batcher` (which decides *when* a batch runs, on the event loop) because
-this is the part that runs off the loop, in a batch thread: it may touch the loop only through
-`call_soon_threadsafe`. The batch itself runs the detector's one path, `Detector.detect_batch`,
-which also records the detector's metrics.
+Apart from `edge.infer.batcher` (which decides *when* a batch runs) because this is the part that
+runs it, in a batch thread: it may touch the event loop only through `call_soon_threadsafe`. The
+batch itself goes the detector's one way, `Detector.detect_batch`, which also records the
+detector's metrics.
 
 Frames prepared elsewhere (a worker process's letterboxed picture in shared memory) carry
 `prepared()` (the batch then only copies them in) and `release()`, called when the picture was

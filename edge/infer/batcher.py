@@ -8,18 +8,23 @@ interval of the fastest camera), and drops frames that got too old instead of qu
 slow or dead camera therefore costs the others at most one deadline, and memory is bounded by one
 pending frame per camera plus the small per-subscriber result queues.
 
-Inference (preprocess + infer + postprocess) runs in worker threads, so the event loop never
-blocks: `detector.workers` batches at once on the one session (one per CPU core on a CPU, where
-single-threaded batches side by side beat one batch spread over every core; two on a GPU, where
-one prepares its frames while the other runs). The pending cameras are shared out over the free
-workers. A camera never has two frames in running batches, so results reach each camera in frame
-order.
+Batches are formed and run by batch threads, not by the event loop: `detector.workers` threads
+(one per CPU core on a CPU, where single-threaded batches side by side beat one batch spread over
+every core; two on a GPU, where one prepares its frames while the other runs), each waiting until
+a batch is due, then preprocessing, inferring and postprocessing it and recording its metrics. The
+event loop only submits frames (a lock and a notify): per batch it is not woken at all unless
+someone on it takes results (subscribers, `on_result`, `on_batch`), then once. The pending cameras
+are shared out over the free threads. A camera never has two frames in running batches, and a
+batch's results are handed on before its cameras can be batched again, so results reach each
+camera in frame order.
 
 Results are delivered two ways, both optional:
 - `subscribe(camera_id)`: an async iterator of `DetectedFrame` with a bounded latest-only queue; a
   subscriber that falls behind loses its oldest results (counted as reason "queue_full").
 - `on_result`: a callback called on the event loop for every result, in order; it must be quick;
-- `on_batch`: the same for the results of a batch at once (one call per batch).
+- `on_batch`: the same for the results of a batch at once (one call per batch);
+- `on_inferred`: a batch's frames and detections in its batch thread (a worker process's frames
+  go back to it from there).
 
 `stop()` loses nothing silently: the batches in flight finish and deliver, and the frames still
 waiting for a batch and the results no subscriber took are counted as dropped (reason
@@ -29,22 +34,23 @@ Frames prepared elsewhere (a worker process's letterboxed picture in shared memo
 `prepared()` and `release()`: how a batch thread runs them and gives their pictures back lives in
 `edge.infer.batch_job`.
 
-Call `submit` and `set_streaming` from the event loop's thread only. The pure policy (deadline,
-capacity, latest-only slots, camera liveness) lives in `edge.infer.batch_policy`.
+Call `submit` and `set_streaming` from the event loop's thread (a superseded frame is released
+there). The pure policy (deadline, capacity, latest-only slots, camera liveness) lives in
+`edge.infer.batch_policy`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Protocol
 
 from edge.config import DetectorConfig
-from edge.infer.batch_job import BatchDetector, release, run_batch_job
+from edge.infer.batch_job import BatchDetector, release, release_all, run_batch_job
 from edge.infer.batch_policy import (
     BatcherStats,
     CameraActivity,
@@ -95,16 +101,24 @@ class Batcher:
         self.on_copied: Callable[[Sequence[Frame]], None] | None = None
         """`on_copied(frames)`, called in the batch thread once the batch holds the frames'
         pictures, instead of releasing them from the event loop frame by frame."""
+        self.on_inferred: Callable[[Sequence[Frame], list[Detections | None]], None] | None = None
+        """`on_inferred(frames, detections)`, called in the batch thread once the batch's
+        detections exist (None where a picture could not be prepared), before the batcher's
+        metrics are recorded and its results handed on."""
         self.stats = BatcherStats()
         self._clock = clock
         self._slots = LatestSlots()
         self._cameras: dict[str, CameraActivity] = {}
         self._streams: dict[str, list[ResultStream]] = {}
-        self._wake = asyncio.Event()
-        self._executor: ThreadPoolExecutor | None = None
+        self._cond = threading.Condition()
+        """Guards the slots, cameras, busy set, running count and stats (the event loop submits,
+        the batch threads take)."""
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()
+        self._running = 0
+        """Batches being run."""
         self._busy: set[str] = set()
         """Cameras with a frame in a running batch."""
         self.max_batch = max(1, int(getattr(detector, "max_batch", 1)))
@@ -122,24 +136,27 @@ class Batcher:
 
         A camera that sends frames counts as streaming again, whatever `set_streaming` said."""
         now = self._clock()
-        self.stats.submitted += 1
-        cam = self._cameras.setdefault(frame.camera_id, CameraActivity())
-        cam.enabled = True
-        cam.record_submit(now)
-        old = self._slots.put(frame, now)
+        with self._cond:
+            self.stats.submitted += 1
+            cam = self._cameras.setdefault(frame.camera_id, CameraActivity())
+            cam.enabled = True
+            cam.record_submit(now)
+            old = self._slots.put(frame, now)
+            if old is not None:
+                self._count_drop(old.camera_id, DropReason.SUPERSEDED)
+            self._cond.notify()
         if old is not None:
-            self._count_drop(old.camera_id, DropReason.SUPERSEDED)
             release(old)
-        self._wake.set()
 
     def set_streaming(self, camera_id: str, streaming: bool, fps: float | None = None) -> None:
         """Tell the batcher a camera's state and rate: a camera marked off is not waited for
         (until it sends a frame again); `fps` sets the default deadline."""
-        cam = self._cameras.setdefault(camera_id, CameraActivity())
-        cam.enabled = streaming
-        if fps is not None and fps > 0:
-            cam.fps = fps
-        self._wake.set()
+        with self._cond:
+            cam = self._cameras.setdefault(camera_id, CameraActivity())
+            cam.enabled = streaming
+            if fps is not None and fps > 0:
+                cam.fps = fps
+            self._cond.notify_all()
 
     async def feed(self, source: FrameSource) -> None:
         """Submit every frame `source` yields until it ends (one task per camera)."""
@@ -155,27 +172,39 @@ class Batcher:
 
     def streaming_cameras(self) -> list[str]:
         now = self._clock()
-        return [c for c, a in self._cameras.items() if a.is_streaming(now, self.config.stale_s)]
+        with self._cond:
+            cams = list(self._cameras.items())
+        return [c for c, a in cams if a.is_streaming(now, self.config.stale_s)]
 
     def capacity(self) -> int:
         """Frames that make the next batch full: its share of the streaming cameras that have no
         frame in a running batch."""
-        return self._policy()[0]
+        with self._cond:
+            return self._policy()[0]
 
     def deadline_s(self) -> float:
-        return self._policy()[1]
+        with self._cond:
+            return self._policy()[1]
 
     def _policy(self) -> tuple[int, float]:
-        """(capacity, deadline_s) in one pass over the cameras (it runs once or twice a batch)."""
+        """(capacity, deadline_s) in one pass over the cameras (it runs once or twice a batch);
+        with the lock held."""
         now, stale_s, busy = self._clock(), self.config.stale_s, self._busy
         idle, rates = 0, []
         for camera_id, activity in self._cameras.items():
             if activity.is_streaming(now, stale_s):
                 rates.append(activity.rate())
                 idle += camera_id not in busy
-        free = max(1, self.workers - len(self._running))
+        free = max(1, self.workers - self._running)
         capacity = batch_capacity(idle, self.max_batch, self.detector.is_dynamic_batch, free)
         return capacity, batch_deadline_s(rates, self.config.deadline_ms)
+
+    def accounting(self) -> tuple[BatcherStats, int, int]:
+        """A consistent copy of (stats, frames pending, frames in running batches): the batch
+        threads change them together under the lock."""
+        with self._cond:
+            stats = replace(self.stats, batch_sizes=dict(self.stats.batch_sizes))
+            return stats, len(self._slots), len(self._busy)
 
     @property
     def in_flight(self) -> int:
@@ -209,25 +238,27 @@ class Batcher:
     async def stop(self) -> None:
         """Stop batching, let the batches in flight finish, end every result stream.
 
-        A batch already handed to a worker thread cannot be interrupted, so its results are
-        delivered rather than thrown away. Frames still pending and results still queued for a
-        subscriber are dropped and counted (reason "shutdown"): after `stop()` every frame
-        submitted was inferred or counted as dropped, and every result reached its subscribers or
-        was counted."""
+        A batch already in a batch thread cannot be interrupted, so its results are delivered
+        rather than thrown away. Frames still pending and results still queued for a subscriber
+        are dropped and counted (reason "shutdown"): after `stop()` every frame submitted was
+        inferred or counted as dropped, and every result reached its subscribers or was
+        counted."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        threads, self._threads = self._threads, []
+        for t in threads:  # each finishes its batch, whose results are queued on the loop first
+            await asyncio.to_thread(t.join)
         task, self._task = self._task, None
-        if task is not None:
+        if task is not None and task is not asyncio.current_task():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
-        self._busy.clear()
-        for frame in self._slots.pop_all():
+            await asyncio.gather(task, return_exceptions=True)
+        with self._cond:
+            self._busy.clear()
+            left = self._slots.pop_all()
+        for frame in left:
             self._count_drop(frame.camera_id, DropReason.SHUTDOWN)
             release(frame)
-        if self._executor is not None:
-            await asyncio.to_thread(self._executor.shutdown, True)
-            self._executor = None
         for streams in list(self._streams.values()):
             for s in list(streams):
                 for _ in range(s.discard()):
@@ -242,125 +273,134 @@ class Batcher:
         await self.stop()
 
     async def run(self) -> None:
-        """Form batches and start them on free workers until cancelled.
+        """Start the batch threads and wait until cancelled (they run until `stop()`).
 
         Run it through `start()`, or as a task of your own (`stop()` then cancels it too)."""
         self._loop = asyncio.get_running_loop()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="edge-infer")
         if self._task is None:
             self._task = asyncio.current_task()
+        if not self._threads and not self._stopping:
+            self._threads = [
+                threading.Thread(target=self._batch_thread, name=f"edge-infer_{i}", daemon=True)
+                for i in range(self.workers)
+            ]
+            for t in self._threads:
+                t.start()
+        await asyncio.Future()  # until cancelled
+
+    # ---- batch threads ----
+
+    def _batch_thread(self) -> None:
         while True:
-            capacity = await self._wait_until_ready()
-            batch = self._take_batch(capacity)
-            if batch:
+            with self._cond:
+                due = self._next_batch()
+                if due is None:
+                    return
+                batch, capacity = due
                 cameras = [p.frame.camera_id for p in batch]
                 self._busy.update(cameras)
-                task = asyncio.create_task(self._run_batch(batch, capacity, self._executor))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                self._running += 1
+            frames = [p.frame for p in batch]
+            started = self._clock()
+            results: list[DetectedFrame] = []
+            try:
+                outcome = self._infer(frames)
+                results = self._record(batch, started, capacity, outcome)
+                failed = [f for f, d in zip(frames, outcome, strict=True) if d is None]
+            except Exception:
+                log.exception("inference failed for cameras %s", cameras)
+                failed = frames
+            with self._cond:
+                # One step for the counts (every frame is inferred, dropped, pending or running
+                # whenever the lock is free), and the results handed on before these cameras may
+                # be batched again: no later frame of theirs can overtake them.
+                self._count_batch(len(results), failed)
+                if results and (self.on_result or self.on_batch or self._streams):
+                    self._on_loop(self._publish_batch, results)
+                if failed:  # the others' pictures were released once copied into the batch
+                    self._on_loop(release_all, failed)
+                self._running -= 1
+                self._busy.difference_update(cameras)
+                self._cond.notify_all()
 
-    async def _run_batch(
-        self, batch: list[Pending], capacity: int, executor: ThreadPoolExecutor
-    ) -> None:
-        cameras = [p.frame.camera_id for p in batch]
-        started = self._clock()
-        outcome: list[Detections | None] | None = None
-        try:
-            loop = asyncio.get_running_loop()
-            outcome = await loop.run_in_executor(executor, self._infer, [p.frame for p in batch])
-        except asyncio.CancelledError:  # only when the loop tears down without stop()
-            for p in batch:
-                self._count_drop(p.frame.camera_id, DropReason.SHUTDOWN)
-                release(p.frame)
-            raise
-        except Exception:
-            log.exception("inference failed for cameras %s", cameras)
-        finally:
-            # The worker is free and the cameras may be batched again. Nothing awaits between
-            # here and the delivery below, so no later frame of theirs can overtake these.
-            self._running.discard(asyncio.current_task())
-            self._busy.difference_update(cameras)
-            self._wake.set()
-        if outcome is None:
-            for p in batch:
-                self._count_drop(p.frame.camera_id, DropReason.ERROR)
-                release(p.frame)
-        else:
-            self._deliver(batch, started, capacity, outcome)
-
-    async def _wait_until_ready(self) -> int:
-        """Return the batch's capacity when a worker is free and the pending frames of idle
-        cameras fill a batch, or the oldest of them has waited one deadline."""
-        while True:
+    def _next_batch(self) -> tuple[list[Pending], int] | None:
+        """With the lock held: wait until the pending frames of idle cameras fill a batch, or the
+        oldest of them has waited one deadline, and take it; None once stopping."""
+        while not self._stopping:
             since = self._slots.oldest_waiting_since(self._busy)
-            if since is not None and len(self._running) < self.workers:
-                capacity, deadline_s = self._policy()
-                if len(self._slots.waiting(self._busy)) >= capacity:
-                    return capacity
-                remaining = since + deadline_s - self._clock()
-                if remaining <= 0:
-                    return capacity
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(remaining):
-                        await self._wake.wait()
+            if since is None:
+                self._cond.wait()
                 continue
-            self._wake.clear()
-            await self._wake.wait()
+            capacity, deadline_s = self._policy()
+            remaining = since + deadline_s - self._clock()
+            if len(self._slots.waiting(self._busy)) >= capacity or remaining <= 0:
+                batch = self._take_batch(capacity)
+                if batch:
+                    return batch, capacity
+                continue
+            self._cond.wait(remaining)
+        return None
 
     def _take_batch(self, capacity: int) -> list[Pending]:
-        """Drop stale frames, then take up to one batch of the idle cameras' frames."""
+        """With the lock held: drop stale frames, then take up to one batch of the idle cameras'
+        frames."""
         now = self._clock()
-        for frame in self._slots.pop_stale(now, self.config.stale_s):
+        stale = self._slots.pop_stale(now, self.config.stale_s)
+        for frame in stale:
             self.stats.stale += 1
             self._count_drop(frame.camera_id, DropReason.STALE)
-            release(frame)
+        if stale:
+            self._on_loop(release_all, stale)
         return self._slots.take(capacity, self._busy)
 
+    def _on_loop(self, fn: Callable[..., object], *args: object) -> None:
+        """Run `fn(*args)` on the event loop (what touches asyncio or a worker's slot list)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
     def _count_drop(self, camera_id: str, reason: DropReason) -> None:
-        if reason is DropReason.SUPERSEDED:
-            self.stats.superseded += 1
-        elif reason is DropReason.QUEUE_FULL:
-            self.stats.result_queue_drops += 1
-        elif reason is DropReason.ERROR:
-            self.stats.errors += 1
-        elif reason is DropReason.SHUTDOWN:
-            self.stats.shutdown += 1
+        with self._cond:
+            if reason is DropReason.SUPERSEDED:
+                self.stats.superseded += 1
+            elif reason is DropReason.QUEUE_FULL:
+                self.stats.result_queue_drops += 1
+            elif reason is DropReason.ERROR:
+                self.stats.errors += 1
+            elif reason is DropReason.SHUTDOWN:
+                self.stats.shutdown += 1
         self.metrics.count_drop(camera_id, reason)
 
-    # ---- worker thread ----
+    # ---- in a batch thread ----
 
     def _infer(self, frames: Sequence[Frame]) -> list[Detections | None]:
-        """One batch, in the worker thread (see `edge.infer.batch_job`)."""
-        return run_batch_job(
+        """One batch (see `edge.infer.batch_job`; the detector records its metrics), then
+        `on_inferred`."""
+        outcome = run_batch_job(
             self.detector, frames, self.on_copied, self._loop, self.count_detections
         )
+        if self.on_inferred is not None:
+            try:
+                self.on_inferred(frames, outcome)
+            except Exception:
+                log.exception("on_inferred callback failed")
+        return outcome
 
-    # ---- delivery (event loop) ----
-
-    def _deliver(
+    def _record(
         self,
         batch: list[Pending],
         started: float,
         capacity: int,
         detections: list[Detections | None],
-    ) -> None:
-        """The batch's results to their cameras. Its stage times and detections were recorded by
-        the detector (`Detector.detect_batch`); the batcher counts what is its own: queue wait,
-        batch size and fill, frames inferred, FPS."""
+    ) -> list[DetectedFrame]:
+        """Record the batcher's own metrics of the batch (here, not on the event loop: queue
+        wait, batch size and fill, frames inferred, FPS; its stage times and detections are the
+        detector's, recorded by `Detector.detect_batch`); its results."""
         m, done = self.metrics, self._clock()
-        for p, d in zip(batch, detections, strict=True):
-            release(p.frame)  # its picture was copied into the batch
-            if d is None:
-                self._count_drop(p.frame.camera_id, DropReason.ERROR)
         n = sum(d is not None for d in detections)
         if not n:
-            return
+            return []
         m.observe_batch(n, capacity)
-        self.stats.batches += 1
-        self.stats.frames_inferred += n
-        self.stats.batch_sizes[n] = self.stats.batch_sizes.get(n, 0) + 1
         results = []
         for pending, dets in zip(batch, detections, strict=True):
             if dets is None:
@@ -369,9 +409,23 @@ class Batcher:
             m.observe_stage(cam, "queue_wait", max(0.0, started - pending.submitted_at))
             m.count_inferred(cam)
             m.tick_fps(cam, "inferred")
-            result = DetectedFrame(pending.frame, dets, inferred_at=done)
+            results.append(DetectedFrame(pending.frame, dets, inferred_at=done))
+        return results
+
+    def _count_batch(self, inferred: int, failed: Sequence[Frame]) -> None:
+        """With the lock held."""
+        for frame in failed:
+            self._count_drop(frame.camera_id, DropReason.ERROR)
+        if inferred:
+            self.stats.batches += 1
+            self.stats.frames_inferred += inferred
+            self.stats.batch_sizes[inferred] = self.stats.batch_sizes.get(inferred, 0) + 1
+
+    # ---- delivery (event loop) ----
+
+    def _publish_batch(self, results: list[DetectedFrame]) -> None:
+        for result in results:
             self._publish(result)
-            results.append(result)
         if self.on_batch is not None:
             try:
                 self.on_batch(results)

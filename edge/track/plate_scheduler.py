@@ -10,7 +10,10 @@ track stops being read after `ocr.attempts`, or once `ocr.agree` reads agree on 
 (`edge.track.plate_vote`).
 
 When the pool is busy, nothing waits: the crops stay kept for a later frame and the frame is
-counted in `edge_ocr_skipped_total`.
+counted in `edge_ocr_skipped_total`. The pool may also refuse an attempt after it was planned (a
+camera worker's reads go to the service's pool, whose state it learns only from the answer,
+`edge.worker_plates`): the attempt is then given back (its crops unread, the track's budget
+unspent) and counted as skipped the same way.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from edge.config import OcrConfig
 from edge.metrics import EdgeMetrics
 from edge.track.crops import VehicleCrop, cut, fully_inside, quality
 from edge.track.events import PlateInfo
-from edge.track.ocr_pool import OcrPool, Outcome
+from edge.track.ocr_pool import OcrBusy, OcrPool, Outcome, ReadPool
 from edge.track.plate_vote import VotedPlate, compile_pattern, vote
 from edge.track.plates import PlateRead
-from edge.track.snapshots import SnapshotNames, SnapshotWriter
+from edge.track.snapshots import SnapshotNames, SnapshotSink
+from edge.track.sort import TrackSummary
 from edge.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -66,10 +70,13 @@ class _TrackPlate:
 
 @dataclass(frozen=True, slots=True)
 class OcrJob:
-    """One planned attempt: the track and the crop to read."""
+    """One planned attempt: the track and the crop to read, and what the track had read before
+    it (restored if the pool refuses the attempt)."""
 
     track_id: int
     crop: VehicleCrop
+    before: tuple[float, int] = (0.0, 0)
+    """The track's `read_quality` and `read_frame` before this attempt."""
 
 
 class PlateScheduler:
@@ -89,11 +96,11 @@ class PlateScheduler:
         config: OcrConfig,
         read: Callable[..., PlateRead | None],
         metrics: EdgeMetrics,
-        pool: OcrPool | None = None,
+        pool: ReadPool | None = None,
         max_per_frame: int = 1,
         stale_after_frames: int = 1000,
         reread_after_frames: int = 25,
-        snapshots: SnapshotWriter | None = None,
+        snapshots: SnapshotSink | None = None,
     ) -> None:
         if max_per_frame < 1:
             raise ValueError("max_per_frame must be at least 1")
@@ -112,9 +119,13 @@ class PlateScheduler:
         self._tracks: dict[int, _TrackPlate] = {}
         self._frames = 0
         self._task: asyncio.Task[None] | None = None
+        self._reading: set[int] = set()
+        """Tracks whose attempt is in flight."""
+        self.on_done: Callable[[], None] | None = None
+        """Called on the event loop after each attempt (`follow`)."""
 
     @property
-    def pool(self) -> OcrPool:
+    def pool(self) -> ReadPool:
         if self._pool is None:
             self._pool = OcrPool(1)
         return self._pool
@@ -167,12 +178,24 @@ class PlateScheduler:
         jobs = []
         for _, _, tid, cand in options[: self.max_per_frame]:
             state = self._tracks[tid]
+            jobs.append(OcrJob(tid, cand.crop, (state.read_quality, state.read_frame)))
             cand.read = True
             state.attempts += 1
             state.read_quality = max(state.read_quality, cand.quality)
             state.read_frame = self._frames
-            jobs.append(OcrJob(tid, cand.crop))
         return jobs
+
+    def refund(self, jobs: Iterable[OcrJob]) -> None:
+        """Undo `plan` for attempts the pool refused: their crops unread, the budget unspent."""
+        for job in jobs:
+            state = self._tracks.get(job.track_id)
+            if state is None:
+                continue
+            state.attempts = max(0, state.attempts - 1)
+            state.read_quality, state.read_frame = job.before
+            for cand in state.candidates:
+                if cand.crop is job.crop:
+                    cand.read = False
 
     def _due(self, state: _TrackPlate) -> _Candidate | None:
         """The track's best unread crop, if an attempt on it is due now."""
@@ -238,6 +261,19 @@ class PlateScheduler:
                 self.snapshots.save(names, crop)
             info = replace(info, snapshot=names.vehicle, plate_snapshot=names.plate)
         return None if info == PlateInfo() else info
+
+    def follow(self, release: Callable[[], Iterable[TrackSummary]]) -> None:
+        """After each attempt, `release()` (`CameraTracking.release`: the end events that waited
+        for it) and forget the tracks it returns."""
+
+        def done() -> None:
+            self.forget(s.track_id for s in release())
+
+        self.on_done = done
+
+    def reading(self, track_id: int) -> bool:
+        """Whether an attempt on the track is in flight (its end event waits for it)."""
+        return track_id in self._reading
 
     def attempts(self, track_id: int) -> int:
         state = self._tracks.get(track_id)
@@ -311,13 +347,31 @@ class PlateScheduler:
         return any(self._due(s) is not None for s in self._tracks.values())
 
     async def _run(self, jobs: list[OcrJob]) -> None:
+        ids = {j.track_id for j in jobs}
+        self._reading |= ids
+        try:
+            await self._read_jobs(jobs)
+        finally:
+            self._reading -= ids
+            if self.on_done is not None:
+                self.on_done()
+
+    async def _read_jobs(self, jobs: list[OcrJob]) -> None:
         crops = [j.crop for j in jobs]
         fut = self.pool.try_read(crops, self._read)
         while fut is None:  # another camera's attempt took the worker (maybe_read only)
             await asyncio.sleep(0.01)
             fut = self.pool.try_read(crops, self._read)
+        try:
+            outcomes = await asyncio.wrap_future(fut)
+        except OcrBusy:
+            self.refund(jobs)
+            self.metrics.ocr_skipped.labels(camera=self.camera_id).inc()
+            return
+        except Exception:  # made, and failed with the pool (a dead OCR process)
+            self.metrics.ocr_attempts.labels(camera=self.camera_id).inc(len(jobs))
+            raise
         self.metrics.ocr_attempts.labels(camera=self.camera_id).inc(len(jobs))
-        outcomes = await asyncio.wrap_future(fut)
         for job, outcome in zip(jobs, outcomes, strict=True):
             self.record(job.track_id, job.crop, self._in_frame(job, outcome))
 

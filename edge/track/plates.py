@@ -255,7 +255,7 @@ class PlateReader:
 def make_reader(config: OcrConfig, threads: int = 1) -> PlateReader:
     """The reader of `config.backend`; ReaderUnavailable (with the install command) when that
     backend is not installed, so that the service refuses to start rather than fail mid-run."""
-    kw = {"min_confidence": config.min_confidence, "threads": threads,
+    kw = {"min_confidence": config.confidence_floor, "threads": threads,
           "pattern": config.plate_pattern}  # fmt: skip
     if config.backend == "easyocr":
         from edge.track.plate_easyocr import EasyOcrReader

@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -47,6 +48,19 @@ class _Job:
     crop: VehicleCrop
     box: tuple[float, float, float, float] | None
     """Part of the crop to save, in frame pixels (a plate); None: all of it."""
+
+
+class SnapshotSink(Protocol):
+    """Where a `PlateScheduler` saves snapshots: a `SnapshotWriter`, or a camera worker's
+    stand-in that sends the crops to the service's writer (`edge.worker_plates`)."""
+
+    def names(self, camera: str, track_id: int, when: datetime, plate: bool) -> SnapshotNames: ...
+    def save(
+        self,
+        names: SnapshotNames,
+        crop: VehicleCrop,
+        crop_box: tuple[float, float, float, float] | None = None,
+    ) -> bool: ...
 
 
 class SnapshotWriter:

@@ -6,8 +6,8 @@ import pickle
 
 import numpy as np
 
-from edge.camera_worker import pack_results, unpack_results
 from edge.types import Detections
+from edge.worker_messages import pack_results, unpack_results
 
 
 def _dets(n: int, seed: int) -> Detections:

@@ -73,7 +73,7 @@ async def test_watched_codecs_are_encoded_once_each_and_sent_whole() -> None:
 
 def test_the_overlay_shows_names_counts_and_the_plates_it_was_given() -> None:
     video = _video([], MetricsRecorder())
-    video.handle(("plates", "cam", {3: "AB 123"}))
+    video.set_plates("cam", {3: "AB 123"})
     overlay = video.overlay("cam", {"l": {"car": {"in": 2, "out": 1}, "bus": {"in": 1}}})
     assert (overlay.camera_name, tuple(overlay.class_names)) == ("Gate", ("car",))
     (line,) = overlay.lines

@@ -94,12 +94,11 @@ async def pipeline(model: Path, **detector: object) -> AsyncIterator[Pipeline]:
 
     def record(result: DetectedFrame) -> None:
         pipe.results[result.frame.camera_id].append(result.frame.seq)
-        pipe.max_pending = max(pipe.max_pending, batcher.pending)
         # every frame submitted was inferred, dropped (counted), is pending or in a running batch:
         # none queued
-        s = batcher.stats
-        gone = s.frames_inferred + s.superseded + s.stale + s.errors + batcher.pending
-        gone += batcher.in_flight
+        s, pending, in_flight = batcher.accounting()
+        pipe.max_pending = max(pipe.max_pending, pending)
+        gone = s.frames_inferred + s.superseded + s.stale + s.errors + pending + in_flight
         if s.submitted != gone:
             pipe.unaccounted.append(s.submitted - gone)
 

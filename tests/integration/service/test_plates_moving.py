@@ -2,7 +2,9 @@
 motorway and driven across it, growing as it approaches, encoded as H.264; `edge run` reads the
 plate over several frames, votes, and the track-end event (JSONL and `GET /api/events`) carries
 the voted plate, how many reads agreed, and the vehicle and plate snapshots, which are on disk
-and served by `GET /api/snapshots/NAME`."""
+and served by `GET /api/snapshots/NAME`. The same with the camera in a worker process
+(`ingest.processes: 1`): the worker schedules the reads, the service reads them on its OCR pool
+and writes the snapshots."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import pytest
 import yaml
 
 from edge.assets import asset
@@ -60,7 +63,8 @@ def moving_car_clip(out: Path, seconds: float = 8.0, empty_s: float = 2.0) -> Pa
     return out
 
 
-def test_moving_plate_is_voted_into_the_track_end_event(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [0, 1])
+def test_moving_plate_is_voted_into_the_track_end_event(tmp_path: Path, processes: int) -> None:
     clip = moving_car_clip(tmp_path / "moving.mp4")
     port = free_port()
     events, snaps = tmp_path / "events.jsonl", tmp_path / "snapshots"
@@ -69,6 +73,7 @@ def test_moving_plate_is_voted_into_the_track_end_event(tmp_path: Path) -> None:
         "detector": {"prepared_dir": str(tmp_path / "models")},
         "ocr": {"enabled": True, "attempts": 4, "agree": 0, "snapshots": {"dir": str(snaps)}},
         "events": {"jsonl": str(events)},
+        "ingest": {"processes": processes},
         "store": {"path": str(tmp_path / "events.db")},
         "server": {"port": port},
     }

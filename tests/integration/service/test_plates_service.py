@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import yaml
 
-from edge.testing import ServiceProcess, free_port, wait_for
+from edge.testing import ServiceProcess, free_port, metric_value, wait_for
 
 PLATE = "5AU5341"
 
@@ -67,3 +67,58 @@ def test_plate_is_read_within_the_attempt_budget_and_reaches_the_track_end_event
     ended = [e for e in ended if e["kind"] == "track_end"]
     assert ended and all(e["camera"] == "gate" for e in ended)
     assert PLATE in {e["plate"] for e in ended}, ended
+
+
+def test_with_a_worker_process_the_attempts_skips_and_snapshot_bound_hold(
+    assets: Path, tmp_path: Path
+) -> None:
+    """Two cameras in one worker process on one OCR process: their attempts compete for it
+    (refused ones counted as skipped, the budget unspent), each track reads at most
+    `ocr.attempts` crops, the plate reaches the track-end events that the shutdown sends, and
+    the snapshots of both cameras stay under the one folder bound (an old file goes first)."""
+    clip = photo_as_clip(assets / "plates" / "plate_cz_5AU5341.jpg", tmp_path / "parked.mp4")
+    port = free_port()
+    events, snaps = tmp_path / "events.jsonl", tmp_path / "snapshots"
+    snaps.mkdir()
+    old = snaps / "old.jpg"
+    old.write_bytes(b"\xff" * 60_000)
+    max_mb = 0.1
+    cameras = [{"id": cam, "url": str(clip), "loop": True} for cam in ("gate", "yard")]
+    config = {
+        "cameras": cameras,
+        "detector": {"prepared_dir": str(tmp_path / "models")},
+        "ingest": {"processes": 1},
+        "ocr": {"enabled": True, "attempts": 2, "agree": 0, "workers": 1,
+                "snapshots": {"dir": str(snaps), "max_mb": max_mb}},  # fmt: skip
+        "events": {"jsonl": str(events)},
+        "server": {"port": port},
+    }
+    (tmp_path / "cameras.yaml").write_text(yaml.safe_dump(config))
+    svc = ServiceProcess(tmp_path / "cameras.yaml", port, tmp_path / "edge.log")
+    try:
+        svc.wait_ready(90)
+        workers = {c["id"]: c["worker"] for c in svc.get_json("/api/cameras")["cameras"]}
+        assert workers == {"gate": 0, "yard": 0}
+
+        def total(name: str, cam: str) -> float:
+            return metric_value(svc.text("/metrics"), name, camera=cam)
+
+        for cam in ("gate", "yard"):
+            wait_for(lambda c=cam: total("edge_ocr_reads_total", c) >= 1, 60, interval=0.5)
+        wait_for(lambda: sum(total("edge_ocr_skipped_total", c) for c in ("gate", "yard")),
+                 30, interval=0.5)  # fmt: skip
+        attempts = {c: total("edge_ocr_attempts_total", c) for c in ("gate", "yard")}
+    finally:
+        assert svc.stop() == 0, svc.log()[-3000:]
+    rows = [json.loads(x) for x in events.read_text().splitlines()]
+    ended = [e for e in rows if e["kind"] == "track_end"]
+    for cam in ("gate", "yard"):
+        mine = [e for e in ended if e["camera"] == cam]
+        assert PLATE in {e["plate"] for e in mine}, mine
+        assert 1 <= attempts[cam] <= 2 * len(mine)  # at most 2 per track, refusals not spent
+        assert all(e["plate_reads"] <= 2 for e in mine if e["plate"])
+    named = {e["snapshot"] for e in ended if e.get("snapshot")}
+    on_disk = list(snaps.glob("*.jpg"))
+    assert named and not old.exists()  # the oldest file went to make room
+    assert {p.name for p in on_disk} <= named | {e["plate_snapshot"] for e in ended}
+    assert 0 < sum(p.stat().st_size for p in on_disk) <= max_mb * 1024 * 1024

@@ -14,6 +14,7 @@ from edge.config import (
     load_config,
     parse_config,
 )
+from edge.config.ocr import OcrConfig
 from edge.config.schema import is_loopback_host
 
 REPO = Path(__file__).resolve().parents[3]
@@ -255,3 +256,11 @@ def test_viewer_caps_default_to_a_shared_box() -> None:
     stream = parse_config(base()).stream
     assert stream.max_viewers_per_client < stream.max_viewers_per_camera < stream.max_viewers
     assert 0 < stream.connect_timeout_s <= 10
+
+
+def test_ocr_min_confidence_defaults_per_backend_unless_set() -> None:
+    """The backends score on different scales: an unset floor follows the backend."""
+    assert OcrConfig().confidence_floor == 0.8
+    assert OcrConfig(backend="easyocr").confidence_floor == 0.5
+    assert OcrConfig(backend="easyocr", min_confidence=0.7).confidence_floor == 0.7
+    assert OcrConfig(min_confidence=0.0).confidence_floor == 0.0

@@ -10,7 +10,7 @@ import pytest
 from edge.commands.analyze import parse_line
 from edge.config import LineConfig, TrackerConfig
 from edge.metrics import EdgeMetrics
-from edge.track.camera import CameraTracking
+from edge.track.camera import PLATE_WAIT_FRAMES, CameraTracking
 from edge.track.events import PlateInfo, VehicleEvent
 from edge.types import Detections
 
@@ -66,6 +66,37 @@ def test_finish_ends_live_tracks_with_an_event_carrying_the_plate() -> None:
     assert asked == [(1, True)]
     assert [(e.kind, e.plate, e.plate_confidence, e.plate_reads, e.snapshot, e.plate_snapshot)
             for e in events] == [("track_end", "AB123CD", 0.93, 3, "c-1.jpg", "c-1-plate.jpg")]
+
+
+def test_a_track_end_waits_for_its_plate_read_in_flight_within_a_bound() -> None:
+    events: list[VehicleEvent] = []
+    plates: dict[int, str] = {}
+    reading = {1, 2}
+
+    def plate_of(track_id: int, ended: bool) -> PlateInfo | None:
+        return PlateInfo(plates[track_id], 0.9, 1) if track_id in plates else None
+
+    cam = CameraTracking("c", TrackerConfig(min_hits=1, max_age=1), [], NAMES, events.append,
+                         metrics=EdgeMetrics(), plate_of=plate_of,
+                         plate_pending=reading.__contains__)  # fmt: skip
+    two = Detections(np.array([[0, 0, 10, 10], [100, 100, 120, 120]], dtype=np.float32),
+                     np.array([0.8, 0.8], dtype=np.float32), np.array([2, 2]))  # fmt: skip
+    cam.update(two)
+    ended = [cam.update(Detections.empty()).ended for _ in range(3)]
+    assert events == [] and ended == [[], [], []]  # both lost, both reads still out
+    plates[1] = "AB123"
+    reading.discard(1)  # track 1's read is in: its event goes, with the plate
+    assert [s.track_id for s in cam.update(Detections.empty()).ended] == [1]
+    assert [(e.track_id, e.plate) for e in events] == [(1, "AB123")]
+    waits = [cam.update(Detections.empty()).ended for _ in range(PLATE_WAIT_FRAMES)]
+    released = [(n, s.track_id) for n, ended in enumerate(waits) for s in ended]
+    # track 2's read never comes: its event goes anyway, after waiting its bound
+    assert len(released) == 1 and released[0][1] == 2 and released[0][0] > PLATE_WAIT_FRAMES - 6
+    assert events[-1].plate is None
+    cam.update(one((0, 0, 10, 10)))
+    reading.add(3)
+    assert [s.track_id for s in cam.finish()] == [3]  # the end of the stream waits for nothing
+    assert [e.track_id for e in events] == [1, 2, 3]
 
 
 def test_parse_line() -> None:
