@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from edge.camera_runtime import CameraRuntime
+from edge.camera_runtime import CameraRuntime, waiting_status
 from edge.config import CameraConfig, EdgeConfig
 from edge.config.reload import ReloadResult, ReloadTrigger
 from edge.config.source import ConfigSource
@@ -31,7 +31,7 @@ from edge.infer.detector import Detector
 from edge.infer.model_check import ModelError, check_model
 from edge.infer.prepare import with_dynamic_batch
 from edge.infer.results import ResultStream
-from edge.ingest.source import CameraSource, CameraState
+from edge.ingest.source import CameraState
 from edge.metrics import DropReason, EdgeMetrics
 from edge.plate_runtime import PlateRuntime, PlatesUnavailable
 from edge.publish import data_api
@@ -80,20 +80,18 @@ class EdgeService:
         self.reloader = ConfigReloader(self, source, self.metrics)
         self._tg: asyncio.TaskGroup | None = None
         self.plates: PlateRuntime | None = None
-        self.runtimes = {cam.id: self._runtime(cam) for cam in config.enabled_cameras}
+        self.runtimes: dict[str, CameraRuntime] = {}
+        """Each camera's pipeline, built once the detector is loaded (`run`)."""
 
-    def _runtime(self, cam: CameraConfig) -> CameraRuntime:
-        """A camera's source and publisher (not started), its series at 0 from now on."""
-        cfg = self.config
-        lines = [(line.name, line.directions) for line in cam.lines]
-        self.metrics.init_camera(cam.id, cfg.detector.classes, lines)
-        return CameraRuntime(
-            config=cam,
-            source=CameraSource(
-                cam, cfg.ingest, self.metrics, realtime=cam.realtime, loop=cam.loop
-            ),
-            publisher=CameraPublisher(cam.id, cfg.stream, self.metrics, max_width=cam.width),
-        )
+    def _runtime(self, cam: CameraConfig, detector: Detector) -> CameraRuntime:
+        """A camera's whole pipeline, not started (`CameraRuntime.build`); in a worker process,
+        the worker tracks it and encodes its video."""
+        local = self.pool is None
+        rt = CameraRuntime.build(cam, self.config, self.metrics, detector.class_names,
+                                 self.events.emit, self.plates, local=local)  # fmt: skip
+        if self.pool is not None:
+            rt.publisher.encode_remotely(self.pool)
+        return rt
 
     # ---- ConfigHost (edge.reload applies a changed cameras.yaml) ----
 
@@ -103,6 +101,8 @@ class EdgeService:
     # ---- ServiceView ----
 
     def cameras(self) -> Sequence[CameraStatus]:
+        if self.detector is None:  # loading: the cameras start once it is loaded
+            return [waiting_status(cam, self.metrics) for cam in self.config.enabled_cameras]
         pool = self.pool
         return [
             rt.status(self.metrics, pool.info.get(rt.config.id) if pool is not None else None,
@@ -139,22 +139,22 @@ class EdgeService:
             await asyncio.to_thread(self._open_store)
             await self._start_events()
             runner = await self._start_web()
-            self.detector = await asyncio.to_thread(self._load_detector)
+            detector = await asyncio.to_thread(self._load_detector)
             if self.config.ocr.enabled:
                 await self._start_plates()
-            processes = self._processes()
+            processes = self._processes(detector)
             self.batcher = Batcher(
-                self.detector, self.config.detector, self.metrics,
-                count_detections=not processes,
-            )  # fmt: skip
+                detector, self.config.detector, self.metrics, count_detections=not processes
+            )
             if processes:
                 self.pool = WorkerPool(
-                    self.config, processes, self.detector, self.batcher, self.metrics,
+                    self.config, processes, detector, self.batcher, self.metrics,
                     self.events.emit, deliver=self._deliver, watched=self._watched_codecs,
                     plates=self.plates,
                 )  # fmt: skip
-                for rt in self.runtimes.values():
-                    rt.publisher.encode_remotely(self.pool)
+            cams = self.config.enabled_cameras
+            self.runtimes = {cam.id: self._runtime(cam, detector) for cam in cams}
+            self.detector = detector  # loaded, with its cameras built: the service may be ready
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self.batcher.run(), name="batcher")
@@ -162,20 +162,19 @@ class EdgeService:
                     self.pool.start()
                     tg.create_task(self._tick_pool(self.pool), name="workers")
                 for rt in self.runtimes.values():
-                    if self.pool is None:
-                        await self._start_local(rt)
+                    if rt.tracking is not None:  # else its worker process runs it
+                        await self._start_local(rt, rt.tracking)
                 self.reloader.start(tg)
                 if started is not None:
                     started.set()
         finally:
             await self._shutdown(runner)
 
-    def _processes(self) -> int:
+    def _processes(self, detector: Detector) -> int:
         """Worker processes to run the cameras in (`ingest.processes`); 0 where they cannot."""
-        n = resolve_processes(self.config.ingest.processes, len(self.runtimes))
-        assert self.detector is not None
+        n = resolve_processes(self.config.ingest.processes, len(self.config.enabled_cameras))
         why = None
-        if n and not self.detector.uint8 and self.detector.unit_scale:
+        if n and not detector.uint8 and detector.unit_scale:
             why = "the model takes 0-1 float pictures (prepare it for a uint8 input)"
         if why:
             log.warning("ingest.processes: cameras stay in the service's process: %s", why)
@@ -187,22 +186,13 @@ class EdgeService:
         rt = self.runtimes.get(camera_id)
         return rt.publisher.watched_codecs if rt is not None else frozenset()
 
-    async def _start_local(self, rt: CameraRuntime) -> None:
-        """Track a camera and feed its frames to the batcher from the service's process."""
-        assert self._tg is not None and self.batcher is not None and self.detector is not None
+    async def _start_local(self, rt: CameraRuntime, tracking: CameraTracking) -> None:
+        """Feed a camera's frames to the batcher from the service's process and track them."""
+        assert self._tg is not None and self.batcher is not None
         cam = rt.config
-        if self.plates is not None:
-            rt.plates = self.plates.scheduler(cam.id)
-        rt.tracking = CameraTracking(
-            cam.id, self.config.tracker, cam.lines, self.detector.class_names,
-            emit=self.events.emit, metrics=self.metrics, plate_of=rt.plate_of,
-            plate_pending=rt.plates.reading if rt.plates is not None else None,
-        )  # fmt: skip
-        if rt.plates is not None:
-            rt.plates.follow(rt.tracking.release)
         rt.stream = self.batcher.subscribe(cam.id)
         track = self._tg.create_task(
-            self._consume(rt, rt.tracking, rt.stream), name=f"track:{cam.id}"
+            self._consume(rt, tracking, rt.stream), name=f"track:{cam.id}"
         )
         await rt.source.start()
         ingest = self._tg.create_task(self.batcher.feed(rt.source), name=f"ingest:{cam.id}")
@@ -211,12 +201,12 @@ class EdgeService:
     # ---- live cameras (edge.reload.LiveCameras) ----
 
     async def start_camera(self, cam: CameraConfig) -> None:
-        rt = self.runtimes[cam.id] = self._runtime(cam)
-        if self.pool is not None:
-            rt.publisher.encode_remotely(self.pool)
+        assert self.detector is not None  # a reload applies only once the service runs
+        rt = self.runtimes[cam.id] = self._runtime(cam, self.detector)
+        if rt.tracking is not None:
+            await self._start_local(rt, rt.tracking)
+        elif self.pool is not None:
             self.pool.add_cameras([cam])
-        else:
-            await self._start_local(rt)
 
     async def stop_camera(self, camera_id: str) -> None:
         """Stop a camera as the service's shutdown would: its last results tracked, its tracks'
@@ -313,7 +303,8 @@ class EdgeService:
             raise StartupError(f"cannot listen on {server.host}:{server.port}: {reason}") from None
         port = runner.addresses[0][1] if runner.addresses else server.port
         self.url = f"http://{server.host}:{port}/"
-        log.info("edge serving %s (cameras: %s)", self.url, ", ".join(self.runtimes))
+        cams = ", ".join(cam.id for cam in self.config.enabled_cameras)
+        log.info("edge serving %s (cameras: %s)", self.url, cams)
         return runner
 
     async def _consume(self, rt: CameraRuntime, tracking: CameraTracking,
@@ -351,10 +342,9 @@ class EdgeService:
         self, rt: CameraRuntime, frame: Frame, tracks: Detections, counts: dict[str, Any]
     ) -> None:
         """Hand a watched camera's frame and what to draw on it to its publisher."""
-        assert self.detector is not None  # cameras start once it is loaded
         overlay = Overlay(
             camera_name=rt.config.display_name,
-            class_names=self.detector.class_names,
+            class_names=rt.class_names,
             lines=line_overlays(rt.config.lines, counts),
             plates={tid: p.text for tid, p in rt.plates.plates.items()} if rt.plates else {},
             clock=time.time(),

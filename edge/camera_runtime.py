@@ -1,20 +1,24 @@
 """What one camera owns while the service runs (its source, publisher, tracking, tasks), how the
 API sees it, and how it stops: part of the wiring (`edge.app`), shared by the service's start,
-its shutdown and a config reload that adds or removes the camera."""
+its shutdown and a config reload that adds or removes the camera. A camera's runtime is built
+whole, once the detector is loaded: before that the API shows the configured cameras as
+stopped (`waiting_status`)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edge.config import CameraConfig
+from edge.config import CameraConfig, EdgeConfig
 from edge.infer.results import ResultStream
-from edge.ingest.source import CameraSource
+from edge.ingest.source import CameraSource, CameraState
 from edge.metrics import EdgeMetrics
+from edge.plate_runtime import PlateRuntime
 from edge.publish.publisher import CameraPublisher
 from edge.publish.service import CameraStatus
 from edge.track.camera import CameraTracking
-from edge.track.events import PlateInfo
+from edge.track.events import VehicleEvent
 from edge.track.plate_scheduler import PlateScheduler
 from edge.worker_messages import CameraInfo
 
@@ -30,16 +34,52 @@ class CameraRuntime:
     config: CameraConfig
     source: CameraSource
     publisher: CameraPublisher
-    tracking: CameraTracking | None = None
+    class_names: Sequence[str]
+    """The detector's class names, which its detections' class ids index (the overlay's labels)."""
+    tracking: CameraTracking | None
+    """None where the camera runs in a worker process, which tracks it."""
     plates: PlateScheduler | None = None
+    """Its plate reads, where OCR runs in the service's process."""
     last_frame_size: tuple[int, int] | None = None
     tasks: tuple[asyncio.Task[None], ...] = ()
     """`track:ID` and `ingest:ID` while the camera runs in the service's process."""
     stream: ResultStream | None = None
 
-    def plate_of(self, track_id: int, ended: bool) -> PlateInfo | None:
-        """The voted plate of a track so far (and its snapshots when it ended), if OCR runs."""
-        return self.plates.info(track_id, ended) if self.plates is not None else None
+    @classmethod
+    def build(
+        cls,
+        cam: CameraConfig,
+        config: EdgeConfig,
+        metrics: EdgeMetrics,
+        class_names: Sequence[str],
+        emit: Callable[[VehicleEvent], None],
+        plates: PlateRuntime | None,
+        *,
+        local: bool,
+    ) -> CameraRuntime:
+        """A camera's whole pipeline, not started: its source and publisher and, where it runs
+        in the service's process (`local`), its tracking and, with `plates` (started), its plate
+        reads; in a worker process, the worker tracks it. Its series are at 0 from now on."""
+        lines = [(line.name, line.directions) for line in cam.lines]
+        metrics.init_camera(cam.id, config.detector.classes, lines)
+        scheduler = tracking = None
+        if local:
+            scheduler = plates.scheduler(cam.id) if plates is not None else None
+            tracking = CameraTracking(
+                cam.id, config.tracker, cam.lines, class_names, emit=emit, metrics=metrics,
+                plate_of=scheduler.info if scheduler is not None else None,
+                plate_pending=scheduler.reading if scheduler is not None else None,
+            )  # fmt: skip
+            if scheduler is not None:
+                scheduler.follow(tracking.release)
+        return cls(
+            config=cam,
+            source=CameraSource(cam, config.ingest, metrics, realtime=cam.realtime, loop=cam.loop),
+            publisher=CameraPublisher(cam.id, config.stream, metrics, max_width=cam.width),
+            class_names=class_names,
+            tracking=tracking,
+            plates=scheduler,
+        )
 
     def status(
         self, metrics: EdgeMetrics, info: CameraInfo | None, worker: int | None
@@ -89,3 +129,14 @@ class CameraRuntime:
         if self.tracking is not None:
             self.tracking.finish()
         await self.publisher.aclose()
+
+
+def waiting_status(cam: CameraConfig, metrics: EdgeMetrics) -> CameraStatus:
+    """A configured camera as the API shows it while the detector loads (nothing runs yet)."""
+    return CameraStatus(
+        id=cam.id,
+        name=cam.display_name,
+        state=str(CameraState.STOPPED),
+        url=cam.safe_url,
+        fps=metrics.fps_rates(cam.id),
+    )

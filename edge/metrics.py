@@ -250,13 +250,11 @@ class EdgeMetrics(MetricFamilies):
         """`edge_onnx_info{provider=...}`: which execution provider really runs."""
         self.provider.info({"provider": provider, **{k: str(v) for k, v in details.items()}})
 
-    def observe_batch(self, size: int, capacity: int, seconds: float | None) -> None:
-        """One inference batch: its size, fill (size over the frames that would fill it) and run
-        time (None where `Detector.infer` recorded it already)."""
+    def observe_batch(self, size: int, capacity: int) -> None:
+        """One inference batch: its size and fill (size over the frames that would fill it); its
+        run time is `Detector.infer`'s to record."""
         self.batch_size.observe(size)
         self.batch_fill_ratio.observe(min(1.0, size / max(1, capacity)))
-        if seconds is not None:
-            self.batch_inference_seconds.observe(seconds)
 
     def observe_end_to_end(self, camera: str, seconds: float) -> None:
         """One frame published: receive → published latency, counter and FPS together."""

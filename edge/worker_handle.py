@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from edge.config import CameraConfig
-from edge.infer.detector import BatchOutcome
 from edge.infer.letterbox import Letterbox
 from edge.ingest.slots import FrameRef, SlotArena
 from edge.metrics import DropReason, EdgeMetrics
@@ -156,12 +155,12 @@ def send_results(
     owner: Mapping[str, WorkerHandle],
     metrics: EdgeMetrics,
     frames: Sequence[Frame],
-    outcome: BatchOutcome,
+    detections: Sequence[Detections | None],
 ) -> None:
     """In a batch thread: the batch's detections go straight back to the workers of its frames
     (`owner`: each camera's worker now), one message per worker and batch."""
     by_worker: dict[WorkerHandle, list[tuple[str, int, float, Detections]]] = {}
-    for frame, dets in zip(frames, outcome.detections, strict=True):
+    for frame, dets in zip(frames, detections, strict=True):
         w = owner.get(frame.camera_id)
         if dets is None or w is None:  # failed (counted by the batcher), or camera removed
             continue

@@ -1,14 +1,15 @@
 """One batch as an inference thread runs it, and the frames' pictures handed back.
 
-Apart from `edge.infer.batcher` (which decides *when* a batch runs, on the event loop) because
-this is the part that runs off the loop, in a batch thread: it may touch the loop only through
-`call_soon_threadsafe`.
+Apart from `edge.infer.batcher` (which decides *when* a batch runs) because this is the part that
+runs it, in a batch thread: it may touch the event loop only through `call_soon_threadsafe`. The
+batch itself goes the detector's one way, `Detector.detect_batch`, which also records the
+detector's metrics.
 
 Frames prepared elsewhere (a worker process's letterboxed picture in shared memory) carry
 `prepared()` (the batch then only copies them in) and `release()`, called when the picture was
 copied into its batch (from the event loop; or by `on_copied`, in the batch thread, where it is
 set) or the frame was dropped, and again when a batched frame's results are delivered
-(`release()` must be idempotent). Plain frames carry neither and are letterboxed here.
+(`release()` must be idempotent). Plain frames carry neither and are letterboxed in the batch.
 """
 
 from __future__ import annotations
@@ -16,14 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Protocol
 
-import numpy as np
-
-from edge.infer.detector import BatchOutcome, Prepare
-from edge.infer.letterbox import Letterbox
-from edge.types import Frame
+from edge.types import Detections, Frame
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +30,15 @@ class BatchDetector(Protocol):
     is_dynamic_batch: bool
     max_batch: int
     workers: int
-    class_names: list[str]
 
-    def preprocess(self, frame: Frame) -> tuple[np.ndarray, Letterbox]: ...
-    def run_batch(
+    def detect_batch(
         self,
-        jobs: Sequence[Prepare],
-        skip_bad: Callable[[int], None] | None = None,
+        frames: Sequence[Frame],
+        *,
+        skip_bad: bool = False,
         copied: Callable[[], None] | None = None,
-    ) -> BatchOutcome: ...
+        count_detections: bool = True,
+    ) -> list[Detections | None]: ...
 
 
 def run_batch_job(
@@ -50,17 +46,11 @@ def run_batch_job(
     frames: Sequence[Frame],
     on_copied: Callable[[Sequence[Frame]], None] | None,
     loop: asyncio.AbstractEventLoop | None,
-) -> BatchOutcome:
+    count_detections: bool = True,
+) -> list[Detections | None]:
     """One batch, in the batch thread; a frame that cannot be preprocessed (a broken picture) is
-    left out alone. Once the batch holds the pictures, `on_copied(frames)` is called here, or,
-    without it, frames that hold a picture are released on `loop`."""
-
-    def bad(i: int) -> None:
-        f = frames[i]
-        log.exception("camera %s: cannot preprocess frame %d", f.camera_id, f.seq)
-
-    prepare = detector.preprocess
-    jobs = [getattr(f, "prepared", None) or partial(prepare, f) for f in frames]
+    left out alone (None). Once the batch holds the pictures, `on_copied(frames)` is called here,
+    or, without it, frames that hold a picture are released on `loop`."""
     copied = None
     if on_copied is not None:
 
@@ -76,9 +66,9 @@ def run_batch_job(
         def copied() -> None:
             running.call_soon_threadsafe(release_all, frames)
 
-    if copied is None:
-        return detector.run_batch(jobs, bad)
-    return detector.run_batch(jobs, bad, copied=copied)
+    return detector.detect_batch(
+        frames, skip_bad=True, copied=copied, count_detections=count_detections
+    )
 
 
 def release_all(frames: Sequence[Frame]) -> None:

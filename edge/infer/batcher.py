@@ -59,10 +59,9 @@ from edge.infer.batch_policy import (
     batch_capacity,
     batch_deadline_s,
 )
-from edge.infer.detector import BatchOutcome
 from edge.infer.results import RESULT_QUEUE_SIZE, ResultStream
 from edge.metrics import DropReason, EdgeMetrics
-from edge.types import DetectedFrame, Frame
+from edge.types import DetectedFrame, Detections, Frame
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +89,9 @@ class Batcher:
         on_batch: Callable[[list[DetectedFrame]], None] | None = None,
     ) -> None:
         """`metrics`: the registry the service exports (no private default: drops and batch sizes
-        recorded where nobody reads would go unseen). `count_detections` False: whoever takes
-        the results counts detections by class (a camera worker does, off the batching
-        process)."""
+        recorded where nobody reads would go unseen); the detector records its own (stage times,
+        detections) in its registry. `count_detections` False: whoever takes the results counts
+        detections by class (a camera worker does, off the batching process)."""
         self.detector = detector
         self.count_detections = count_detections
         self.config = config
@@ -102,9 +101,10 @@ class Batcher:
         self.on_copied: Callable[[Sequence[Frame]], None] | None = None
         """`on_copied(frames)`, called in the batch thread once the batch holds the frames'
         pictures, instead of releasing them from the event loop frame by frame."""
-        self.on_inferred: Callable[[Sequence[Frame], BatchOutcome], None] | None = None
-        """`on_inferred(frames, outcome)`, called in the batch thread once the batch's detections
-        exist, before its metrics are recorded and its results handed on."""
+        self.on_inferred: Callable[[Sequence[Frame], list[Detections | None]], None] | None = None
+        """`on_inferred(frames, detections)`, called in the batch thread once the batch's
+        detections exist (None where a picture could not be prepared), before the batcher's
+        metrics are recorded and its results handed on."""
         self.stats = BatcherStats()
         self._clock = clock
         self._slots = LatestSlots()
@@ -306,7 +306,7 @@ class Batcher:
             try:
                 outcome = self._infer(frames)
                 results = self._record(batch, started, capacity, outcome)
-                failed = [f for f, d in zip(frames, outcome.detections, strict=True) if d is None]
+                failed = [f for f, d in zip(frames, outcome, strict=True) if d is None]
             except Exception:
                 log.exception("inference failed for cameras %s", cameras)
                 failed = frames
@@ -373,9 +373,12 @@ class Batcher:
 
     # ---- in a batch thread ----
 
-    def _infer(self, frames: Sequence[Frame]) -> BatchOutcome:
-        """One batch (see `edge.infer.batch_job`), then `on_inferred`."""
-        outcome = run_batch_job(self.detector, frames, self.on_copied, self._loop)
+    def _infer(self, frames: Sequence[Frame]) -> list[Detections | None]:
+        """One batch (see `edge.infer.batch_job`; the detector records its metrics), then
+        `on_inferred`."""
+        outcome = run_batch_job(
+            self.detector, frames, self.on_copied, self._loop, self.count_detections
+        )
         if self.on_inferred is not None:
             try:
                 self.on_inferred(frames, outcome)
@@ -384,30 +387,28 @@ class Batcher:
         return outcome
 
     def _record(
-        self, batch: list[Pending], started: float, capacity: int, outcome: BatchOutcome
+        self,
+        batch: list[Pending],
+        started: float,
+        capacity: int,
+        detections: list[Detections | None],
     ) -> list[DetectedFrame]:
-        """Record the batch's metrics (here, not on the event loop); its results."""
+        """Record the batcher's own metrics of the batch (here, not on the event loop: queue
+        wait, batch size and fill, frames inferred, FPS; its stage times and detections are the
+        detector's, recorded by `Detector.detect_batch`); its results."""
         m, done = self.metrics, self._clock()
-        n = sum(d is not None for d in outcome.detections)
+        n = sum(d is not None for d in detections)
         if not n:
             return []
-        recorded = getattr(self.detector, "metrics", None) is m  # by Detector.infer
-        m.observe_batch(n, capacity, None if recorded else outcome.inference_s)
+        m.observe_batch(n, capacity)
         results = []
-        share = outcome.inference_s / n
-        for i, (pending, dets) in enumerate(zip(batch, outcome.detections, strict=True)):
+        for pending, dets in zip(batch, detections, strict=True):
             if dets is None:
                 continue
             cam = pending.frame.camera_id
             m.observe_stage(cam, "queue_wait", max(0.0, started - pending.submitted_at))
-            if not hasattr(pending.frame, "prepared"):  # else the worker that prepared it records
-                m.observe_stage(cam, "preprocess", outcome.preprocess_s[i])
-            m.observe_stage(cam, "inference", share)
-            m.observe_stage(cam, "postprocess", outcome.postprocess_s[i])
             m.count_inferred(cam)
             m.tick_fps(cam, "inferred")
-            if self.count_detections:
-                m.count_detections(cam, dets.class_id, self.detector.class_names)
             results.append(DetectedFrame(pending.frame, dets, inferred_at=done))
         return results
 

@@ -5,9 +5,11 @@ preprocessing follows it unless the config overrides colour order or scale. Fram
 at model resolution during PyAV's colour conversion, never via a full-size BGR copy. Which
 letterbox, session and layout the model gets is decided once, in `edge.infer.model_open`.
 
-Metrics: `infer` records the batch's run time; `detect`/`detect_bgr` also record per-frame
-preprocess, inference and postprocess stage times and detections by class. Frames inferred and
-FPS are the batcher's to count.
+Every run goes one way, `Detector.detect_batch` (prepare → copy into the batch → infer →
+postprocess), whoever drives it: the batcher's threads for the service, `detect_stream` (an
+ordered pipeline of those batches on a few threads) for `edge detect` and `edge analyze`. The
+detector's metrics are recorded there and in `infer` (each ONNX Runtime run's time), nowhere
+else; frames inferred, batch sizes and FPS are the batcher's to count.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import partial
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 
 import numpy as np
 
@@ -33,7 +35,7 @@ from edge.types import Detections, Frame
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FAMILY_PREPROCESS", "BatchOutcome", "Detector", "FrozenBatchError", "Prepare"]
+__all__ = ["FAMILY_PREPROCESS", "Detector", "FrozenBatchError"]
 
 
 class FrozenBatchError(ValueError):
@@ -45,21 +47,6 @@ def frozen_batch_message(model: object) -> str:
         f"model {model} has its batch frozen at 1 and cannot run batches; make it dynamic with "
         f"`edge model prepare {model} OUT.onnx`"
     )
-
-
-Prepare = Callable[[], tuple[np.ndarray, Letterbox]]
-"""Letterboxes one picture: a frame's or a BGR image's `preprocess`, deferred to the worker."""
-
-
-@dataclass(slots=True)
-class BatchOutcome:
-    """One batch's detections and where its time went, for the caller's metrics."""
-
-    detections: list[Detections | None]
-    """None where the picture could not be prepared (with `skip_bad`)."""
-    preprocess_s: list[float]
-    inference_s: float
-    postprocess_s: list[float]
 
 
 class Detector:
@@ -165,6 +152,7 @@ class Detector:
         return letterbox_frame(frame.image, self.letterbox)
 
     def preprocess_bgr(self, img: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """`preprocess` for an H×W×3 BGR picture (benchmarks that feed ONNX Runtime directly)."""
         return letterbox_bgr(img, self.letterbox)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -264,37 +252,51 @@ class Detector:
         """The raw output of a batch of same-size pictures → Detections of each, in one pass."""
         return postprocess_batch(raw, self.family, self.input_size, letterboxes, self.params)
 
-    # -- whole pipeline -----------------------------------------------------------------------
+    # -- the one execution path --------------------------------------------------------------
 
-    def run_batch(
+    def detect_batch(
         self,
-        jobs: Sequence[Prepare],
-        skip_bad: Callable[[int], None] | None = None,
+        frames: Sequence[Frame],
+        *,
+        skip_bad: bool = False,
         copied: Callable[[], None] | None = None,
-    ) -> BatchOutcome:
-        """Prepare, infer and postprocess one batch (≤ `max_batch` pictures), timing each stage.
-        With `skip_bad`, a picture that cannot be prepared (a broken frame) is left out alone:
-        `skip_bad(index)` is called from inside the `except` and its detections are None."""
-        inputs, boxes, kept = [], [], []
-        pre_s = [0.0] * len(jobs)
-        for i, job in enumerate(jobs):
+        count_detections: bool = True,
+    ) -> list[Detections | None]:
+        """Detections of each of at most `max_batch` frames: each picture prepared and copied
+        into the batch, the batch run, its output postprocessed.
+
+        Every run of the detector comes through here (the batcher's threads, `detect_stream`
+        for `edge detect` and `edge analyze`), so its per-frame metrics are recorded here alone,
+        once the whole batch is done: per camera, the `preprocess` stage (only where the
+        picture was letterboxed here: a frame that carries `prepared()` was letterboxed by the
+        worker process that sent it, which records it), each frame's share of the batch's
+        `inference` and its `postprocess`, and, with `count_detections` (False where whoever
+        takes the results counts them), its detections by class. `infer` records each ONNX
+        Runtime run. With `skip_bad`, a picture that cannot be prepared (a broken frame) is
+        logged and left out alone (its detections are None); else its error propagates.
+        `copied()`: see `infer_groups`."""
+        tensors, boxes, kept = [], [], []
+        pre_s: list[float | None] = [None] * len(frames)
+        for i, frame in enumerate(frames):
+            prepared = getattr(frame, "prepared", None)
             start = time.perf_counter()
             try:
-                tensor, box = job()
+                tensor, box = self.preprocess(frame) if prepared is None else prepared()
             except Exception:
-                if skip_bad is None:
+                if not skip_bad:
                     raise
-                skip_bad(i)
+                log.exception("camera %s: cannot preprocess frame %d", frame.camera_id, frame.seq)
                 continue
-            pre_s[i] = time.perf_counter() - start
-            inputs.append(tensor)
+            if prepared is None:
+                pre_s[i] = time.perf_counter() - start
+            tensors.append(tensor)
             boxes.append(box)
             kept.append(i)
-        dets: list[Detections | None] = [None] * len(jobs)
-        post_s = [0.0] * len(jobs)
+        dets: list[Detections | None] = [None] * len(frames)
+        post_s = [0.0] * len(frames)
         infer_s = 0.0
         start = time.perf_counter()
-        for members, raw in self.infer_groups(inputs, copied):
+        for members, raw in self.infer_groups(tensors, copied):
             done = time.perf_counter()
             infer_s += done - start
             found = self.postprocess_batch(raw, [boxes[k] for k in members])
@@ -302,54 +304,55 @@ class Detector:
             for k, d in zip(members, found, strict=True):
                 dets[kept[k]] = d
                 post_s[kept[k]] = (start - done) / len(members)  # each picture's share
-        return BatchOutcome(dets, pre_s, infer_s, post_s)
-
-    def detect(self, frames: Sequence[Frame]) -> list[Detections]:
-        """Detections for each frame, in batches of at most `max_batch`, `workers` at once."""
-        jobs = [partial(self.preprocess, f) for f in frames]
-        return self._run_jobs(jobs, [f.camera_id for f in frames])
-
-    def detect_bgr(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        jobs = [partial(self.preprocess_bgr, im) for im in images]
-        return self._run_jobs(jobs, [None] * len(images))
+        share = infer_s / max(1, len(kept))
+        m = self.metrics
+        for i in kept:
+            cam, found_i = frames[i].camera_id, dets[i]
+            seconds = pre_s[i]
+            if seconds is not None:
+                m.observe_stage(cam, "preprocess", seconds)
+            m.observe_stage(cam, "inference", share)
+            m.observe_stage(cam, "postprocess", post_s[i])
+            if count_detections and found_i is not None:
+                m.count_detections(cam, found_i.class_id, self.class_names)
+        return dets
 
     def detect_stream(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, Detections]]:
-        """(frame, detections) for a stream of frames, in order, in chunks that keep every
-        worker busy (for files: `edge detect`, `edge analyze`)."""
-        chunk: list[Frame] = []
-        for frame in frames:
-            chunk.append(frame)
-            if len(chunk) == self.max_batch * self.workers:
-                yield from zip(chunk, self.detect(chunk), strict=True)
-                chunk = []
-        if chunk:
-            yield from zip(chunk, self.detect(chunk), strict=True)
+        """(frame, detections) for every frame of a stream, in order, none left out (for files:
+        `edge detect`, `edge analyze`).
 
-    def _run_jobs(
-        self, jobs: Sequence[Prepare], cameras: Sequence[str | None]
-    ) -> list[Detections]:
-        n = self.max_batch
-        chunks = [(jobs[i : i + n], cameras[i : i + n]) for i in range(0, len(jobs), n)]
-        if len(chunks) > 1 and self.workers > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="edge-detect")
-            parts = list(self._pool.map(lambda c: self._run_chunk(*c), chunks))
-        else:
-            parts = [self._run_chunk(*c) for c in chunks]
-        return [d for part in parts for d in part]
+        Batches of `max_batch` frames go through `detect_batch`, `workers` at once on the
+        detector's own threads, while the caller's thread reads the next frames (a file's decode
+        overlaps the inference) and takes the results; at most `2 × workers` batches are out at
+        once, so a fast reader never piles up decoded pictures. A frame that cannot be prepared
+        raises (a file's results must be complete)."""
+        pool = self._stream_pool()
+        out: deque[tuple[list[Frame], Future[list[Detections | None]]]] = deque()
+        source = iter(frames)
+        try:
+            while chunk := list(islice(source, self.max_batch)):
+                out.append((chunk, pool.submit(self.detect_batch, chunk)))
+                if len(out) >= 2 * self.workers:
+                    yield from _in_order(*out.popleft())
+            while out:
+                yield from _in_order(*out.popleft())
+        finally:
+            for _, future in out:  # the caller stopped early, or reading or a batch failed
+                future.cancel()
 
-    def _run_chunk(
-        self, jobs: Sequence[Prepare], cameras: Sequence[str | None]
-    ) -> list[Detections]:
-        run = self.run_batch(jobs)
-        per_frame = run.inference_s / len(jobs)
-        out = []
-        for k, (dets, cam) in enumerate(zip(run.detections, cameras, strict=True)):
-            assert dets is not None  # without skip_bad every picture is prepared or it raised
-            if cam is not None:
-                self.metrics.observe_stage(cam, "preprocess", run.preprocess_s[k])
-                self.metrics.observe_stage(cam, "inference", per_frame)
-                self.metrics.observe_stage(cam, "postprocess", run.postprocess_s[k])
-                self.metrics.count_detections(cam, dets.class_id, self.class_names)
-            out.append(dets)
-        return out
+    def detect(self, frames: Sequence[Frame]) -> list[Detections]:
+        """Detections of each frame (`detect_stream` over a list)."""
+        return [dets for _, dets in self.detect_stream(frames)]
+
+    def _stream_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="edge-detect")
+        return self._pool
+
+
+def _in_order(
+    frames: list[Frame], future: Future[list[Detections | None]]
+) -> Iterator[tuple[Frame, Detections]]:
+    for frame, dets in zip(frames, future.result(), strict=True):
+        assert dets is not None  # without skip_bad every picture is prepared or it raised
+        yield frame, dets

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -79,26 +82,78 @@ def test_frozen_model_refuses_batches_but_runs_one_by_one(cctv: list) -> None:
     assert len(det.detect(cctv[:3])) == 3
 
 
-def test_workers_run_chunks_side_by_side_with_the_same_results(
+def test_workers_run_batches_side_by_side_with_the_same_results(
     cctv: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the frozen model (batch 1) and 2 workers, `detect` runs the frames on two threads
-    at once, and `detect_stream` returns every frame in order with one worker's results."""
+    """With the frozen model (batch 1) and 2 workers, `detect_stream` runs its batches through
+    `detect_batch` on two threads at once (they meet at a barrier: one batch run alone would
+    break it), and returns every frame in order with one worker's results."""
     two, one = detector(config={"workers": 2}), detector(config={"workers": 1})
     threads: set[str] = set()
-    run = two._run_chunk
+    run = two.detect_batch
+    barrier = threading.Barrier(2, timeout=20)
 
-    def spy(*chunk: object) -> object:
+    calls = itertools.count()
+
+    def spy(frames: list, **kw: Any) -> list:
         threads.add(threading.current_thread().name)
-        return run(*chunk)
+        if next(calls) < 2:
+            barrier.wait()  # the first two batches run at once, or this breaks
+        return run(frames, **kw)
 
-    monkeypatch.setattr(two, "_run_chunk", spy)
+    monkeypatch.setattr(two, "detect_batch", spy)
     streamed = list(two.detect_stream(iter(cctv)))
     assert [f for f, _ in streamed] == cctv
     assert len(threads) == 2 and all(t.startswith("edge-detect") for t in threads), threads
     for (_, a), b in zip(streamed, one.detect(cctv), strict=True):
         np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
         np.testing.assert_array_equal(a.class_id, b.class_id)
+
+
+def test_stream_reads_ahead_while_a_batch_runs_and_records_each_frame_once(
+    cctv: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`detect_stream` (what `edge detect` and `edge analyze` run) reads the next frame while a
+    batch runs (each batch but the last waits here for that read: a reader that waited for the
+    batch would time out), gives every frame back in order, and the one path records each
+    frame's stages and detections exactly once."""
+    metrics = EdgeMetrics()
+    det = detector(config={"workers": 1}, metrics=metrics)  # frozen model: batches of 1
+    read: list[int] = []
+
+    def frames():
+        for i, frame in enumerate(cctv):
+            read.append(i)
+            yield frame
+
+    run = det.detect_batch
+
+    def spy(batch: list, **kw: Any) -> list:
+        i = next(k for k, f in enumerate(cctv) if f is batch[0])
+        deadline = time.monotonic() + 10
+        while i + 1 < len(cctv) and len(read) <= i + 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert i + 1 == len(cctv) or len(read) > i + 1, f"frame {i + 1} not read during batch {i}"
+        return run(batch, **kw)
+
+    monkeypatch.setattr(det, "detect_batch", spy)
+    streamed = list(det.detect_stream(frames()))
+    assert [f for f, _ in streamed] == cctv
+    cam = cctv[0].camera_id
+    for stage in ("preprocess", "inference", "postprocess"):
+        count = metrics.registry.get_sample_value(
+            "edge_stage_seconds_count", {"camera": cam, "stage": stage}
+        )
+        assert count == len(cctv), stage
+    counted = sum(
+        metrics.registry.get_sample_value(
+            "edge_detections_total", {"camera": cam, "class": name}
+        ) or 0
+        for name in ("car", "motorcycle", "bus", "truck")
+    )
+    assert counted == sum(len(d) for _, d in streamed) > 0
+    runs = metrics.registry.get_sample_value("edge_batch_inference_seconds_count")
+    assert runs == len(cctv)
 
 
 def test_io_binding_path_gives_the_plain_results(dynamic_model: Path, cctv: list) -> None:

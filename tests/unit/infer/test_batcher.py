@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -17,10 +18,10 @@ import pytest
 from edge.assets import asset
 from edge.config import DetectorConfig
 from edge.infer.batcher import Batcher
-from edge.infer.detector import BatchOutcome, Detector, Prepare
+from edge.infer.detector import Detector
 from edge.metrics import EdgeMetrics
 from edge.testing import async_wait_for, metric_value
-from edge.types import DetectedFrame, Frame
+from edge.types import DetectedFrame, Detections, Frame
 
 YOLOX = asset("models", "yolox_nano.onnx")
 CLIPS = ["traffic_highway_cctv.mp4", "traffic_highway_overpass.mp4", "car-detection.mp4"]
@@ -309,9 +310,9 @@ class Gate:
     def __getattr__(self, name: str) -> object:
         return getattr(self.det, name)
 
-    def run_batch(self, jobs: Sequence[Prepare], skip_bad: object = None) -> BatchOutcome:
+    def detect_batch(self, frames: Sequence[Frame], **kw: Any) -> list[Detections | None]:
         assert self.open.wait(30), "the gate never opened"
-        return self.det.run_batch(jobs, skip_bad)  # type: ignore[arg-type]
+        return self.det.detect_batch(frames, **kw)
 
 
 async def test_stop_finishes_the_batch_in_flight_and_counts_what_it_abandons(
@@ -345,8 +346,8 @@ async def test_stop_finishes_the_batch_in_flight_and_counts_what_it_abandons(
 
 
 class Rendezvous:
-    """A real detector whose batches (`run_batch`, the batcher's call) must meet in pairs: a batch
-    run alone (not side by side with another) breaks the barrier and fails."""
+    """A real detector whose batches (`detect_batch`, the batcher's call) must meet in pairs: a
+    batch run alone (not side by side with another) breaks the barrier and fails."""
 
     def __init__(self, det: Detector, parties: int) -> None:
         self.det = det
@@ -355,9 +356,9 @@ class Rendezvous:
     def __getattr__(self, name: str) -> object:
         return getattr(self.det, name)
 
-    def run_batch(self, jobs: Sequence[Prepare], skip_bad: object = None) -> BatchOutcome:
+    def detect_batch(self, frames: Sequence[Frame], **kw: Any) -> list[Detections | None]:
         self.barrier.wait()
-        return self.det.run_batch(jobs, skip_bad)  # type: ignore[arg-type]
+        return self.det.detect_batch(frames, **kw)
 
 
 async def test_two_workers_run_two_batches_side_by_side(
