@@ -2,7 +2,7 @@
 
 Why a module of its own: these are the decisions (how long a batch may wait, how many frames make
 it full, which frame of a camera is kept, whether a camera still counts as streaming) that tests
-can check exactly with made-up timestamps, apart from the event-loop machinery in
+can check exactly with made-up timestamps, apart from the threads and the event loop in
 `batcher.py`. The plain result and counter records live here too.
 """
 
@@ -127,6 +127,82 @@ class CameraActivity:
         rate = self.rate()
         window = max(stale_s, 2.5 / rate) if rate else stale_s
         return now - self.last_submit <= window
+
+
+class BatchQueue:
+    """The batcher's state between frames and batches: each camera's latest pending frame and
+    activity, the cameras with a frame in a running batch, and when the next batch is due. No lock
+    and no clock of its own: the batcher holds its lock around every call and passes the time."""
+
+    def __init__(
+        self, max_batch: int, workers: int, dynamic: bool, stale_s: float,
+        deadline_ms: float | None,
+    ) -> None:  # fmt: skip
+        self.max_batch, self.workers, self.dynamic = max_batch, workers, dynamic
+        self.stale_s, self.deadline_ms = stale_s, deadline_ms
+        self.slots = LatestSlots()
+        self.cameras: dict[str, CameraActivity] = {}
+        self.busy: set[str] = set()
+        """Cameras with a frame in a running batch."""
+        self.running = 0
+        """Batches being run."""
+
+    def offer(self, frame: Frame, now: float) -> Frame | None:
+        """Keep `frame` as its camera's latest (which counts as streaming again); the frame it
+        superseded, if any."""
+        cam = self.cameras.setdefault(frame.camera_id, CameraActivity())
+        cam.enabled = True
+        cam.record_submit(now)
+        return self.slots.put(frame, now)
+
+    def set_streaming(self, camera_id: str, streaming: bool, fps: float | None) -> None:
+        cam = self.cameras.setdefault(camera_id, CameraActivity())
+        cam.enabled = streaming
+        if fps is not None and fps > 0:
+            cam.fps = fps
+
+    def streaming(self, now: float) -> list[str]:
+        return [c for c, a in self.cameras.items() if a.is_streaming(now, self.stale_s)]
+
+    def policy(self, now: float) -> tuple[int, float]:
+        """(capacity, deadline_s) in one pass over the cameras: the next batch's share of the
+        streaming cameras that have no frame in a running batch, and how long its oldest frame
+        may wait."""
+        idle, rates = 0, []
+        for camera_id, activity in self.cameras.items():
+            if activity.is_streaming(now, self.stale_s):
+                rates.append(activity.rate())
+                idle += camera_id not in self.busy
+        free = max(1, self.workers - self.running)
+        capacity = batch_capacity(idle, self.max_batch, self.dynamic, free)
+        return capacity, batch_deadline_s(rates, self.deadline_ms)
+
+    def due(self, now: float) -> tuple[int, float | None]:
+        """(capacity, seconds until the next batch is due): 0 when the idle cameras' pending
+        frames fill a batch or the oldest has waited one deadline, None when none is pending."""
+        since = self.slots.oldest_waiting_since(self.busy)
+        if since is None:
+            return 0, None
+        capacity, deadline_s = self.policy(now)
+        remaining = since + deadline_s - now
+        if len(self.slots.waiting(self.busy)) >= capacity or remaining <= 0:
+            return capacity, 0.0
+        return capacity, remaining
+
+    def take(self, capacity: int, now: float) -> tuple[list[Pending], list[Frame]]:
+        """Up to one batch of the idle cameras' frames, their cameras now running, after taking
+        out the frames gone stale (returned second: they are dropped)."""
+        stale = self.slots.pop_stale(now, self.stale_s)
+        batch = self.slots.take(capacity, self.busy)
+        if batch:
+            self.busy.update(p.frame.camera_id for p in batch)
+            self.running += 1
+        return batch, stale
+
+    def finish(self, cameras: Iterable[str]) -> None:
+        """A batch of `cameras` ended: they may be batched again."""
+        self.running -= 1
+        self.busy.difference_update(cameras)
 
 
 @dataclass(slots=True)

@@ -51,14 +51,7 @@ from typing import Protocol
 
 from edge.config import DetectorConfig
 from edge.infer.batch_job import BatchDetector, release, release_all, run_batch_job
-from edge.infer.batch_policy import (
-    BatcherStats,
-    CameraActivity,
-    LatestSlots,
-    Pending,
-    batch_capacity,
-    batch_deadline_s,
-)
+from edge.infer.batch_policy import BatcherStats, BatchQueue, Pending
 from edge.infer.results import RESULT_QUEUE_SIZE, ResultStream
 from edge.metrics import DropReason, EdgeMetrics
 from edge.types import DetectedFrame, Detections, Frame
@@ -107,22 +100,19 @@ class Batcher:
         metrics are recorded and its results handed on."""
         self.stats = BatcherStats()
         self._clock = clock
-        self._slots = LatestSlots()
-        self._cameras: dict[str, CameraActivity] = {}
         self._streams: dict[str, list[ResultStream]] = {}
         self._cond = threading.Condition()
-        """Guards the slots, cameras, busy set, running count and stats (the event loop submits,
-        the batch threads take)."""
+        """Guards the queue and the stats (the event loop submits, the batch threads take)."""
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._running = 0
-        """Batches being run."""
-        self._busy: set[str] = set()
-        """Cameras with a frame in a running batch."""
         self.max_batch = max(1, int(getattr(detector, "max_batch", 1)))
         self.workers = max(1, int(getattr(detector, "workers", 1)))
+        self._queue = BatchQueue(
+            self.max_batch, self.workers, detector.is_dynamic_batch, config.stale_s,
+            config.deadline_ms,
+        )  # fmt: skip
         if not detector.is_dynamic_batch:
             log.info(
                 "detector model has a frozen batch of 1: running one frame per batch; "
@@ -138,10 +128,7 @@ class Batcher:
         now = self._clock()
         with self._cond:
             self.stats.submitted += 1
-            cam = self._cameras.setdefault(frame.camera_id, CameraActivity())
-            cam.enabled = True
-            cam.record_submit(now)
-            old = self._slots.put(frame, now)
+            old = self._queue.offer(frame, now)
             if old is not None:
                 self._count_drop(old.camera_id, DropReason.SUPERSEDED)
             self._cond.notify()
@@ -152,10 +139,7 @@ class Batcher:
         """Tell the batcher a camera's state and rate: a camera marked off is not waited for
         (until it sends a frame again); `fps` sets the default deadline."""
         with self._cond:
-            cam = self._cameras.setdefault(camera_id, CameraActivity())
-            cam.enabled = streaming
-            if fps is not None and fps > 0:
-                cam.fps = fps
+            self._queue.set_streaming(camera_id, streaming, fps)
             self._cond.notify_all()
 
     async def feed(self, source: FrameSource) -> None:
@@ -171,50 +155,40 @@ class Batcher:
             self.set_streaming(camera_id, False)
 
     def streaming_cameras(self) -> list[str]:
-        now = self._clock()
         with self._cond:
-            cams = list(self._cameras.items())
-        return [c for c, a in cams if a.is_streaming(now, self.config.stale_s)]
+            return self._queue.streaming(self._clock())
 
     def capacity(self) -> int:
         """Frames that make the next batch full: its share of the streaming cameras that have no
         frame in a running batch."""
         with self._cond:
-            return self._policy()[0]
+            return self._queue.policy(self._clock())[0]
 
     def deadline_s(self) -> float:
         with self._cond:
-            return self._policy()[1]
-
-    def _policy(self) -> tuple[int, float]:
-        """(capacity, deadline_s) in one pass over the cameras (it runs once or twice a batch);
-        with the lock held."""
-        now, stale_s, busy = self._clock(), self.config.stale_s, self._busy
-        idle, rates = 0, []
-        for camera_id, activity in self._cameras.items():
-            if activity.is_streaming(now, stale_s):
-                rates.append(activity.rate())
-                idle += camera_id not in busy
-        free = max(1, self.workers - self._running)
-        capacity = batch_capacity(idle, self.max_batch, self.detector.is_dynamic_batch, free)
-        return capacity, batch_deadline_s(rates, self.config.deadline_ms)
+            return self._queue.policy(self._clock())[1]
 
     def accounting(self) -> tuple[BatcherStats, int, int]:
         """A consistent copy of (stats, frames pending, frames in running batches): the batch
         threads change them together under the lock."""
         with self._cond:
             stats = replace(self.stats, batch_sizes=dict(self.stats.batch_sizes))
-            return stats, len(self._slots), len(self._busy)
+            return stats, len(self._queue.slots), len(self._queue.busy)
 
     @property
     def in_flight(self) -> int:
         """Frames in running batches (one per busy camera)."""
-        return len(self._busy)
+        return len(self._queue.busy)
 
     @property
     def pending(self) -> int:
         """Frames waiting for a batch (never more than one per camera)."""
-        return len(self._slots)
+        return len(self._queue.slots)
+
+    @property
+    def running(self) -> int:
+        """Batches being run."""
+        return self._queue.running
 
     # ---- output side ----
 
@@ -254,8 +228,8 @@ class Batcher:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         with self._cond:
-            self._busy.clear()
-            left = self._slots.pop_all()
+            self._queue.busy.clear()
+            left = self._queue.slots.pop_all()
         for frame in left:
             self._count_drop(frame.camera_id, DropReason.SHUTDOWN)
             release(frame)
@@ -298,8 +272,6 @@ class Batcher:
                     return
                 batch, capacity = due
                 cameras = [p.frame.camera_id for p in batch]
-                self._busy.update(cameras)
-                self._running += 1
             frames = [p.frame for p in batch]
             started = self._clock()
             results: list[DetectedFrame] = []
@@ -319,39 +291,26 @@ class Batcher:
                     self._on_loop(self._publish_batch, results)
                 if failed:  # the others' pictures were released once copied into the batch
                     self._on_loop(release_all, failed)
-                self._running -= 1
-                self._busy.difference_update(cameras)
+                self._queue.finish(cameras)
                 self._cond.notify_all()
 
     def _next_batch(self) -> tuple[list[Pending], int] | None:
-        """With the lock held: wait until the pending frames of idle cameras fill a batch, or the
-        oldest of them has waited one deadline, and take it; None once stopping."""
+        """With the lock held: wait until a batch is due (`BatchQueue.due`) and take it, its
+        cameras now running; None once stopping."""
         while not self._stopping:
-            since = self._slots.oldest_waiting_since(self._busy)
-            if since is None:
-                self._cond.wait()
+            capacity, wait_s = self._queue.due(self._clock())
+            if wait_s is None or wait_s > 0:
+                self._cond.wait(wait_s)
                 continue
-            capacity, deadline_s = self._policy()
-            remaining = since + deadline_s - self._clock()
-            if len(self._slots.waiting(self._busy)) >= capacity or remaining <= 0:
-                batch = self._take_batch(capacity)
-                if batch:
-                    return batch, capacity
-                continue
-            self._cond.wait(remaining)
+            batch, stale = self._queue.take(capacity, self._clock())
+            for frame in stale:
+                self.stats.stale += 1
+                self._count_drop(frame.camera_id, DropReason.STALE)
+            if stale:
+                self._on_loop(release_all, stale)
+            if batch:
+                return batch, capacity
         return None
-
-    def _take_batch(self, capacity: int) -> list[Pending]:
-        """With the lock held: drop stale frames, then take up to one batch of the idle cameras'
-        frames."""
-        now = self._clock()
-        stale = self._slots.pop_stale(now, self.config.stale_s)
-        for frame in stale:
-            self.stats.stale += 1
-            self._count_drop(frame.camera_id, DropReason.STALE)
-        if stale:
-            self._on_loop(release_all, stale)
-        return self._slots.take(capacity, self._busy)
 
     def _on_loop(self, fn: Callable[..., object], *args: object) -> None:
         """Run `fn(*args)` on the event loop (what touches asyncio or a worker's slot list)."""

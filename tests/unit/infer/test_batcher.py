@@ -412,7 +412,7 @@ async def test_two_workers_keep_each_camera_in_order(
             for frames in feeds.values():
                 batcher.submit(fresh(next(frames)))
             await asyncio.sleep(0.01)
-        await async_wait_for(lambda: batcher.pending == 0 and not batcher._running, timeout=30)
+        await async_wait_for(lambda: batcher.pending == 0 and not batcher.running, timeout=30)
         for cam, stream in streams.items():
             seen[cam] = [(await anext(stream)).frame.seq for _ in range(len(stream))]
     assert clashes == []

@@ -7,6 +7,7 @@ import pytest
 
 from edge.infer.batch_policy import (
     DEFAULT_FPS,
+    BatchQueue,
     CameraActivity,
     LatestSlots,
     batch_capacity,
@@ -130,3 +131,28 @@ def test_activity_disabled_is_never_streaming() -> None:
     cam.record_submit(0.0)
     cam.enabled = False
     assert not cam.is_streaming(now=0.0, stale_s=0.5)
+
+
+def test_batch_queue_is_due_when_full_or_after_a_deadline_and_runs_a_camera_once() -> None:
+    """Two streaming cameras at 25 fps, batches of up to 2 on one worker: one pending frame waits
+    (at most one frame interval), two make a batch at once; a running camera's next frame waits
+    for the end of its batch, and a frame past `stale_s` is taken out as stale."""
+    q = BatchQueue(max_batch=2, workers=1, dynamic=True, stale_s=1.0, deadline_ms=None)
+    assert q.due(0.0) == (0, None)  # nothing pending
+    for cam in ("a", "b"):
+        q.set_streaming(cam, True, 25.0)
+        assert q.offer(frame(cam, 0, 10.0), 10.0) is None
+    assert q.due(10.0) == (2, 0.0)  # full
+    batch, stale = q.take(2, 10.0)
+    assert [p.frame.camera_id for p in batch] == ["a", "b"] and stale == []
+    assert q.busy == {"a", "b"} and q.running == 1
+    q.offer(frame("a", 1, 10.02), 10.02)
+    assert q.due(10.03)[1] is None  # "a" runs: its frame waits for the batch's end
+    q.finish(["a", "b"])
+    assert q.running == 0 and not q.busy
+    capacity, wait = q.due(10.03)  # "b" streams too: a batch of 2 is worth one frame's wait
+    assert capacity == 2 and wait == pytest.approx(0.03)
+    assert q.due(10.07) == (2, 0.0)  # the deadline passed
+    assert q.offer(frame("a", 2, 10.5), 10.5) is not None  # supersedes frame 1
+    batch, stale = q.take(2, 11.6)  # received at 10.5: past stale_s
+    assert batch == [] and [f.seq for f in stale] == [2]
