@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from edge.camera_runtime import CameraRuntime, waiting_status
+from edge.camera_runtime import CameraRuntime, init_series, waiting_status
 from edge.config import CameraConfig, EdgeConfig
 from edge.config.reload import ReloadResult, ReloadTrigger
 from edge.config.source import ConfigSource
@@ -82,6 +82,8 @@ class EdgeService:
         self.plates: PlateRuntime | None = None
         self.runtimes: dict[str, CameraRuntime] = {}
         """Each camera's pipeline, built once the detector is loaded (`run`)."""
+        for cam in config.enabled_cameras:  # its series exist from the first scrape
+            init_series(cam, config, self.metrics)
 
     def _runtime(self, cam: CameraConfig, detector: Detector) -> CameraRuntime:
         """A camera's whole pipeline, not started (`CameraRuntime.build`); in a worker process,
@@ -221,8 +223,7 @@ class EdgeService:
         """New lines (and display name) for a running camera; its video and tracks go on."""
         rt = self.runtimes[cam.id]
         rt.config = cam
-        lines = [(line.name, line.directions) for line in cam.lines]
-        self.metrics.init_camera(cam.id, self.config.detector.classes, lines)
+        init_series(cam, self.config, self.metrics)
         if rt.tracking is not None:
             rt.tracking.set_lines(cam.lines)
         if self.pool is not None:

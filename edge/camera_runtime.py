@@ -60,8 +60,7 @@ class CameraRuntime:
         """A camera's whole pipeline, not started: its source and publisher and, where it runs
         in the service's process (`local`), its tracking and, with `plates` (started), its plate
         reads; in a worker process, the worker tracks it. Its series are at 0 from now on."""
-        lines = [(line.name, line.directions) for line in cam.lines]
-        metrics.init_camera(cam.id, config.detector.classes, lines)
+        init_series(cam, config, metrics)
         scheduler = tracking = None
         if local:
             scheduler = plates.scheduler(cam.id) if plates is not None else None
@@ -129,6 +128,13 @@ class CameraRuntime:
         if self.tracking is not None:
             self.tracking.finish()
         await self.publisher.aclose()
+
+
+def init_series(cam: CameraConfig, config: EdgeConfig, metrics: EdgeMetrics) -> None:
+    """The camera's per-camera series at 0 (idempotent): from the first scrape on, also while
+    the model loads and before its pipeline exists, and for lines a reload adds."""
+    lines = [(line.name, line.directions) for line in cam.lines]
+    metrics.init_camera(cam.id, config.detector.classes, lines)
 
 
 def waiting_status(cam: CameraConfig, metrics: EdgeMetrics) -> CameraStatus:
