@@ -12,10 +12,11 @@ Routes:
   "codec": "h264"|"vp8"}`. Refusals are `{"error": "..."}`: 404 unknown camera, 403 a request
   that a page of another origin sent (`Sec-Fetch-Site`), 415 another content type, 413 a body
   over `MAX_BODY_BYTES`, 400 a malformed or unusable offer, 429 the client's address holds
-  `stream.max_viewers_per_client` viewers, 503 the camera's or the server's slots are taken
-  (both with Retry-After). Requiring JSON matters: a page of another site can send a `text/plain`
-  POST without asking (no CORS preflight), while a JSON one needs a preflight this server never
-  grants, so without a token no other site can take viewer slots from a visitor's browser.
+  `stream.max_viewers_per_client` viewers, 503 the camera's or the server's slots are taken, or
+  the camera starts only once the model has loaded (all three with Retry-After). Requiring JSON
+  matters: a page of another site can send a `text/plain` POST without asking (no CORS
+  preflight), while a JSON one needs a preflight this server never grants, so without a token no
+  other site can take viewer slots from a visitor's browser.
 - `POST /api/sessions/{session}/close` frees a viewer at once (the page's close beacon).
 - `GET /api/shard` → `{"index": K, "count": N, "cameras": [ids], "peers": [{"index": k,
   "url": URL}, ...]}`: which share of the cameras this process serves (`edge run --shard K/N`)
@@ -77,6 +78,10 @@ class Refused(Exception):
         self.status = status
         self.reason = reason
         self.headers = headers or {}
+
+
+STARTING_RETRY_S = 1
+"""Retry-After of an offer for a camera that starts once the model has loaded."""
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -158,8 +163,14 @@ async def webrtc_config(request: web.Request) -> web.Response:
 
 async def offer(request: web.Request) -> web.Response:
     camera_id = request.match_info["camera_id"]
-    publisher = _view(request).publisher(camera_id)
+    view = _view(request)
+    publisher = view.publisher(camera_id)
     if publisher is None:
+        if any(c.id == camera_id for c in view.cameras()):  # configured, not started yet
+            return json_error(
+                503, f"camera {camera_id} is starting (the model is loading)",
+                {"Retry-After": str(STARTING_RETRY_S)},
+            )  # fmt: skip
         return json_error(404, f"unknown camera {_short(camera_id)}")
     try:
         sdp = await read_offer(request)
