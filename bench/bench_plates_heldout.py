@@ -5,9 +5,9 @@ looked at while writing them, in the layout of the openalpr benchmarks' `endtoen
 per region of `NAME.jpg` with `NAME.txt`: `NAME<TAB>x<TAB>y<TAB>w<TAB>h<TAB>PLATE`). Those photos
 are not in this repository (their licence is not the project's): point `--dir` at a copy. For
 each photo, the whole picture and the plate's box (with a margin of half its height) are read
-with the backend's default `ocr.min_confidence`; a read is exact when its normalised text (A-Z,
-0-9) equals the plate's. Prints per region: photos, exact reads of the whole photo and of the
-plate box, no read at all, and the median CPU ms per whole photo.
+with the backend's default `ocr.min_confidence` (or `--min-confidence`); a read is exact when
+its normalised text (A-Z, 0-9) equals the plate's. Prints per region: photos, exact reads of
+the whole photo and of the plate box, no read at all, and the median CPU ms per whole photo.
 
 Run: `python -m bench.bench_plates_heldout --dir DIR/us --dir DIR/eu [--limit 40]
 [--backend rapidocr|easyocr]`.
@@ -64,8 +64,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=40, help="photos per folder (sorted by name)")
     ap.add_argument("--backend", default="rapidocr", choices=("rapidocr", "easyocr"))
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--min-confidence", type=float, help="default: the backend's")
     args = ap.parse_args()
-    reader = make_reader(OcrConfig(backend=args.backend), threads=args.threads)
+    config = OcrConfig(backend=args.backend, min_confidence=args.min_confidence)
+    reader = make_reader(config, threads=args.threads)
     reader.warm_up()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.2f}; commit {commit()}; backend {args.backend}")  # fmt: skip
