@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import yaml
 
+from bench.bench_scaling import proc_cpu_s
 from edge.app import EdgeService
 from edge.assets import asset
 from edge.config import EdgeConfig
@@ -124,15 +125,6 @@ async def run_mode(clip: Path, ocr: bool, warmup_s: float, seconds: float, tmp: 
     result["main_cores"], result["ocr_cores"] = main_cores, ocr_cores
     result["worker_cores"] = worker_cores
     return result
-
-
-def proc_cpu_s(pid: int) -> float:
-    """CPU seconds of a child process (the OCR workers), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

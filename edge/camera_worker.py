@@ -252,7 +252,7 @@ class _Worker:
             tracking = self.tracking.get(msg[1])
             if tracking is not None:
                 tracking.set_lines(msg[2])
-                self.video.set_lines(msg[1], msg[2], msg[3] if len(msg) > 3 else None)
+                self.video.set_lines(msg[1], msg[2], msg[3])
         elif kind == "ocr" and self.plates is not None:
             self.plates.answer(msg[1], msg[2])
         elif kind == "remove":
@@ -281,7 +281,8 @@ class _Worker:
                 await source.stop()
 
     def _picture(self, cam: str, seq: int) -> Frame | None:
-        """The watched camera's frame `seq`, forgetting older ones (dropped in the batcher)."""
+        """The camera's kept frame `seq` (see `pictures`), forgetting older ones (dropped in the
+        batcher)."""
         waiting = self.pictures.get(cam)
         if not waiting:
             return None

@@ -52,7 +52,7 @@ class SlotFrame:
         return self._arena.picture(self.ref), self.ref.letterbox()
 
     def release(self) -> None:
-        """From the event loop's thread (a frame dropped, or delivered)."""
+        """From the event loop's thread (a frame dropped, or its batch failed)."""
         if self._held:
             self._held = False
             self.owner.release(self.generation, self.ref.slot)

@@ -104,10 +104,9 @@ class WorkerVideo:
         """The plate texts to draw on the camera's tracks (the worker's own plate reads)."""
         self.plates[camera] = dict(texts)
 
-    def set_lines(self, camera: str, lines: Sequence[LineConfig], name: str | None) -> None:
+    def set_lines(self, camera: str, lines: Sequence[LineConfig], name: str) -> None:
         self.lines[camera] = list(lines)
-        if name is not None:
-            self.names[camera] = name
+        self.names[camera] = name
 
     def remove(self, camera: str) -> None:
         """The camera stops (a config reload): its encoders end."""

@@ -8,8 +8,8 @@ detector's metrics.
 Frames prepared elsewhere (a worker process's letterboxed picture in shared memory) carry
 `prepared()` (the batch then only copies them in) and `release()`, called when the picture was
 copied into its batch (from the event loop; or by `on_copied`, in the batch thread, where it is
-set) or the frame was dropped, and again when a batched frame's results are delivered
-(`release()` must be idempotent). Plain frames carry neither and are letterboxed in the batch.
+set) or the frame was dropped (`release()` must be idempotent: a batch that fails releases its
+frames again). Plain frames carry neither and are letterboxed in the batch.
 """
 
 from __future__ import annotations

@@ -199,6 +199,11 @@ class BatchQueue:
             self.running += 1
         return batch, stale
 
+    def pop_all(self) -> list[Frame]:
+        """Every pending frame, taken out (the batcher stops)."""
+        self.busy.clear()
+        return self.slots.pop_all()
+
     def finish(self, cameras: Iterable[str]) -> None:
         """A batch of `cameras` ended: they may be batched again."""
         self.running -= 1

@@ -18,7 +18,7 @@ are shared out over the free threads. A camera never has two frames in running b
 batch's results are handed on before its cameras can be batched again, so results reach each
 camera in frame order.
 
-Results are delivered two ways, both optional:
+Results are handed on in these ways, all optional:
 - `subscribe(camera_id)`: an async iterator of `DetectedFrame` with a bounded latest-only queue; a
   subscriber that falls behind loses its oldest results (counted as reason "queue_full").
 - `on_result`: a callback called on the event loop for every result, in order; it must be quick;
@@ -228,8 +228,7 @@ class Batcher:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         with self._cond:
-            self._queue.busy.clear()
-            left = self._queue.slots.pop_all()
+            left = self._queue.pop_all()
         for frame in left:
             self._count_drop(frame.camera_id, DropReason.SHUTDOWN)
             release(frame)
