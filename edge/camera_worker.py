@@ -6,7 +6,9 @@ Runtime and an event loop is unsafe) and talks to it over one pipe:
 
 - worker → service: ("frames", [FrameRef], records, events) once per turn of its event loop that
   put pictures in their slots (one message for the frames of every camera ready at once), and
-  ("status", {camera: CameraInfo}, records, events) every `STATUS_S`; records are metric calls
+  ("status", {camera: CameraInfo}, records, events) every `STATUS_S`, and before a frames message
+  when a camera's state changed since (the service knows a camera streams before it sees a frame
+  of it); records are metric calls
   (`edge.metrics_relay`), merged per series and sent with the status only (a few times a second:
   the service replays them per series, not per frame; counts and crossings arrive together);
   events are the vehicle events for the service's sinks, sent with the next message of any kind.
@@ -113,6 +115,8 @@ class _Worker:
         """Per camera, the newest decoded frame not yet letterboxed: it waits while the batcher
         holds a picture of the camera that no batch has copied yet, so that a frame that would
         only supersede it there is never converted (latest-only before the work, not after)."""
+        self.reported: dict[str, str] = {}
+        """Each camera's state as the last status told the service."""
         self.stopped = asyncio.Event()
         self.feeds: dict[str, asyncio.Task[None]] = {}
         self.video = WorkerVideo(
@@ -188,6 +192,8 @@ class _Worker:
             asyncio.get_running_loop().call_soon(self._send_frames)
 
     def _send_frames(self) -> None:
+        if any(self.reported.get(c) != str(s.state) for c, s in self.sources.items()):
+            self._send_status()  # the service knows a camera streams before its first frame
         ready = self.ready[:]
         self.ready.clear()
         self._send(("frames", ready, [], self._take_events()))
@@ -317,6 +323,7 @@ class _Worker:
             )  # fmt: skip
             for cam, src in self.sources.items()
         }
+        self.reported = {cam: i.state for cam, i in info.items()}
         self._send(("status", info, self.metrics.take(), self._take_events()))
 
 
