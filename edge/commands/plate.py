@@ -13,11 +13,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+", type=Path, help="JPEG/PNG photo or crop")
     p.add_argument("--config", type=Path, help="cameras.yaml whose ocr section to use")
     p.add_argument("--backend", choices=("rapidocr", "easyocr"), help="default: the config's")
+    p.add_argument("--layout", action="append", metavar="LAYOUT",
+                   help="a plate layout of the region (ocr.plate_layouts: @ letter, # digit, "
+                   "? either), repeatable; default: the config's")  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import cv2
+    from pydantic import ValidationError
 
     from edge.config import OcrConfig, load_config
     from edge.track.plates import make_reader
@@ -28,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
     ocr = load_config(args.config).ocr if args.config else OcrConfig()
     if args.backend:
         ocr = ocr.model_copy(update={"backend": args.backend})
+    if args.layout:
+        try:
+            ocr = OcrConfig.model_validate({**ocr.model_dump(), "plate_layouts": args.layout})
+        except ValidationError as exc:
+            raise SystemExit(f"edge plate: {exc.errors()[0]['msg']}") from None
     reader = make_reader(ocr, threads=2)
     reader.warm_up()  # the times printed are the reads' own
     images = []

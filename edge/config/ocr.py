@@ -12,11 +12,13 @@ from pydantic import Field, field_validator
 from edge.config.base import Strict
 
 DEFAULT_PLATE_PATTERN = r"(?=.*[0-9])[A-Z0-9]{4,8}"
+"""4–8 letters and digits, at least one digit: letters-only text on a vehicle is a state name or a
+slogan far more often than a plate."""
+PLATE_LAYOUT = re.compile(r"[@#?A-Z0-9]{2,12}")
+"""What `ocr.plate_layouts` entries may hold (`edge.track.plate_formats`)."""
 MIN_CONFIDENCE = {"rapidocr": 0.8, "easyocr": 0.5}
 """`ocr.min_confidence` by backend when unset: EasyOCR's per-character vote scores the legible
 shared plates 0.64-0.71, rapidocr its lines 1.00 and overlay text or dirt about 0.55."""
-"""4–8 letters and digits, at least one digit: letters-only text on a vehicle is a state name or a
-slogan far more often than a plate."""
 
 
 class SnapshotConfig(Strict):
@@ -69,6 +71,13 @@ class OcrConfig(Strict):
         description="Regular expression a plate's normalised text (A-Z, 0-9) must fully match; "
         "other text on the vehicle (state names, slogans, dealer frames) is ignored.",
     )
+    plate_layouts: list[str] = Field(
+        default_factory=list, max_length=64,
+        description="The region's plate layouts, `@` a letter, `#` a digit, `?` either (Brazil: "
+        "['@@@####', '@@@#@##']); a read that fits one has its look-alike characters (0/O, 1/I, "
+        "8/B...) settled by it and a stray character at an end dropped, and is preferred. Empty: "
+        "reads are taken as recognised.",
+    )  # fmt: skip
     snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
 
     @property
@@ -77,6 +86,17 @@ class OcrConfig(Strict):
         if self.min_confidence is not None:
             return self.min_confidence
         return MIN_CONFIDENCE[self.backend]
+
+    @field_validator("plate_layouts")
+    @classmethod
+    def _layouts(cls, v: list[str]) -> list[str]:
+        for layout in v:
+            if not PLATE_LAYOUT.fullmatch(layout):
+                raise ValueError(
+                    f"plate layout {layout!r}: use 2-12 of @ (letter), # (digit), ? (either), "
+                    "A-Z, 0-9"
+                )
+        return v
 
     @field_validator("plate_pattern")
     @classmethod

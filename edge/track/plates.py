@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.config import DEFAULT_PLATE_PATTERN, OcrConfig
+from edge.track.plate_formats import fit
 from edge.track.plate_vote import is_plate_like
 
 log = logging.getLogger(__name__)
@@ -126,31 +127,39 @@ def pick_plate(
     candidates: Sequence[TextCandidate | tuple[str, float]],
     min_confidence: float = 0.0,
     pattern: re.Pattern[str] | str = DEFAULT_PLATE_PATTERN,
+    layouts: Sequence[str] = (),
 ) -> PlateRead | None:
     """The plate among all text read on a vehicle, or None.
 
-    Preference: a single plate-like line (`pattern`) of mixed letters and digits, then one made of
-    neighbouring fragments (2 or 3 on a line, or 2 rows), then lines of one kind; highest
-    confidence within a tier. Lines scored below `min_confidence` are ignored before choosing.
+    Preference: a text that fits one of the region's plate `layouts` (fitted to it,
+    `edge.track.plate_formats`; the fewer changes the better), then a single plate-like line
+    (`pattern`) of mixed letters and digits, then one made of neighbouring fragments (2 or 3 on a
+    line, or 2 rows), then lines of one kind; highest confidence within a tier. Lines scored below
+    `min_confidence` are ignored before choosing; a fitted text must still match `pattern`.
     """
     rx = re.compile(pattern) if isinstance(pattern, str) else pattern
     cands = [
         c if isinstance(c, TextCandidate) else TextCandidate(c[0], float(c[1])) for c in candidates
     ]
     cands = [c for c in cands if c.score >= min_confidence]
-    ranked: list[tuple[int, float, PlateRead]] = []
+    ranked: list[tuple[int, int, int, float, PlateRead]] = []
     for joined, cand_list in ((False, cands), (True, _joined_pairs(cands))):
         for c in cand_list:
             text = normalise_plate(c.text)
+            fitted = fit(text, layouts) if layouts else None
+            if fitted is not None:
+                text = fitted.text
             tier = plate_tier(text, rx)
             if tier is None:
                 continue
             rank = tier * 2 + (1 if joined else 0)
-            ranked.append((rank, -c.score, PlateRead(text, float(c.score), c.text, c.box)))
+            read = PlateRead(text, float(c.score), c.text, c.box)
+            changes = fitted.changes if fitted else 0
+            ranked.append((0 if fitted else 1, changes, rank, -c.score, read))
     if not ranked:
         return None
-    ranked.sort(key=lambda r: (r[0], r[1]))
-    return ranked[0][2]
+    ranked.sort(key=lambda r: r[:4])
+    return ranked[0][4]
 
 
 class ReaderUnavailable(RuntimeError):
@@ -176,6 +185,7 @@ class PlateReader:
         threads: int = 1,
         min_width: int = 160,
         pattern: str = DEFAULT_PLATE_PATTERN,
+        layouts: Sequence[str] = (),
     ) -> None:
         self.min_confidence = min_confidence
         """Plates read below this are dropped: garbage on video overlays scores about 0.55, the real
@@ -184,6 +194,8 @@ class PlateReader:
         self.min_width = min_width
         """Smaller crops are upscaled to this width: the text detectors miss tiny characters."""
         self.pattern = re.compile(pattern)
+        self.layouts = tuple(layouts)
+        """The region's plate layouts reads are fitted to (`edge.track.plate_formats`)."""
         self._engine: object | None = None
         self._lock = threading.Lock()
 
@@ -249,14 +261,14 @@ class PlateReader:
         return result
 
     def read(self, bgr: np.ndarray) -> PlateRead | None:
-        return pick_plate(self.candidates(bgr), self.min_confidence, self.pattern)
+        return pick_plate(self.candidates(bgr), self.min_confidence, self.pattern, self.layouts)
 
 
 def make_reader(config: OcrConfig, threads: int = 1) -> PlateReader:
     """The reader of `config.backend`; ReaderUnavailable (with the install command) when that
     backend is not installed, so that the service refuses to start rather than fail mid-run."""
     kw = {"min_confidence": config.confidence_floor, "threads": threads,
-          "pattern": config.plate_pattern}  # fmt: skip
+          "pattern": config.plate_pattern, "layouts": config.plate_layouts}  # fmt: skip
     if config.backend == "easyocr":
         from edge.track.plate_easyocr import EasyOcrReader
 
