@@ -72,7 +72,7 @@ class OcrConfig(Strict):
         "other text on the vehicle (state names, slogans, dealer frames) is ignored.",
     )
     plate_layouts: list[str] = Field(
-        default_factory=list, max_length=64,
+        default_factory=list,
         description="The region's plate layouts, `@` a letter, `#` a digit, `?` either (Brazil: "
         "['@@@####', '@@@#@##']); a read that fits one has its look-alike characters (0/O, 1/I, "
         "8/B...) settled by it and a stray character at an end dropped, and is preferred. Empty: "

@@ -259,6 +259,7 @@ HAND_WRITTEN = [
     Case("shard", ("shard",), {"count": 3, "peers": ["http://a", "http://b"]}, "one per shard"),
     Case("shard", ("shard",), {"count": 2, "peers": ["http://a"]}, "template with {k}"),
     Case("ocr.plate_pattern", ("ocr", "plate_pattern"), "[A-Z", "not a regular expression"),
+    Case("ocr.plate_layouts", ("ocr", "plate_layouts"), ["@@-###"], "plate layout '@@-###'"),
 ]
 
 
