@@ -39,7 +39,7 @@ def test_fit(text: str, layouts: list[str], expected: str | None, changes: int |
 
 
 def test_fit_prefers_fewest_changes() -> None:
-    # 'AB1234' fits '@@####' as read, and '@@@###' by one swap: the first wins whichever comes first.
+    # 'AB1234' fits '@@####' as read and '@@@###' by one swap: the first, in either order.
     assert fit("AB1234", ["@@@###", "@@####"]).text == "AB1234"  # type: ignore[union-attr]
     assert fit("AB1234", ["@@####", "@@@###"]).text == "AB1234"  # type: ignore[union-attr]
 
