@@ -17,8 +17,9 @@ slogan far more often than a plate."""
 PLATE_LAYOUT = re.compile(r"[@#?A-Z0-9]{2,12}")
 """What `ocr.plate_layouts` entries may hold (`edge.track.plate_formats`)."""
 MIN_CONFIDENCE = {"rapidocr": 0.8, "easyocr": 0.5}
-"""`ocr.min_confidence` by backend when unset: EasyOCR's per-character vote scores the legible
-shared plates 0.64-0.71, rapidocr its lines 1.00 and overlay text or dirt about 0.55."""
+"""`ocr.min_confidence` by backend when unset: EasyOCR's reads (the mean of its line read's score
+and its per-character vote's, `edge.track.plate_easyocr`) run lower than rapidocr's, which scores
+legible plate lines near 1.00 and overlay text or dirt about 0.55."""
 
 
 class SnapshotConfig(Strict):
@@ -64,7 +65,7 @@ class OcrConfig(Strict):
         default=None, ge=0, le=1,
         description="Text lines read below this are ignored; default 0.8 with rapidocr (it "
         "scores text on video overlays and dirt about 0.55, legible plates above 0.9), 0.5 with "
-        "easyocr (its per-character vote scores the same plates 0.6-0.7).",
+        "easyocr (its reads, settled with a per-character vote, score the same plates lower).",
     )  # fmt: skip
     plate_pattern: str = Field(
         default=DEFAULT_PLATE_PATTERN,
