@@ -34,18 +34,19 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from multiprocessing.connection import Connection
 from typing import Any, cast
 
 import numpy as np
 
-from edge.config import CameraConfig
+from edge.config import CameraConfig, LineConfig
 from edge.infer.letterbox import letterbox_frame
 from edge.ingest.slots import FrameRef, FreeSlots, SlotArena, SlotSegments
 from edge.ingest.source import CameraSource
 from edge.metrics import DropReason
 from edge.metrics_relay import MetricsRecorder
+from edge.publish.encoder import Codec
 from edge.track.camera import CameraTracking
 from edge.track.events import VehicleEvent
 from edge.types import Frame
@@ -96,6 +97,8 @@ class _Worker:
         self.sizes: dict[str, tuple[int, int]] = {}
         self.ready: list[FrameRef] = []
         self.watched: set[str] = set()
+        self.watching: dict[str, Sequence[Codec]] = {}
+        """The last "watch" message: camera → its viewers' codecs."""
         self.pictures: dict[str, dict[int, Frame]] = {}
         """Frames waiting for their detections (at most one per slot): watched cameras' for the
         viewers, every camera's when plates are read (their crops are cut after tracking)."""
@@ -256,18 +259,15 @@ class _Worker:
                 if self.free.free_count(cam) == self.spec.slots_per_camera:
                     self._guarded(self._prepare, self.held.pop(cam))
         elif kind == "watch":
-            self.watched = set(msg[1])
+            self.watching, self.watched = msg[1], set(msg[1])
             for cam in list(self.pictures):
                 if cam not in self.watched and self.plates is None:
                     del self.pictures[cam]
             self.video.watch(msg[1])
         elif kind == "keyframe":
             self.video.request_keyframe(msg[1], msg[2])
-        elif kind == "lines":
-            tracking = self.tracking.get(msg[1])
-            if tracking is not None:
-                tracking.set_lines(msg[2])
-                self.video.set_lines(msg[1], msg[2], msg[3])
+        elif kind == "lines":  # after the cameras added and removed before
+            self._change(self._set_lines(msg[1], msg[2], msg[3]))
         elif kind == "ocr" and self.plates is not None:
             self.plates.answer(msg[1], msg[2])
         elif kind == "add":
@@ -285,6 +285,12 @@ class _Worker:
         task = asyncio.get_running_loop().create_task(in_turn())
         self._changes.add(task)
         task.add_done_callback(self._changes.discard)
+
+    async def _set_lines(self, cam: str, lines: list[LineConfig], name: str) -> None:
+        tracking = self.tracking.get(cam)
+        if tracking is not None:
+            tracking.set_lines(lines)
+            self.video.set_lines(cam, lines, name)
 
     async def _add(
         self, cams: list[CameraConfig], shm_name: str, base: int, counts: dict[str, Counts]
@@ -305,6 +311,8 @@ class _Worker:
             self._setup(c, counts.get(c.id))
         for c in cams:
             await self._start(c.id)
+        if any(c.id in self.watching for c in cams):  # watched before they were added here
+            self.video.watch(self.watching)
 
     async def _remove(self, cam: str) -> None:
         """Stop one camera (a config reload); its tracks end now, its segment is unmapped once

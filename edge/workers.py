@@ -341,26 +341,21 @@ class WorkerPool:
         live = [w for w in self.workers if not w.retiring]
         limit = resolve_processes(self.config.ingest.processes, len(self.owner) + len(cams))
         joining: dict[WorkerHandle, list[CameraConfig]] = {}
-        for cam, k in zip(cams, place_cameras([len(w.cameras) for w in live], len(cams), limit),
-                          strict=True):  # fmt: skip
+        places = place_cameras([len(w.cameras) for w in live], len(cams), limit)
+        for cam, k in zip(cams, places, strict=True):
             if k == len(live):
                 live.append(self._new_worker(()))
             joining.setdefault(live[k], []).append(cam)
         for w, added in joining.items():
-            if w.sender is not None:
-                self._join(w, added)
-            w.cameras += tuple(added)  # a worker down now starts them with its others
+            if w.sender is not None:  # running (one down starts them with its others)
+                base, name = w.slots.next_slot, self._new_segment(w, added)
+                counts = {c.id: self.info[c.id].counts for c in added if c.id in self.info}
+                w.sender.send(("add", added, name, base, counts))
+                log.info("worker %d takes cameras %s", w.index, ", ".join(c.id for c in added))
+            w.cameras += tuple(added)
             self.owner.update({c.id: w for c in added})
             if not w.generation:
                 self._spawn(w)
-
-    def _join(self, w: WorkerHandle, cams: list[CameraConfig]) -> None:
-        """Tell a running worker to start `cams`, in a new segment."""
-        base, name = w.slots.next_slot, self._new_segment(w, cams)
-        counts = {c.id: self.info[c.id].counts for c in cams if c.id in self.info}
-        assert w.sender is not None
-        w.sender.send(("add", cams, name, base, counts))
-        log.info("worker %d takes cameras %s", w.index, ", ".join(c.id for c in cams))
 
     def _new_segment(self, w: WorkerHandle, cams: Sequence[CameraConfig]) -> str:
         """A segment for `cams` in `w`'s generation, named by its first slot id (unique there)."""
