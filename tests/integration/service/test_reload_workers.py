@@ -24,6 +24,7 @@ import yaml
 
 from edge.ingest.camsim import CameraSimulator
 from edge.ingest.slots import SHM_DIR, SHM_PREFIX
+from edge.publish.viewer_client import ThreadedViewer
 from edge.testing import (
     ServiceProcess,
     descendants,
@@ -157,6 +158,13 @@ def test_added_cameras_join_the_running_worker(
     assert stall < 2.0, stall
     assert workers(service) == {"highway": 0, "parking": 0, "added": 0}
     assert worker_pids(service) == pids
+    viewer = ThreadedViewer(service.base, "added")  # annotated and encoded in the worker
+    try:
+        wait_for(lambda: viewer.frames >= 10, LIVENESS_S)
+    finally:
+        viewer.stop()
+    rendered = metric_value(service.text("/metrics"), "edge_frames_rendered_total", camera="added")
+    assert rendered >= 10
     assert segments(service) == ["w0-g1", "w0-g1-s6"]  # after the first two cameras' 3+3 slots
     # a second reload adds one more and removes one of the first segment's cameras
     edit(service, [highway, camera(sim, "added"), camera(sim, "more")])
