@@ -315,10 +315,11 @@ class _Worker:
             self.video.watch(self.watching)
 
     async def _remove(self, cam: str) -> None:
-        """Stop one camera (a config reload); its tracks end now, its segment is unmapped once
-        none of its cameras is left."""
+        """Stop one camera (a config reload); its tracks end now. Its segment, once none of its
+        cameras is left, is unmapped as this returns: nothing else here holds it (views of a
+        slot live only while `_prepare` writes them)."""
         self.free.remove(cam)
-        arena = self.slots.remove_camera(cam)
+        self.slots.remove_camera(cam)
         source, feed = self.sources.pop(cam, None), self.feeds.pop(cam, None)
         if feed is not None:
             feed.cancel()
@@ -336,8 +337,6 @@ class _Worker:
         if source is not None:
             with contextlib.suppress(Exception):
                 await source.stop()
-        if arena is not None:
-            arena.close()
 
     def _picture(self, cam: str, seq: int) -> Frame | None:
         """The camera's kept frame `seq` (see `pictures`), forgetting older ones (dropped in the

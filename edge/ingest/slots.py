@@ -4,17 +4,18 @@ Why: a 720p frame pickled through a pipe costs megabytes of copying per frame in
 a letterboxed uint8 picture at model resolution written once into a fixed slot costs the batching
 process one copy (into its batch) and a descriptor of a few dozen bytes (`FrameRef`).
 
-The mapping is never closed by hand: arrays viewing it keep it alive and it goes when the last
-of them does (closing it under a batch still reading would crash the process). One segment per
-worker generation for the cameras it starts with, and one more per config reload that adds cameras
-to the running worker (`SlotSegments`: slot ids run on across a generation's segments, so a
-`FrameRef`'s slot alone says where its picture lies); `slots_per_camera` slots per camera, each
-`3×S×S` bytes. A slot
-is free, written (by the worker), or held (by the batching process, from the descriptor's arrival
-until its batch copied it or it was dropped); the batching process hands held slots back (a
-batch's in one message per worker), the worker never writes a held one. Segment names start with
-`SHM_PREFIX` and the owning process id, so that segments a crashed run left in /dev/shm are
-recognised and removed at the next start (`remove_stale`).
+The mapping is never closed by hand: it goes with its `SlotArena` object, so whatever reads a slot
+holds the arena meanwhile (a `SlotFrame` does). The arrays viewing it do not keep it: numpy holds
+no buffer export of the segment, and a view read after its arena went reads unmapped memory and
+crashes the process. One segment per worker generation for the cameras it starts with, and one more
+per config reload that adds cameras to the running worker (`SlotSegments`: slot ids run on across a
+generation's segments, so a `FrameRef`'s slot alone says where its picture lies);
+`slots_per_camera` slots per camera, each `3×S×S` bytes. A slot is free, written (by the worker),
+or held (by the batching process, from the descriptor's arrival until its batch copied it or it was
+dropped); the batching process hands held slots back (a batch's in one message per worker), the
+worker never writes a held one. Segment names start with `SHM_PREFIX` and the owning process id, so
+that segments a crashed run left in /dev/shm are recognised and removed at the next start
+(`remove_stale`).
 """
 
 from __future__ import annotations
@@ -142,13 +143,6 @@ class SlotArena:
 
     def picture(self, ref: FrameRef) -> np.ndarray:
         return self.view(ref.slot, ref.geometry[6], ref.geometry[5])
-
-    def close(self) -> None:
-        """Unmap the segment (a worker whose cameras in it were all removed); a view still
-        held keeps it mapped until that view goes."""
-        del self._flat
-        with contextlib.suppress(BufferError):
-            self.shm.close()
 
     def unlink(self) -> None:
         unregister = resource_tracker.unregister
