@@ -278,9 +278,15 @@ class _Worker:
             self.stopped.set()
 
     def _change(self, step: Coroutine[Any, Any, None]) -> None:
+        """Run a reload's step after the ones before it; one that fails is logged, the others
+        and the running cameras go on."""
+
         async def in_turn() -> None:
             async with self.changing:
-                await step
+                try:
+                    await step
+                except Exception:
+                    log.exception("a config reload's change failed")
 
         task = asyncio.get_running_loop().create_task(in_turn())
         self._changes.add(task)
