@@ -192,7 +192,7 @@ class FreeSlots:
 class SlotSegments:
     """One worker generation's segments (both processes keep one): which segment holds a slot,
     and which cameras each segment's slots serve, so that a segment whose cameras a reload all
-    removed goes (pure book-keeping: the caller maps, closes and unlinks)."""
+    removed goes (pure book-keeping: the caller maps and unlinks)."""
 
     def __init__(self) -> None:
         self._by_slot: dict[int, SlotArena] = {}

@@ -75,14 +75,15 @@ def test_stale_segments_of_dead_processes_are_removed() -> None:
                           capture_output=True, text=True, check=True)  # fmt: skip
     dead_pid = int(dead.stdout)
     stale = SlotArena(segment_name(dead_pid, 0, 3), 1, 2, 8, create=True)
+    added = SlotArena(segment_name(dead_pid, 0, 3, part=2), 1, 2, 8, create=True, base=2)
     live = SlotArena(segment_name(os.getpid(), 0, 3), 1, 2, 8, create=True)
     try:
         removed = remove_stale()
-        assert stale.name in removed and live.name not in removed
+        assert stale.name in removed and added.name in removed and live.name not in removed
         assert not (SHM_DIR / stale.name).exists() and (SHM_DIR / live.name).exists()
         assert all(n.startswith(SHM_PREFIX) for n in removed)
     finally:
-        for a in (stale, live):
+        for a in (stale, added, live):
             a.unlink()
 
 
