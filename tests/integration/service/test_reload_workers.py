@@ -165,6 +165,7 @@ def test_added_cameras_join_the_running_worker(
         viewer.stop()
     rendered = metric_value(service.text("/metrics"), "edge_frames_rendered_total", camera="added")
     assert rendered >= 10
+    wait_for(lambda: on_line(cameras(service)["added"], "carriageway") >= 1, LIVENESS_S)  # tracked
     assert segments(service) == ["w0-g1", "w0-g1-s6"]  # after the first two cameras' 3+3 slots
     # a second reload adds one more and removes one of the first segment's cameras
     edit(service, [highway, camera(sim, "added"), camera(sim, "more")])
