@@ -331,6 +331,8 @@ class _Worker:
             feed.cancel()
         self.held.pop(cam, None)
         self.pictures.pop(cam, None)
+        self.sizes.pop(cam, None)
+        self.since.pop(cam, None)
         self.watched.discard(cam)
         self.video.remove(cam)
         tracking = self.tracking.pop(cam, None)
