@@ -163,8 +163,12 @@ def test_added_cameras_join_the_running_worker(
         wait_for(lambda: viewer.frames >= 10, LIVENESS_S)
     finally:
         viewer.stop()
-    rendered = metric_value(service.text("/metrics"), "edge_frames_rendered_total", camera="added")
-    assert rendered >= 10
+    # the worker's counters reach /metrics with its next status (every 0.2 s)
+    wait_for(
+        lambda: metric_value(service.text("/metrics"), "edge_frames_rendered_total", camera="added")
+        >= 10,
+        LIVENESS_S,
+    )
     wait_for(lambda: on_line(cameras(service)["added"], "carriageway") >= 1, LIVENESS_S)  # tracked
     assert segments(service) == ["w0-g1", "w0-g1-s6"]  # after the first two cameras' 3+3 slots
     # a second reload adds one more and removes one of the first segment's cameras
