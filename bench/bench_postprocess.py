@@ -5,18 +5,29 @@ square 416 letterbox) are computed once; then the CPU time per frame of `postpro
 picture is compared with `postprocess_batch` over batches of 2, 8 and 32, in one run. The detections
 of both ways are checked to be the same.
 
-Run: `python -m bench.bench_postprocess [--repeat 20]` (about 20 s on 2 cores).
+With `--after-run`, it also measures what the batch threads pay: a batch of 2 postprocessed right
+after the ONNX Runtime run that made it (one ORT thread, as on a CPU) against the same outputs
+postprocessed again, and the alternative of scoring inside the graph: a head appended to the
+prepared model (best class by ArgMax, its score × objectness, boxes: 6 columns instead of 85),
+its extra cost inside ORT against what it saves outside.
+
+Run: `python -m bench.bench_postprocess [--repeat 20] [--after-run]` (about 20 s on 2 cores,
+another 40 s with `--after-run`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
 
 if __package__ in (None, ""):  # `python bench/bench_postprocess.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,6 +36,7 @@ from edge.assets import asset
 from edge.config import DetectorConfig
 from edge.infer.detector import Detector
 from edge.infer.postprocess import postprocess, postprocess_batch
+from edge.infer.prepare import ensure_dynamic
 from edge.ingest.video_file import read_frames
 from edge.metrics import EdgeMetrics
 
@@ -32,6 +44,7 @@ from edge.metrics import EdgeMetrics
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--after-run", action="store_true")
     args = parser.parse_args()
     det = Detector(
         DetectorConfig(model=asset("models", "yolox_nano.onnx"), letterbox="square"), EdgeMetrics()
@@ -75,6 +88,72 @@ def main() -> None:
         ms = (time.thread_time() - start) / (args.repeat * n) * 1e3
         base = base or ms
         print(f"| {name} | {ms:.3f} | {base / ms:.2f}× |")
+    if args.after_run:
+        after_run(frames[:2], args.repeat * 4)
+
+
+def score_head(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with a second output `edge_scores`, B×A×6: the box columns, the best class's score
+    × objectness and that class's index (YOLOX layout: B×A×(5+C))."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g, raw = out.graph, out.graph.output[0].name
+    for name, value in (("h0", 0), ("h4", 4), ("h5", 5), ("hend", 2**62), ("hax", 2)):
+        g.initializer.append(numpy_helper.from_array(np.array([value], np.int64), name))
+    node = helper.make_node
+    g.node.extend([
+        node("Slice", [raw, "h0", "h4", "hax"], ["h_box"]),
+        node("Slice", [raw, "h4", "h5", "hax"], ["h_obj"]),
+        node("Slice", [raw, "h5", "hend", "hax"], ["h_cls"]),
+        node("ArgMax", ["h_cls"], ["h_idx"], axis=2, keepdims=1),
+        node("GatherElements", ["h_cls", "h_idx"], ["h_top"], axis=2),
+        node("Mul", ["h_top", "h_obj"], ["h_best"]),
+        node("Cast", ["h_idx"], ["h_idf"], to=TensorProto.FLOAT),
+        node("Concat", ["h_box", "h_best", "h_idf"], ["edge_scores"], axis=2),
+    ])  # fmt: skip
+    g.output.append(helper.make_tensor_value_info("edge_scores", TensorProto.FLOAT, None))
+    return out
+
+
+def after_run(frames: list, repeat: int) -> None:
+    """CPU ms per batch of 2 (see module doc), each way alternated with the others."""
+    path = ensure_dynamic(asset("models", "yolox_nano.onnx"), Path(tempfile.gettempdir()))
+    det = Detector(
+        DetectorConfig(model=path, letterbox="square", workers=1, threads=1), EdgeMetrics()
+    )
+    pictures = [det.preprocess(f) for f in frames]
+    batch = np.stack([t for t, _ in pictures])
+    boxes = [lb for _, lb in pictures]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    head = ort.InferenceSession(
+        score_head(onnx.load(str(path))).SerializeToString(), options,
+        providers=["CPUExecutionProvider"],
+    )  # fmt: skip
+    feed = {det.layout.input_name: batch}
+    took = dict.fromkeys(("ORT run", "postprocess after it", "postprocess again",
+                          "ORT run with score head", "score filter after it"), 0.0)  # fmt: skip
+    for _ in range(repeat):
+        t0 = time.thread_time()
+        raw = det.session.run([det.layout.output_name], feed)[0]
+        t1 = time.thread_time()
+        det.postprocess_batch(raw, boxes)
+        t2 = time.thread_time()
+        det.postprocess_batch(raw, boxes)
+        t3 = time.thread_time()
+        scores = head.run(["edge_scores"], feed)[0]
+        t4 = time.thread_time()
+        pic, anchor = np.nonzero(scores[:, :, 4] > det.params.conf)
+        scores[pic, anchor]
+        t5 = time.thread_time()
+        for key, dt in zip(took, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+            took[key] += dt
+    print(f"\nA batch of 2, right after its ORT run (one thread), {repeat} rounds:\n")
+    print("| step | CPU ms per batch of 2 |")
+    print("|---|---:|")
+    for key, total in took.items():
+        print(f"| {key} | {1e3 * total / repeat:.3f} |")
 
 
 if __name__ == "__main__":

@@ -150,7 +150,13 @@ def snapshot(metrics: EdgeMetrics) -> dict[str, object]:
 
 
 async def run_mode(
-    clips: list[Path], cameras: int, processes: int, warmup_s: float, seconds: float, tmp: Path
+    clips: list[Path],
+    cameras: int,
+    processes: int,
+    warmup_s: float,
+    seconds: float,
+    tmp: Path,
+    max_batch: int | None = None,
 ) -> dict[str, float]:
     config = EdgeConfig.model_validate({
         "cameras": [
@@ -158,7 +164,7 @@ async def run_mode(
              "lines": [{"name": "l", "points": [[0, 400], [1280, 400]]}]}
             for i in range(cameras)
         ],
-        "detector": {"prepared_dir": str(tmp / "models")},
+        "detector": {"prepared_dir": str(tmp / "models"), "max_batch": max_batch},
         "ingest": {"processes": processes},
         "server": {"host": "127.0.0.1", "port": free_port()},
         "metrics": {"gpu": False},
@@ -205,6 +211,10 @@ def main() -> int:
     parser.add_argument("--processes", default="0,1,2")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=8.0)
+    parser.add_argument(
+        "--max-batch", type=int, default=None,
+        help="detector.max_batch (default: the plan's; 8 is what a GPU gets)",
+    )  # fmt: skip
     parser.add_argument("--sweep", action="store_true", help="find the largest N at ≥ 95 %%")
     parser.add_argument(
         "--threads", action="store_true",
@@ -229,7 +239,7 @@ def main() -> int:
         if args.sweep:
             counts = [1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64]
         for n in counts:
-            r = asyncio.run(run_mode(clips, n, p, args.warmup, args.seconds, tmp))
+            r = asyncio.run(run_mode(clips, n, p, args.warmup, args.seconds, tmp, args.max_batch))
             print(f"| {p} | {n} | {r['inferred_fps']:.1f} | {100 * r['source_share']:.0f} % | "
                   f"{r['p95_ms']:.0f} ms | {r['cores_busy']:.2f} | "
                   f"{r['main_outside_ort_ms']:.2f} ms/frame |", flush=True)  # fmt: skip

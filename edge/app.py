@@ -44,8 +44,9 @@ from edge.store.database import StoreError
 from edge.track.camera import CameraTracking
 from edge.track.events import SinkError
 from edge.types import DetectedFrame, Detections, Frame
+from edge.worker_placement import resolve_processes
 from edge.worker_video import EncodedPacket
-from edge.workers import WorkerPool, resolve_processes
+from edge.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 

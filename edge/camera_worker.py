@@ -17,8 +17,10 @@ Runtime and an event loop is unsafe) and talks to it over one pipe:
 - service → worker: ("sync", [slot], [Results]): slots the batcher no longer holds and, per batch,
   the detections of this worker's frames in frame order (`pack_results`); ("watch", {camera:
   [codec]}): the cameras someone watches now; ("lines", camera, [LineConfig], display name): the
-  camera's new counting lines (a config reload; its tracks go on); ("remove", camera): stop that
-  camera (its tracks end); ("stop",).
+  camera's new counting lines (a config reload; its tracks go on); ("add", [CameraConfig],
+  segment, first slot id, {camera: counts}): start cameras a reload gave this worker, their slots
+  in a new segment (`SlotSegments`), beside the running ones; ("remove", camera): stop that camera
+  (its tracks end); ("stop",).
 - With `ocr.enabled`, each worker schedules its cameras' plate reads and the service reads them:
   "ocr" and "snapshot" messages, `edge.worker_plates`.
 
@@ -32,17 +34,19 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from edge.config import CameraConfig, LineConfig
 from edge.infer.letterbox import letterbox_frame
-from edge.ingest.slots import FrameRef, FreeSlots, SlotArena
+from edge.ingest.slots import FrameRef, FreeSlots, SlotArena, SlotSegments
 from edge.ingest.source import CameraSource
 from edge.metrics import DropReason
 from edge.metrics_relay import MetricsRecorder
+from edge.publish.encoder import Codec
 from edge.track.camera import CameraTracking
 from edge.track.events import VehicleEvent
 from edge.types import Frame
@@ -70,44 +74,31 @@ class _Worker:
         self.spec, self.conn = spec, conn
         self.metrics = MetricsRecorder()
         metrics: Any = self.metrics  # records with EdgeMetrics' API
-        self.arena = SlotArena(
-            spec.shm_name,
-            len(spec.cameras),
-            spec.slots_per_camera,
-            spec.letterbox.size,
-            create=False,
-        )
-        self.free = FreeSlots(
-            {c.id: self.arena.camera_slots(i) for i, c in enumerate(spec.cameras)}
-        )
         self.events: list[VehicleEvent] = []
         self.plates = (
             WorkerPlates(spec.ocr, spec.snapshots, self._send, metrics) if spec.ocr else None
         )
-        self.sources = {
-            c.id: CameraSource(c, spec.ingest, metrics, realtime=c.realtime, loop=c.loop)
-            for c in spec.cameras
-        }
-        self.tracking = {
-            c.id: CameraTracking(
-                c.id,
-                spec.tracker,
-                c.lines,
-                spec.class_names,
-                emit=self.events.append,
-                metrics=metrics,
-                **(self.plates.add(c.id) if self.plates else {}),
-            )  # fmt: skip
-            for c in spec.cameras
-        }
-        if self.plates is not None:
-            self.plates.follow(self.tracking)
-        for cam, counts in spec.counts.items():
-            if cam in self.tracking:
-                _resume_counts(self.tracking[cam], counts)
+        self.video = WorkerVideo(
+            spec.cameras, spec.stream, spec.class_names, metrics, self._send_packets
+        )
+        self.sources: dict[str, CameraSource] = {}
+        self.tracking: dict[str, CameraTracking] = {}
+        self.since: dict[str, float] = {}
+        """Per camera a reload added, when: detections of older frames are of the camera that
+        a reload removed under the same id (restarted here), not of this one."""
+        self.changing = asyncio.Lock()
+        """Cameras are added and removed one reload message at a time, in their order."""
+        self.slots = SlotSegments()
+        arena = SlotArena(spec.shm_name, len(spec.cameras), spec.slots_per_camera,
+                          spec.letterbox.size, create=False)  # fmt: skip
+        self.free = FreeSlots(self.slots.add(arena, [c.id for c in spec.cameras]))
+        for c in spec.cameras:
+            self._setup(c, spec.counts.get(c.id))
         self.sizes: dict[str, tuple[int, int]] = {}
         self.ready: list[FrameRef] = []
         self.watched: set[str] = set()
+        self.watching: dict[str, Sequence[Codec]] = {}
+        """The last "watch" message: camera → its viewers' codecs."""
         self.pictures: dict[str, dict[int, Frame]] = {}
         """Frames waiting for their detections (at most one per slot): watched cameras' for the
         viewers, every camera's when plates are read (their crops are cut after tracking)."""
@@ -119,17 +110,36 @@ class _Worker:
         """Each camera's state as the last status told the service."""
         self.stopped = asyncio.Event()
         self.feeds: dict[str, asyncio.Task[None]] = {}
-        self.video = WorkerVideo(
-            spec.cameras, spec.stream, spec.class_names, metrics, self._send_packets
+        self._changes: set[asyncio.Task[None]] = set()
+
+    def _setup(self, cam: CameraConfig, counts: Counts | None) -> None:
+        """A camera's source, tracking (from `counts`), plates and video (not started)."""
+        spec, metrics = self.spec, cast(Any, self.metrics)  # records with EdgeMetrics' API
+        self.sources[cam.id] = CameraSource(
+            cam, spec.ingest, metrics, realtime=cam.realtime, loop=cam.loop
         )
+        tracking = CameraTracking(
+            cam.id, spec.tracker, cam.lines, spec.class_names, emit=self.events.append,
+            metrics=metrics, **(self.plates.add(cam.id) if self.plates else {}),
+        )  # fmt: skip
+        self.tracking[cam.id] = tracking
+        if self.plates is not None:
+            self.plates.follow({cam.id: tracking})
+        if counts:
+            _resume_counts(tracking, counts)
+        self.video.add(cam)
+
+    async def _start(self, cam: str) -> None:
+        source = self.sources[cam]
+        await source.start()
+        self.feeds[cam] = asyncio.create_task(self._feed(source))
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_reader(self.conn.fileno(), self._on_readable)
         tasks = self.feeds
-        for cam, source in self.sources.items():
-            await source.start()
-            tasks[cam] = asyncio.create_task(self._feed(source))
+        for cam in list(self.sources):
+            await self._start(cam)
         status = asyncio.create_task(self._status_loop())
         try:
             await self.stopped.wait()
@@ -182,7 +192,9 @@ class _Worker:
         start = time.perf_counter()
         self.sizes[cam] = (frame.width, frame.height)
         lb = spec.letterbox.fit(frame.width, frame.height)
-        out = self.arena.view(slot, lb.in_h, lb.in_w)
+        arena = self.slots.get(slot)
+        assert arena is not None
+        out = arena.view(slot, lb.in_h, lb.in_w)
         letterbox_frame(frame.image, spec.letterbox, out=out)
         self.metrics.observe_stage(cam, "preprocess", time.perf_counter() - start)
         if cam in self.watched or self.plates is not None:
@@ -229,8 +241,8 @@ class _Worker:
             frames = [f for results in msg[2] for f in unpack_results(results)]
             for cam, seq, received_at, dets in frames:
                 tracking = self.tracking.get(cam)
-                if tracking is None:  # removed by a reload while this frame was inferred
-                    continue
+                if tracking is None or received_at < self.since.get(cam, 0.0):
+                    continue  # removed (or restarted) by a reload while this frame was inferred
                 self._count_detections(cam, dets.class_id)
                 tracked = tracking.update(dets, frame=seq)
                 picture = self._picture(cam, seq)
@@ -247,32 +259,80 @@ class _Worker:
                 if self.free.free_count(cam) == self.spec.slots_per_camera:
                     self._guarded(self._prepare, self.held.pop(cam))
         elif kind == "watch":
-            self.watched = set(msg[1])
+            self.watching, self.watched = msg[1], set(msg[1])
             for cam in list(self.pictures):
                 if cam not in self.watched and self.plates is None:
                     del self.pictures[cam]
             self.video.watch(msg[1])
         elif kind == "keyframe":
             self.video.request_keyframe(msg[1], msg[2])
-        elif kind == "lines":
-            tracking = self.tracking.get(msg[1])
-            if tracking is not None:
-                tracking.set_lines(msg[2])
-                self.video.set_lines(msg[1], msg[2], msg[3])
+        elif kind == "lines":  # after the cameras added and removed before
+            self._change(self._set_lines(msg[1], msg[2], msg[3]))
         elif kind == "ocr" and self.plates is not None:
             self.plates.answer(msg[1], msg[2])
+        elif kind == "add":
+            self._change(self._add(msg[1], msg[2], msg[3], msg[4]))
         elif kind == "remove":
-            asyncio.get_running_loop().create_task(self._remove(msg[1]))
+            self._change(self._remove(msg[1]))
         elif kind == "stop":
             self.stopped.set()
 
+    def _change(self, step: Coroutine[Any, Any, None]) -> None:
+        """Run a reload's step after the ones before it; one that fails is logged, the others
+        and the running cameras go on."""
+
+        async def in_turn() -> None:
+            async with self.changing:
+                try:
+                    await step
+                except Exception:
+                    log.exception("a config reload's change failed")
+
+        task = asyncio.get_running_loop().create_task(in_turn())
+        self._changes.add(task)
+        task.add_done_callback(self._changes.discard)
+
+    async def _set_lines(self, cam: str, lines: list[LineConfig], name: str) -> None:
+        tracking = self.tracking.get(cam)
+        if tracking is not None:
+            tracking.set_lines(lines)
+            self.video.set_lines(cam, lines, name)
+
+    async def _add(
+        self, cams: list[CameraConfig], shm_name: str, base: int, counts: dict[str, Counts]
+    ) -> None:
+        """Start cameras a reload gave this worker, their slots in a segment of their own; the
+        other cameras go on."""
+        spec = self.spec
+        try:
+            arena = SlotArena(shm_name, len(cams), spec.slots_per_camera, spec.letterbox.size,
+                              create=False, base=base)  # fmt: skip
+        except FileNotFoundError:  # a reload removed them again before they started
+            log.info("cameras %s: removed before they started", ", ".join(c.id for c in cams))
+            return
+        self.free.add(self.slots.add(arena, [c.id for c in cams]))
+        now = time.monotonic()
+        for c in cams:
+            self.since[c.id] = now
+            self._setup(c, counts.get(c.id))
+        for c in cams:
+            await self._start(c.id)
+        if any(c.id in self.watching for c in cams):  # watched before they were added here
+            self.video.watch(self.watching)
+
     async def _remove(self, cam: str) -> None:
-        """Stop one camera (a config reload); its slots stay unused, its tracks end now."""
+        """Stop one camera (a config reload); its tracks end now. Its segment, once none of its
+        cameras is left, is unmapped as this returns: nothing else here holds it (views of a
+        slot live only while `_prepare` writes them)."""
+        self.free.remove(cam)
+        self.slots.remove_camera(cam)
         source, feed = self.sources.pop(cam, None), self.feeds.pop(cam, None)
         if feed is not None:
             feed.cancel()
         self.held.pop(cam, None)
         self.pictures.pop(cam, None)
+        self.sizes.pop(cam, None)
+        self.since.pop(cam, None)
         self.watched.discard(cam)
         self.video.remove(cam)
         tracking = self.tracking.pop(cam, None)

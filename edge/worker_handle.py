@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.config import CameraConfig
 from edge.infer.letterbox import Letterbox
-from edge.ingest.slots import FrameRef, SlotArena
+from edge.ingest.slots import FrameRef, SlotArena, SlotSegments
 from edge.metrics import DropReason, EdgeMetrics
 from edge.types import Detections, Frame
 from edge.worker_messages import pack_results
@@ -33,10 +33,11 @@ class SlotFrame:
 
     __slots__ = ("ref", "owner", "generation", "_arena", "_held", "camera_id", "seq", "received_at")
 
-    def __init__(self, ref: FrameRef, owner: WorkerHandle) -> None:
-        # `generation`: the owner's process that filled the slot (a restart makes a new one).
+    def __init__(self, ref: FrameRef, owner: WorkerHandle, arena: SlotArena) -> None:
+        # `generation`: the owner's process that filled the slot (a restart makes a new one);
+        # `arena`: the owner's segment holding the slot (`owner.slots`).
         self.ref, self.owner, self.generation = ref, owner, owner.generation
-        self._arena: SlotArena = owner.arena  # keeps the mapping alive while the frame lives
+        self._arena = arena  # keeps the mapping alive while the frame lives
         self._held = True
         self.camera_id, self.seq, self.received_at = ref.camera_id, ref.seq, ref.received_at
 
@@ -109,7 +110,8 @@ class WorkerHandle:
     index: int
     cameras: tuple[CameraConfig, ...]
     generation: int = 0
-    arena: Any = None
+    slots: SlotSegments = field(default_factory=SlotSegments)
+    """The current process's segments (none while it is down)."""
     process: BaseProcess | None = None
     conn: Connection | None = None
     sender: WorkerSender | None = None

@@ -108,6 +108,12 @@ class WorkerVideo:
         self.lines[camera] = list(lines)
         self.names[camera] = name
 
+    def add(self, camera: CameraConfig) -> None:
+        """A camera a config reload gave the worker (watched once the service says so)."""
+        self.names[camera.id] = camera.display_name
+        self.lines[camera.id] = list(camera.lines)
+        self.widths[camera.id] = camera.width
+
     def remove(self, camera: str) -> None:
         """The camera stops (a config reload): its encoders end."""
         self._close(camera)

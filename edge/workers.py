@@ -10,13 +10,18 @@ are annotated and encoded in their workers (`edge.worker_video`): the pool tells
 which codecs its cameras' viewers take and when one needs a keyframe (it is the publishers'
 `RemoteEncoding`), and hands the packets that come back to the cameras' fan-outs.
 
-A worker that dies (kill -9, a decoder's segfault, an OOM kill) is restarted with backoff; its
-cameras resume from a fresh connection and from the line counts the dead worker reported last
-(its tracks start afresh); the other workers' cameras never wait for it (the batcher stops waiting
-for cameras that send nothing). Its segment is unlinked at once; the mapping goes when the last
-frame viewing it has left the batcher. `stop()` asks every worker to finish (their track-end
-events and last metrics come back), kills any that does not within a few seconds, and unlinks
-every segment. What the service keeps of each worker, and the frames that view its slots:
+A config reload's cameras join the running workers without stopping their other cameras: an
+added camera goes to the worker with the fewest (a new worker only while fewer than
+`ingest.processes` run), in a shared-memory segment of its own that the worker maps; a removed
+one stops in its worker, which unmaps its segment once no camera is left in it, and a worker left
+with no camera stops.
+
+A worker that dies (kill -9, a decoder's segfault, an OOM kill) is restarted with backoff, all its
+cameras in one fresh segment; they resume from a fresh connection and from the line counts the
+dead worker reported last (their tracks start afresh); the other workers' cameras never wait for
+it (the batcher stops waiting for cameras that send nothing). This process unlinks every segment
+(a dead worker's at once, all at `stop()`); a mapping goes when the last frame viewing it has
+left the batcher. What the service keeps of each worker, and the frames that view its slots:
 `edge.worker_handle`. With plates on, the workers schedule the reads and this process reads them
 on its one OCR pool and writes the snapshots: `edge.worker_plates`.
 """
@@ -29,7 +34,7 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -38,7 +43,7 @@ from edge.camera_worker import worker_main
 from edge.config import CameraConfig, EdgeConfig
 from edge.infer.batcher import Batcher
 from edge.infer.detector import Detector
-from edge.ingest.slots import SlotArena, remove_stale, segment_name
+from edge.ingest.slots import SlotArena, SlotSegments, remove_stale, segment_name
 from edge.ingest.state import CameraState
 from edge.metrics import EdgeMetrics
 from edge.metrics_relay import MetricsReplayer
@@ -46,6 +51,7 @@ from edge.plate_runtime import PlateRuntime
 from edge.track.events import VehicleEvent
 from edge.worker_handle import SlotFrame, WorkerHandle, WorkerSender, return_slots, send_results
 from edge.worker_messages import CameraInfo, WorkerSpec
+from edge.worker_placement import place_cameras, resolve_processes
 from edge.worker_plates import PlateRelay
 from edge.worker_video import EncodedPacket
 
@@ -58,16 +64,6 @@ WATCH_CHECK_S = 0.2
 told at once, by `watch_changed`; this catches a worker that restarted)."""
 HEALTHY_S = 30.0
 """A worker that lived this long starts its restart backoff from the shortest delay again."""
-
-
-def resolve_processes(setting: int | str, cameras: int, cores: int | None = None) -> int:
-    """`ingest.processes`: auto is one worker per two cores beyond the batching process's, none
-    on boxes of two cores or fewer (measured: BENCHMARKS.md, worker processes), never more than
-    the cameras."""
-    if setting != "auto":
-        return min(int(setting), cameras)
-    cores = cores or os.cpu_count() or 1
-    return 0 if cores <= 2 else min(cameras, max(1, (cores - 1) // 2))
 
 
 class WorkerPool:
@@ -95,16 +91,13 @@ class WorkerPool:
         if plates is not None and plates.pool is not None:
             self.plates = PlateRelay(plates.pool, plates.reader.read, plates.snapshots)
         cams = config.enabled_cameras
-        self.workers = [
-            WorkerHandle(i, tuple(cams[i::processes]))
-            for i in range(processes)
-            if cams[i::processes]
-        ]
+        self.workers: list[WorkerHandle] = []
+        self._next_index = 0
+        """The next worker's index: one never used before (logs, metrics, segments)."""
+        for i in range(processes):
+            if cams[i::processes]:
+                self._new_worker(tuple(cams[i::processes]))
         self.owner = {c.id: w for w in self.workers for c in w.cameras}
-        self._next_index = len(self.workers)
-        """The next worker a reload adds: an index never used before (logs, metrics, segments)."""
-        for w in self.workers:  # a freed slot lets the worker prepare that camera's next frame
-            w.on_release = self._schedule_flush
         self.info: dict[str, CameraInfo] = {}
         self._ctx = mp.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,6 +110,13 @@ class WorkerPool:
 
     # ---- lifecycle ----
 
+    def _new_worker(self, cameras: tuple[CameraConfig, ...]) -> WorkerHandle:
+        w = WorkerHandle(self._next_index, cameras)
+        self._next_index += 1
+        w.on_release = self._schedule_flush  # a freed slot: the camera's next frame may come
+        self.workers.append(w)
+        return w
+
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         remove_stale()
@@ -125,13 +125,9 @@ class WorkerPool:
 
     def _spawn(self, w: WorkerHandle) -> None:
         w.generation += 1
-        spec_cfg = self.config
-        size = self.detector.input_size
-        name = segment_name(os.getpid(), w.index, w.generation)
-        w.arena = SlotArena(
-            name, len(w.cameras), spec_cfg.ingest.slots_per_camera, size, create=True
-        )
-        d = self.detector
+        spec_cfg, d = self.config, self.detector
+        w.slots = SlotSegments()
+        name = self._new_segment(w, w.cameras)  # all of them, also those reloads added
         spec = WorkerSpec(
             index=w.index, generation=w.generation, shm_name=name, cameras=w.cameras,
             ingest=spec_cfg.ingest, tracker=spec_cfg.tracker, class_names=tuple(d.class_names),
@@ -195,7 +191,7 @@ class WorkerPool:
                 self._handle(w, conn.recv())
 
     def _retire(self, w: WorkerHandle) -> None:
-        """Forget a worker's process, pipe and segment (unlinked now, unmapped when unused)."""
+        """Forget a worker's process, pipe and segments (unlinked now, unmapped when unused)."""
         if w.sender is not None:
             w.sender.close()
             w.sender = None
@@ -209,9 +205,9 @@ class WorkerPool:
                 w.process.join(0)
                 w.process.close()
         w.process = None
-        if w.arena is not None:
-            w.arena.unlink()
-            w.arena = None
+        for arena in w.slots.arenas:
+            arena.unlink()
+        w.slots = SlotSegments()
 
     # ---- worker → service ----
 
@@ -238,9 +234,11 @@ class WorkerPool:
         for ev in events:
             self.emit(ev)
         if kind == "frames":
-            submit = self.batcher.submit
+            submit, slots = self.batcher.submit, w.slots
             for ref in msg[1]:
-                submit(SlotFrame(ref, w))  # type: ignore[arg-type]
+                arena = slots.get(ref.slot)
+                if arena is not None:  # else a reload removed its camera since
+                    submit(SlotFrame(ref, w, arena))  # type: ignore[arg-type]
         elif kind == "packets" and self.deliver is not None:
             for packet in msg[1]:
                 if self.owner.get(packet[0]) is w:  # else removed (or moved) by a reload since
@@ -339,17 +337,34 @@ class WorkerPool:
     # ---- config reload ----
 
     def add_cameras(self, cams: list[CameraConfig]) -> None:
-        """Start cameras added by a reload in a new worker of their own: the running workers'
-        shared-memory arenas are sized for their cameras, and restarting one would interrupt
-        cameras the reload did not touch."""
-        if not cams:
-            return
-        w = WorkerHandle(self._next_index, tuple(cams))
-        self._next_index += 1
-        w.on_release = self._schedule_flush
-        self.workers.append(w)
-        self.owner.update({c.id: w for c in cams})
-        self._spawn(w)
+        """Start cameras a reload added in the running workers (see module doc)."""
+        live = [w for w in self.workers if not w.retiring]
+        limit = resolve_processes(self.config.ingest.processes, len(self.owner) + len(cams))
+        joining: dict[WorkerHandle, list[CameraConfig]] = {}
+        places = place_cameras([len(w.cameras) for w in live], len(cams), limit)
+        for cam, k in zip(cams, places, strict=True):
+            if k == len(live):
+                live.append(self._new_worker(()))
+            joining.setdefault(live[k], []).append(cam)
+        for w, added in joining.items():
+            if w.sender is not None:  # running (one down starts them with its others)
+                base, name = w.slots.next_slot, self._new_segment(w, added)
+                counts = {c.id: self.info[c.id].counts for c in added if c.id in self.info}
+                w.sender.send(("add", added, name, base, counts))
+                log.info("worker %d takes cameras %s", w.index, ", ".join(c.id for c in added))
+            w.cameras += tuple(added)
+            self.owner.update({c.id: w for c in added})
+            if not w.generation:
+                self._spawn(w)
+
+    def _new_segment(self, w: WorkerHandle, cams: Sequence[CameraConfig]) -> str:
+        """A segment for `cams` in `w`'s generation, named by its first slot id (unique there)."""
+        base = w.slots.next_slot
+        name = segment_name(os.getpid(), w.index, w.generation, part=base)
+        per, size = self.config.ingest.slots_per_camera, self.detector.input_size
+        arena = SlotArena(name, len(cams), per, size, create=True, base=base)
+        w.slots.add(arena, [c.id for c in cams])
+        return name
 
     async def remove_cameras(self, camera_ids: list[str]) -> None:
         """Stop cameras in their workers (their last tracks end there and their events come
@@ -363,6 +378,9 @@ class WorkerPool:
             w.cameras = tuple(c for c in w.cameras if c.id != cid)
             if w.sender is not None:
                 w.sender.send(("remove", cid))
+            arena = w.slots.remove_camera(cid)
+            if arena is not None:  # none of its cameras is left; the worker unmaps it
+                arena.unlink()
             if not w.cameras:
                 await self._stop_worker(w)
 

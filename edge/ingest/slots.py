@@ -4,14 +4,18 @@ Why: a 720p frame pickled through a pipe costs megabytes of copying per frame in
 a letterboxed uint8 picture at model resolution written once into a fixed slot costs the batching
 process one copy (into its batch) and a descriptor of a few dozen bytes (`FrameRef`).
 
-The mapping is never closed by hand: arrays viewing it keep it alive and it goes when the last
-of them does (closing it under a batch still reading would crash the process). One segment per
-worker generation, `slots_per_camera` slots per camera, each `3×S×S` bytes. A slot
-is free, written (by the worker), or held (by the batching process, from the descriptor's arrival
-until its batch copied it or it was dropped); the batching process hands held slots back (a
-batch's in one message per worker), the worker never writes a held one. Segment names start with
-`SHM_PREFIX` and the owning process id, so that segments a crashed run left in /dev/shm are
-recognised and removed at the next start (`remove_stale`).
+The mapping is never closed by hand: it goes with its `SlotArena` object, so whatever reads a slot
+holds the arena meanwhile (a `SlotFrame` does). The arrays viewing it do not keep it: numpy holds
+no buffer export of the segment, and a view read after its arena went reads unmapped memory and
+crashes the process. One segment per worker generation for the cameras it starts with, and one more
+per config reload that adds cameras to the running worker (`SlotSegments`: slot ids run on across a
+generation's segments, so a `FrameRef`'s slot alone says where its picture lies);
+`slots_per_camera` slots per camera, each `3×S×S` bytes. A slot is free, written (by the worker),
+or held (by the batching process, from the descriptor's arrival until its batch copied it or it was
+dropped); the batching process hands held slots back (a batch's in one message per worker), the
+worker never writes a held one. Segment names start with `SHM_PREFIX` and the owning process id, so
+that segments a crashed run left in /dev/shm are recognised and removed at the next start
+(`remove_stale`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Sequence
 from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path
 from typing import NamedTuple
@@ -33,8 +38,10 @@ SHM_PREFIX = "edge-slots-"
 SHM_DIR = Path("/dev/shm")
 
 
-def segment_name(owner_pid: int, worker: int, generation: int) -> str:
-    return f"{SHM_PREFIX}{owner_pid}-w{worker}-g{generation}"
+def segment_name(owner_pid: int, worker: int, generation: int, part: int = 0) -> str:
+    """`part`: the generation's segments after its first (cameras a reload added) count on."""
+    name = f"{SHM_PREFIX}{owner_pid}-w{worker}-g{generation}"
+    return f"{name}-s{part}" if part else name
 
 
 def _pid_alive(pid: int) -> bool:
@@ -102,12 +109,14 @@ def _no_tracking(name: str, rtype: str) -> None:
 
 
 class SlotArena:
-    """`cameras × per_camera` picture slots of `3×size×size` bytes in one shared segment."""
+    """`cameras × per_camera` picture slots of `3×size×size` bytes in one shared segment, with
+    the ids `base` .. `end - 1`."""
 
     def __init__(
-        self, name: str, cameras: int, per_camera: int, size: int, *, create: bool
+        self, name: str, cameras: int, per_camera: int, size: int, *, create: bool, base: int = 0
     ) -> None:
         self.cameras, self.per_camera, self.size = cameras, per_camera, size
+        self.base, self.end = base, base + cameras * per_camera
         self.slot_bytes = 3 * size * size
         nbytes = max(1, cameras * per_camera * self.slot_bytes)
         self.shm = shared_memory.SharedMemory(
@@ -121,17 +130,15 @@ class SlotArena:
         self.name = name
         self._flat = np.ndarray((nbytes,), np.uint8, self.shm.buf)
 
-    def slot_index(self, camera: int, k: int) -> int:
-        return camera * self.per_camera + k
-
     def camera_slots(self, camera: int) -> range:
-        start = camera * self.per_camera
+        """The slot ids of the segment's `camera`-th camera."""
+        start = self.base + camera * self.per_camera
         return range(start, start + self.per_camera)
 
     def view(self, slot: int, height: int | None = None, width: int | None = None) -> np.ndarray:
         """Slot `slot` as a 3×H×W uint8 array (S×S unless a rect letterbox made it smaller)."""
         h, w = height or self.size, width or self.size
-        start = slot * self.slot_bytes
+        start = (slot - self.base) * self.slot_bytes
         return self._flat[start : start + 3 * h * w].reshape(3, h, w)
 
     def picture(self, ref: FrameRef) -> np.ndarray:
@@ -151,18 +158,74 @@ class FreeSlots:
     """The worker's book of which of a camera's slots it may write (pure logic, no memory)."""
 
     def __init__(self, arena_slots: dict[str, range]) -> None:
-        self._free = {cam: list(slots) for cam, slots in arena_slots.items()}
-        self._owner = {s: cam for cam, slots in arena_slots.items() for s in slots}
+        self._free: dict[str, list[int]] = {}
+        self._owner: dict[int, str] = {}
+        self.add(arena_slots)
+
+    def add(self, arena_slots: dict[str, range]) -> None:
+        """Cameras (a reload added) and their slots, all free."""
+        for cam, slots in arena_slots.items():
+            self.remove(cam)
+            self._free[cam] = list(slots)
+            self._owner.update(dict.fromkeys(slots, cam))
+
+    def remove(self, camera_id: str) -> None:
+        """Forget a camera (a reload removed it): its slots coming back later are ignored."""
+        for slot in [s for s, cam in self._owner.items() if cam == camera_id]:
+            del self._owner[slot]
+        self._free.pop(camera_id, None)
 
     def take(self, camera_id: str) -> int | None:
         """A free slot of the camera, or None when the batching process holds all of them."""
-        free = self._free[camera_id]
+        free = self._free.get(camera_id)
         return free.pop() if free else None
 
     def give_back(self, slot: int) -> None:
-        cam = self._owner[slot]
-        if slot not in self._free[cam]:
+        cam = self._owner.get(slot)
+        if cam is not None and slot not in self._free[cam]:
             self._free[cam].append(slot)
 
     def free_count(self, camera_id: str) -> int:
-        return len(self._free[camera_id])
+        return len(self._free.get(camera_id, ()))
+
+
+class SlotSegments:
+    """One worker generation's segments (both processes keep one): which segment holds a slot,
+    and which cameras each segment's slots serve, so that a segment whose cameras a reload all
+    removed goes (pure book-keeping: the caller maps and unlinks)."""
+
+    def __init__(self) -> None:
+        self._by_slot: dict[int, SlotArena] = {}
+        self._segment: dict[str, SlotArena] = {}
+        """Camera → the segment of its slots."""
+        self.arenas: list[SlotArena] = []
+        self.next_slot = 0
+        """The first slot id of the generation's next segment."""
+
+    def add(self, arena: SlotArena, cameras: Sequence[str]) -> dict[str, range]:
+        """A segment for `cameras` (in its order), its ids after the others'; returns each
+        camera's slots."""
+        if arena.base < self.next_slot or arena.cameras != len(cameras):
+            raise ValueError(
+                f"segment {arena.name}: slots from {arena.base} for {arena.cameras} camera(s), "
+                f"expected from {self.next_slot} on for {len(cameras)}"
+            )
+        self.arenas.append(arena)
+        self._by_slot.update(dict.fromkeys(range(arena.base, arena.end), arena))
+        self._segment.update(dict.fromkeys(cameras, arena))
+        self.next_slot = arena.end
+        return {cam: arena.camera_slots(i) for i, cam in enumerate(cameras)}
+
+    def get(self, slot: int) -> SlotArena | None:
+        """The segment holding `slot`; None once its cameras are all removed."""
+        return self._by_slot.get(slot)
+
+    def remove_camera(self, camera_id: str) -> SlotArena | None:
+        """Forget a camera; returns its segment when no camera is left in it."""
+        arena = self._segment.pop(camera_id, None)
+        if arena is None or any(a is arena for a in self._segment.values()):
+            return None
+        self.arenas.remove(arena)
+        for slot in range(arena.base, arena.end):
+            del self._by_slot[slot]
+        return arena

@@ -9,7 +9,7 @@ from typing import Any
 from edge.metrics import FPS_WINDOW_S, DropReason, EdgeMetrics
 from edge.metrics_relay import MetricsRecorder, MetricsReplayer, observe_many
 from edge.testing import metric_samples, metric_value
-from edge.workers import resolve_processes
+from edge.worker_placement import resolve_processes
 
 DECODE_S = (0.004, 0.0005, 0.001, 0.0011, 7.0, 0.3, 0.004, 1e-6, 0.025)
 """On bucket bounds, between them, past the last one: observed per series, they must land in
